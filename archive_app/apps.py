@@ -1,0 +1,9 @@
+from django.apps import AppConfig
+
+
+class ArchiveAppConfig(AppConfig):
+    name = "archive_app"
+    verbose_name = "Kaltura Archive"
+
+    def ready(self) -> None:
+        from archive_app import checks  # noqa: F401  (registers the system checks)

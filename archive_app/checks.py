@@ -1,0 +1,32 @@
+"""System checks for settings that are only needed by some commands.
+
+Malformed values already stop settings.py with a message naming the variable;
+these checks (run by `check --deploy`) warn about what is missing for talking to Kaltura and S3.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.core.checks import Warning, register
+
+
+@register("archive", deploy=True)
+def check_service_settings(app_configs, **kwargs):
+    warnings = []
+    for name in ("KALTURA_PARTNERID", "KALTURA_SECRET", "AWS_BUCKET"):
+        if not getattr(settings, name):
+            warnings.append(
+                Warning(
+                    f"{name} is not set; syncing and archiving will refuse to run.",
+                    hint="See the configuration table in README.md.",
+                    id=f"archive.W00{len(warnings) + 1}",
+                )
+            )
+    if not settings.PLACEHOLDER_VIDEO.is_file():
+        warnings.append(
+            Warning(
+                f"PLACEHOLDER_VIDEO {settings.PLACEHOLDER_VIDEO} is not a file; replacing will refuse to run.",
+                id="archive.W004",
+            )
+        )
+    return warnings

@@ -1,0 +1,170 @@
+"""The mirror of Kaltura (entries, flavors, categories) and the archive's own records.
+
+The mirror is for browsing and selecting; jobs never treat it as proof of the live
+state (they re-read Kaltura and S3 before acting).
+"""
+
+from __future__ import annotations
+
+from django.db import models
+
+# The old Princeton tool's tags, kept so its archives are recognised.
+TAG_ARCHIVED = "archived_to_s3"
+TAG_REPLACED = "flavors_deleted"
+TAG_EXEMPT = "archive_exempt"
+
+
+class EntryStatus(models.IntegerChoices):
+    ERROR_IMPORTING = -2, "error importing"
+    ERROR_CONVERTING = -1, "error converting"
+    IMPORT = 0, "importing"
+    PRECONVERT = 1, "converting"
+    READY = 2, "ready"
+    DELETED = 3, "deleted"
+    PENDING = 4, "pending"
+    MODERATE = 5, "moderate"
+    BLOCKED = 6, "blocked"
+    NO_CONTENT = 7, "no content"
+
+
+class FlavorStatus(models.IntegerChoices):
+    ERROR = -1, "error"
+    QUEUED = 0, "queued"
+    CONVERTING = 1, "converting"
+    READY = 2, "ready"
+    DELETED = 3, "deleted"
+    NOT_APPLICABLE = 4, "not applicable"
+    TEMP = 5, "temp"
+    WAIT_FOR_CONVERT = 6, "waiting for convert"
+    IMPORTING = 7, "importing"
+    VALIDATING = 8, "validating"
+    EXPORTING = 9, "exporting"
+
+
+class MediaType(models.IntegerChoices):
+    VIDEO = 1, "video"
+    IMAGE = 2, "image"
+    AUDIO = 5, "audio"
+    LIVE_STREAM_FLASH = 201, "live stream"
+    LIVE_STREAM_WINDOWS_MEDIA = 202, "live stream (WM)"
+    LIVE_STREAM_REAL_MEDIA = 203, "live stream (RM)"
+    LIVE_STREAM_QUICKTIME = 204, "live stream (QT)"
+
+
+class ArchiveState(models.TextChoices):
+    INITIAL = "initial", "not archived"
+    ARCHIVED = "archived", "archived (copy in S3)"
+    PLACEHOLDER = "placeholder", "placeholder (flavors freed)"
+
+
+def split_tags(tags: str) -> list[str]:
+    """Kaltura's tag string as a list; it joins with ", " but older writers used ","."""
+    return [tag.strip() for tag in (tags or "").split(",") if tag.strip()]
+
+
+def archive_state_from_tags(tags: str) -> str:
+    tag_set = set(split_tags(tags.lower()))
+    if TAG_REPLACED in tag_set:
+        return ArchiveState.PLACEHOLDER
+    if TAG_ARCHIVED in tag_set:
+        return ArchiveState.ARCHIVED
+    return ArchiveState.INITIAL
+
+
+class Category(models.Model):
+    id = models.BigIntegerField(primary_key=True, help_text="Kaltura category id")
+    parent_id = models.BigIntegerField(null=True, blank=True)
+    name = models.CharField(max_length=255)
+    full_name = models.CharField(max_length=2000, help_text="names joined by >")
+    full_ids = models.CharField(max_length=1000, db_index=True, help_text="ids joined by >")
+    depth = models.PositiveSmallIntegerField(default=0)
+    entries_count = models.PositiveIntegerField(default=0)
+    synced_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["full_name"]
+        verbose_name_plural = "categories"
+
+    def __str__(self) -> str:
+        return self.full_name
+
+
+class Entry(models.Model):
+    id = models.CharField(primary_key=True, max_length=32, help_text="Kaltura entry id")
+    name = models.CharField(max_length=500, blank=True)
+    description = models.TextField(blank=True)
+    owner_id = models.CharField(max_length=255, blank=True, db_index=True)
+    creator_id = models.CharField(max_length=255, blank=True)
+    # Kaltura's own tag string, and the same wrapped in commas (",a,b,") so an
+    # exact tag test is a plain substring match in any database.
+    tags = models.TextField(blank=True)
+    tags_search = models.TextField(blank=True)
+    categories = models.ManyToManyField(Category, blank=True, related_name="entries")
+    created_at = models.DateTimeField(db_index=True)
+    updated_at = models.DateTimeField()
+    last_played_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    plays = models.PositiveIntegerField(default=0, db_index=True)
+    views = models.PositiveIntegerField(default=0)
+    status = models.SmallIntegerField(choices=EntryStatus.choices, db_index=True)
+    media_type = models.SmallIntegerField(choices=MediaType.choices, null=True, blank=True)
+    duration = models.PositiveIntegerField(default=0, help_text="seconds")
+    source_type = models.CharField(max_length=32, blank=True)
+    parent_entry_id = models.CharField(max_length=32, blank=True)
+    capabilities = models.CharField(max_length=255, blank=True)
+    replacing_entry_id = models.CharField(max_length=32, blank=True)
+    thumbnail_url = models.URLField(max_length=1000, blank=True)
+    original_flavor_id = models.CharField(max_length=32, blank=True)
+    original_status = models.SmallIntegerField(choices=FlavorStatus.choices, null=True, blank=True)
+    original_size_bytes = models.BigIntegerField(null=True, blank=True, db_index=True)
+    total_flavor_bytes = models.BigIntegerField(default=0, db_index=True)
+    archive_state = models.CharField(
+        max_length=20, choices=ArchiveState.choices, default=ArchiveState.INITIAL, db_index=True
+    )
+    gone = models.BooleanField(default=False, help_text="no longer in Kaltura")
+    synced_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-created_at", "id"]
+        verbose_name_plural = "entries"
+        permissions = [
+            ("browse_entries", "Browse and export the mirror of Kaltura entries"),
+            ("run_batches", "Create and approve archive and replace batches"),
+            ("restore_entries", "Restore archived videos"),
+            ("manage_archive", "Manage archive settings and users"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.id} {self.name}"
+
+    def set_tags(self, tags: str) -> None:
+        self.tags = tags
+        self.tags_search = "," + ",".join(t.lower() for t in split_tags(tags)) + ","
+        self.archive_state = archive_state_from_tags(tags)
+
+    @property
+    def tag_list(self) -> list[str]:
+        return split_tags(self.tags)
+
+
+class Flavor(models.Model):
+    id = models.CharField(primary_key=True, max_length=32, help_text="Kaltura flavor asset id")
+    entry = models.ForeignKey(Entry, on_delete=models.CASCADE, related_name="flavors")
+    flavor_params_id = models.IntegerField(default=0)
+    is_original = models.BooleanField(default=False)
+    status = models.SmallIntegerField(choices=FlavorStatus.choices)
+    # Bytes: Kaltura's exact sizeInBytes when it has one, else its KB figure * 1024.
+    size_bytes = models.BigIntegerField(default=0)
+    size_exact = models.BooleanField(default=False)
+    tags = models.CharField(max_length=500, blank=True)
+    file_ext = models.CharField(max_length=16, blank=True)
+    width = models.PositiveIntegerField(default=0)
+    height = models.PositiveIntegerField(default=0)
+    bitrate = models.PositiveIntegerField(default=0, help_text="kbit/s")
+    created_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-is_original", "-size_bytes"]
+
+    def __str__(self) -> str:
+        return self.id

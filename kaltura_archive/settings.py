@@ -1,0 +1,141 @@
+"""Settings for Kaltura Archive, all read from the environment (see README)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+from kaltura_archive.env import envbool, envchoice, envint, envlist, envsecret, envstr
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+DEBUG = envbool("DJANGO_DEBUG", False)
+SECRET_KEY = envsecret("DJANGO_SECRET_KEY")
+if not SECRET_KEY:
+    if not DEBUG:
+        raise ImproperlyConfigured(
+            "DJANGO_SECRET_KEY is not set (or set DJANGO_DEBUG=1 for a development key)"
+        )
+    SECRET_KEY = "insecure-development-key-only-used-when-DJANGO_DEBUG-is-on"
+ALLOWED_HOSTS = envlist("DJANGO_ALLOWED_HOSTS", "127.0.0.1,localhost")
+CSRF_TRUSTED_ORIGINS = envlist("DJANGO_CSRF_TRUSTED_ORIGINS")
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django.contrib.humanize",
+    "django_filters",
+    "django_htmx",
+    "django_rq",
+    "bootstrap",
+    "archive_app",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.auth.middleware.LoginRequiredMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_htmx.middleware.HtmxMiddleware",
+]
+
+ROOT_URLCONF = "kaltura_archive.urls"
+WSGI_APPLICATION = "kaltura_archive.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+try:
+    DATABASES = {
+        "default": dj_database_url.parse(
+            envstr("DATABASE_URL") or f"sqlite:///{BASE_DIR / 'db.sqlite3'}",
+            conn_max_age=envint("DATABASE_CONN_MAX_AGE", 0, minimum=0),
+        )
+    }
+except ValueError as exc:
+    raise ImproperlyConfigured(f"DATABASE_URL is not a database URL: {exc}") from None
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # Workers and the web process write at the same time; wait rather than fail.
+    DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 30
+    DATABASES["default"]["OPTIONS"]["transaction_mode"] = "IMMEDIATE"
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+]
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "home"
+LOGOUT_REDIRECT_URL = "login"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = envstr("TIME_ZONE", "UTC")
+USE_I18N = False
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+
+REDIS_URL = envstr("REDIS_URL", "redis://127.0.0.1:6379/0")
+RQ_QUEUES = {
+    "default": {"URL": REDIS_URL, "DEFAULT_TIMEOUT": 3600},
+}
+
+# --- Kaltura (the first names are the old Princeton tool's) -----------------------
+KALTURA_SERVICE_URL = envstr("KALTURA_SERVICE_URL", "https://www.kaltura.com").rstrip("/")
+KALTURA_PARTNERID = envint("KALTURA_PARTNERID")
+KALTURA_SECRET = envsecret("KALTURA_SECRET")
+KALTURA_USERID = envstr("KALTURA_USERID")
+KALTURA_SESSION_EXPIRY = envint("KALTURA_SESSION_EXPIRY", 86400, minimum=60)
+KALTURA_TIMEOUT = envint("KALTURA_TIMEOUT", 120, minimum=1)
+
+# --- S3 --------------------------------------------------------------------------
+AWS_BUCKET = envstr("AWS_BUCKET")
+AWS_ENDPOINT_URL = envstr("AWS_ENDPOINT_URL")
+AWS_ACCESS_KEY_ID = envstr("AWS_ACCESS_KEY_ID")
+AWS_SECRET_ACCESS_KEY = envsecret("AWS_SECRET_ACCESS_KEY")
+AWS_DEFAULT_REGION = envstr("AWS_DEFAULT_REGION", "us-east-1")
+STORAGE_CLASSES = ["GLACIER", "DEEP_ARCHIVE", "GLACIER_IR", "STANDARD_IA", "STANDARD"]
+ARCHIVE_STORAGE_CLASS = envchoice("ARCHIVE_STORAGE_CLASS", STORAGE_CLASSES, "GLACIER")
+ARCHIVE_KEY_PREFIX = envstr("ARCHIVE_KEY_PREFIX")
+
+PLACEHOLDER_VIDEO = Path(envstr("PLACEHOLDER_VIDEO") or BASE_DIR / "assets" / "placeholder.mp4")
+
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": envstr("LOG_LEVEL", "INFO").upper()},
+    # Request bodies carry the Kaltura session; never let debug logging print them.
+    "loggers": {
+        "urllib3": {"level": "WARNING"},
+        "botocore": {"level": "WARNING"},
+        "KalturaClient": {"level": "WARNING"},
+    },
+}
