@@ -168,3 +168,47 @@ class Flavor(models.Model):
 
     def __str__(self) -> str:
         return self.id
+
+
+class SyncRun(models.Model):
+    """One pass of mirroring Kaltura; its cursor lets a crashed pass resume where it stopped."""
+
+    class Kind(models.TextChoices):
+        FULL = "full", "full"
+        INCREMENTAL = "incremental", "incremental"
+        PLAYS = "plays", "plays refresh"
+
+    class Status(models.TextChoices):
+        RUNNING = "running", "running"
+        SUCCEEDED = "succeeded", "succeeded"
+        FAILED = "failed", "failed"
+
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.RUNNING)
+    started_at = models.DateTimeField(auto_now_add=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    # Where to continue: e.g. {"created_at": 1700000000, "seen_ids": [...]} for a full pass.
+    cursor = models.JSONField(default=dict, blank=True)
+    # The updatedAt high-water mark an incremental pass starts from.
+    since = models.DateTimeField(null=True, blank=True)
+    total_expected = models.PositiveIntegerField(default=0)
+    seen = models.PositiveIntegerField(default=0)
+    created = models.PositiveIntegerField(default=0)
+    updated = models.PositiveIntegerField(default=0)
+    unchanged = models.PositiveIntegerField(default=0)
+    gone = models.PositiveIntegerField(default=0)
+    kaltura_requests = models.PositiveIntegerField(default=0)
+    error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-started_at"]
+
+    def __str__(self) -> str:
+        return f"{self.kind} sync {self.started_at:%Y-%m-%d %H:%M} {self.status}"
+
+    @property
+    def progress_percent(self) -> int | None:
+        if not self.total_expected:
+            return None
+        return min(100, round(100 * self.seen / self.total_expected))
