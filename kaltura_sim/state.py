@@ -1,0 +1,665 @@
+"""The simulated partner's state and every change to it, behind one lock.
+
+Entries, flavors, categories and users come from the seeded generator; sessions, upload tokens, pending
+conversions, injected faults and request counters are added as the simulator is used. Test helpers (play,
+add_entry, inject_fault, ...) live here too, and the HTTP control endpoints call the same methods.
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import os
+import random
+import shutil
+import tempfile
+import threading
+import time
+from collections import Counter
+from typing import Any
+
+from . import content
+from .errors import KalturaError
+from .generator import (
+    ENTRY_DELETED,
+    ENTRY_NO_CONTENT,
+    ENTRY_PRECONVERT,
+    ENTRY_READY,
+    FLAVOR_DELETED,
+    FLAVOR_QUEUED,
+    FLAVOR_READY,
+    MEDIA_AUDIO,
+    Generator,
+    duration_type,
+    normalise_tags,
+)
+
+FAULT_KINDS = ("http500", "kaltura_error", "drop", "bad_gateway")
+UPLOAD_PENDING, UPLOAD_PARTIAL, UPLOAD_FULL, UPLOAD_CLOSED = 0, 1, 2, 3
+CATEGORY_ENTRY_ACTIVE, CATEGORY_ENTRY_DELETED = 2, 3
+ADMIN_SESSION = 2
+
+
+def public(record: dict[str, Any]) -> dict[str, Any]:
+    """The fields the API shows (private bookkeeping starts with "_"); public values are all immutable."""
+    return {key: value for key, value in record.items() if key[0] != "_"}
+
+
+class SimState:
+    def __init__(
+        self,
+        *,
+        entries: int = 2000,
+        seed: int = 1,
+        content_scale: float = 0.001,
+        conversion_delay: float = 0.0,
+        ks_expiry_cap: int = 86400,
+        partner_id: int = 1234567,
+        admin_secret: str = "sim-admin-secret",
+        now: float | None = None,
+    ) -> None:
+        self.lock = threading.RLock()
+        self.seed = seed
+        self.partner_id = partner_id
+        self.admin_secret = admin_secret
+        self.conversion_delay = conversion_delay
+        self.ks_expiry_cap = ks_expiry_cap
+        self.base_url = "http://127.0.0.1"
+        self.generator = Generator(seed, partner_id, int(time.time() if now is None else now), content_scale)
+        self._added_rng = random.Random(f"{seed}:added")
+        self._seq = 0
+
+        self.users: dict[str, dict] = {u["id"]: u for u in self.generator.make_users()}
+        self.categories: dict[int, dict] = {c["id"]: {**c, "_seq": c["id"]} for c in self.generator.make_categories()}
+        self.entries: dict[str, dict] = {}
+        self.flavors: dict[str, dict] = {}
+        self.category_entries: dict[tuple[int, str], dict] = {}
+        self._categories_of: dict[str, list[int]] = {}
+        generated, flavors, rows = self.generator.make_catalogue(entries)
+        for flavor in flavors:
+            self._insert_flavor(flavor)
+        for entry in generated:
+            self._insert_entry(entry)
+        for category_id, entry_id, created in rows:
+            self._link_category(category_id, entry_id, created)
+        for entry in generated:
+            self._sync_categories(entry)
+
+        self.sessions: dict[str, dict] = {}
+        self.upload_tokens: dict[str, dict] = {}
+        self.pending: dict[str, dict] = {}
+        self.faults: list[dict] = []
+        self.download_faults: dict[str, Any] = {"truncate_next": 0, "truncate_at": 0.5, "bytes_per_second": None}
+        self._counters: Counter[str] = Counter()
+        self._subrequest_counters: Counter[str] = Counter()
+        self._workdir: str | None = None
+
+    # --- bookkeeping ------------------------------------------------------------------------------
+
+    def _next_seq(self) -> int:
+        self._seq += 1
+        return self._seq
+
+    def _insert_entry(self, entry: dict) -> None:
+        entry.setdefault("_seq", self._next_seq())
+        entry.setdefault("_hidden", False)
+        self.entries[entry["id"]] = entry
+
+    def _insert_flavor(self, flavor: dict) -> None:
+        flavor.setdefault("_seq", self._next_seq())
+        self.flavors[flavor["id"]] = flavor
+
+    def _link_category(self, category_id: int, entry_id: str, created: int) -> None:
+        entry = self.entries[entry_id]
+        self._categories_of.setdefault(entry_id, []).append(category_id)
+        self.category_entries[(category_id, entry_id)] = {
+            "categoryId": category_id,
+            "entryId": entry_id,
+            "createdAt": created,
+            "categoryFullIds": self.categories[category_id]["fullIds"],
+            "status": CATEGORY_ENTRY_DELETED if entry["status"] == ENTRY_DELETED else CATEGORY_ENTRY_ACTIVE,
+            "creatorUserId": entry["userId"],
+            "_seq": self._next_seq(),
+        }
+
+    def _sync_categories(self, entry: dict) -> None:
+        rows = [self.category_entries[key] for key in self._category_keys(entry["id"])]
+        active = [self.categories[r["categoryId"]] for r in rows if r["status"] == CATEGORY_ENTRY_ACTIVE]
+        entry["categories"] = ",".join(c["fullName"] for c in active)
+        entry["categoriesIds"] = ",".join(str(c["id"]) for c in active)
+
+    def _category_keys(self, entry_id: str) -> list[tuple[int, str]]:
+        return [(category_id, entry_id) for category_id in self._categories_of.get(entry_id, [])]
+
+    def entry_flavors(self, entry: dict, *, live_only: bool = False) -> list[dict]:
+        flavors = [self.flavors[flavor_id] for flavor_id in entry["_flavors"]]
+        return [f for f in flavors if f["status"] != FLAVOR_DELETED] if live_only else flavors
+
+    def original_flavor(self, entry: dict) -> dict | None:
+        return next((f for f in self.entry_flavors(entry, live_only=True) if f["isOriginal"]), None)
+
+    def public_entry(self, entry: dict) -> dict[str, Any]:
+        record = public(entry)
+        prefix = f"{self.base_url}/p/{self.partner_id}/sp/{self.partner_id}00"
+        record["thumbnailUrl"] = f"{prefix}/thumbnail/entry_id/{entry['id']}/version/{entry['_thumb_version']}"
+        manifest = f"{prefix}/playManifest/entryId/{entry['id']}"
+        record["downloadUrl"] = f"{manifest}/format/download/protocol/http/flavorParamsId/0"
+        record["dataUrl"] = f"{manifest}/format/url/protocol/http"
+        return record
+
+    def flavor_url(self, flavor: dict) -> str:
+        return (
+            f"{self.base_url}/p/{self.partner_id}/sp/{self.partner_id}00/serveFlavor/entryId/{flavor['entryId']}"
+            f"/v/{flavor['version']}/flavorId/{flavor['id']}/name/a.{flavor['fileExt']}"
+        )
+
+    def find_entry(self, entry_id: str | None, *, include_hidden: bool = True) -> dict:
+        """The entry as the API's get sees it: deleted entries do not exist."""
+        entry = self.entries.get(entry_id or "")
+        if entry is None or entry["status"] == ENTRY_DELETED or (entry["_hidden"] and not include_hidden):
+            raise KalturaError("ENTRY_ID_NOT_FOUND", entry_id)
+        return entry
+
+    @property
+    def workdir(self) -> str:
+        with self.lock:
+            if self._workdir is None:
+                self._workdir = tempfile.mkdtemp(prefix="kaltura-sim-")
+            return self._workdir
+
+    def close(self) -> None:
+        with self.lock:
+            if self._workdir:
+                shutil.rmtree(self._workdir, ignore_errors=True)
+                self._workdir = None
+
+    # --- test and control helpers -----------------------------------------------------------------
+
+    def play(self, entry_id: str, when: float | None = None) -> dict:
+        """What Kaltura's daily analytics job does: lastPlayedAt, plays and views move; updatedAt does not."""
+        with self.lock:
+            entry = self.entries[entry_id]
+            entry["lastPlayedAt"] = int(time.time() if when is None else when)
+            entry["plays"] += 1
+            entry["views"] += 1
+            return self.public_entry(entry)
+
+    def add_entry(self, **fields: Any) -> str:
+        """Add a plain READY video entry (created now, never played, untagged, three transcodes) unless
+        `fields` say otherwise. Besides KalturaMediaEntry fields: original_size_bytes (exact, not scaled),
+        original_status (None for no original flavor), transcode_count, category_ids."""
+        with self.lock:
+            now = int(time.time())
+            options: dict[str, Any] = {
+                "createdAt": now,
+                "lastPlayedAt": None,
+                "status": ENTRY_READY,
+                "mediaType": 1,
+                "sourceType": "1",
+                "tags": "",
+                "category_ids": [],
+                "original_status": FLAVOR_READY,
+                "transcode_count": 3,
+            }
+            options.update(fields)
+            options.setdefault("updatedAt", options["createdAt"])
+            entry, flavors, category_ids = self.generator.make_entry(self._added_rng, **options)
+            for flavor in flavors:
+                self._insert_flavor(flavor)
+            self._insert_entry(entry)
+            for category_id in category_ids:
+                self._link_category(int(category_id), entry["id"], entry["createdAt"])
+            self._sync_categories(entry)
+            return entry["id"]
+
+    def delete_entry(self, entry_id: str) -> None:
+        with self.lock:
+            entry = self.entries[entry_id]
+            now = int(time.time())
+            entry["status"] = ENTRY_DELETED
+            entry["updatedAt"] = now
+            for flavor in self.entry_flavors(entry, live_only=True):
+                flavor.update(status=FLAVOR_DELETED, deletedAt=now, updatedAt=now)
+            for key in self._category_keys(entry_id):
+                self.category_entries[key]["status"] = CATEGORY_ENTRY_DELETED
+            self._sync_categories(entry)
+
+    def set_tags(self, entry_id: str, tags: str) -> dict:
+        with self.lock:
+            entry = self.entries[entry_id]
+            self.update_entry(entry, {"tags": tags})
+            return self.public_entry(entry)
+
+    def get_entry(self, entry_id: str) -> dict:
+        with self.lock:
+            return self.public_entry(self.entries[entry_id])
+
+    def get_flavors(self, entry_id: str) -> list[dict]:
+        """All the entry's flavors, DELETED ones included."""
+        with self.lock:
+            return [public(f) for f in self.entry_flavors(self.entries[entry_id])]
+
+    def all_entries(self) -> list[dict]:
+        """Every entry a list with all statuses would show (not the hidden replacement entries)."""
+        with self.lock:
+            return [self.public_entry(e) for e in self.entries.values() if not e["_hidden"]]
+
+    def original_bytes_sha256(self, entry_id: str) -> str | None:
+        """SHA-256 of what downloading the entry's original flavor returns now (None: no original)."""
+        with self.lock:
+            flavor = self.original_flavor(self.entries[entry_id])
+            source = flavor["_content"] if flavor else None
+        return content.sha256(source) if source else None
+
+    def expire_sessions(self) -> None:
+        with self.lock:
+            for session in self.sessions.values():
+                session["expiresAt"] = 0.0
+
+    def inject_fault(
+        self,
+        kind: str,
+        count: int = 1,
+        service: str | None = None,
+        action: str | None = None,
+        code: str = "INTERNAL_SERVER_ERROR",
+        message: str | None = None,
+    ) -> None:
+        if kind not in FAULT_KINDS:
+            raise ValueError(f"fault kind must be one of {FAULT_KINDS}")
+        with self.lock:
+            self.faults.append(
+                {"kind": kind, "remaining": int(count), "service": service, "action": action, "code": code,
+                 "message": message}  # fmt: skip
+            )
+
+    def clear_faults(self) -> None:
+        with self.lock:
+            self.faults.clear()
+            self.download_faults.update(truncate_next=0, truncate_at=0.5, bytes_per_second=None)
+
+    def set_download_faults(
+        self, truncate_next: int = 0, truncate_at: float = 0.5, bytes_per_second: float | None = None
+    ) -> None:
+        if not 0 <= truncate_at < 1:
+            raise ValueError("truncate_at is a fraction in [0, 1)")
+        with self.lock:
+            self.download_faults.update(
+                truncate_next=int(truncate_next), truncate_at=float(truncate_at), bytes_per_second=bytes_per_second
+            )
+
+    @property
+    def counters(self) -> dict[str, int]:
+        with self.lock:
+            return dict(self._counters)
+
+    @property
+    def subrequest_counters(self) -> dict[str, int]:
+        with self.lock:
+            return dict(self._subrequest_counters)
+
+    def reset_counters(self) -> None:
+        with self.lock:
+            self._counters.clear()
+            self._subrequest_counters.clear()
+
+    def count(self, key: str, *, subrequest: bool = False) -> None:
+        with self.lock:
+            (self._subrequest_counters if subrequest else self._counters)[key] += 1
+
+    def complete_conversions(self) -> None:
+        """Finish every pending replacement and content addition now."""
+        with self.lock:
+            for entry_id in list(self.pending):
+                self._finish_conversion(self.pending.pop(entry_id))
+
+    def tick(self) -> None:
+        """Finish conversions whose delay has passed; called on every request, so completion is lazy but
+        never observed late."""
+        with self.lock:
+            now = time.time()
+            for entry_id, job in list(self.pending.items()):
+                if job["due"] <= now:
+                    self._finish_conversion(self.pending.pop(entry_id))
+
+    # --- faults as the server applies them --------------------------------------------------------
+
+    @staticmethod
+    def _fault_hits(fault: dict, service: str, action: str) -> bool:
+        return (fault["service"] is None or fault["service"].lower() == service.lower()) and (
+            fault["action"] is None or fault["action"].lower() == action.lower()
+        )
+
+    def take_request_fault(self, service: str, action: str, subcalls: list[tuple[str, str]] | None) -> dict | None:
+        """The fault to apply to a whole HTTP request, if any (and count it as used).
+
+        A multirequest is hit by faults for any call or for "multirequest"; transport faults (http500, drop,
+        bad_gateway) aimed at a service also hit a multirequest that contains such a call. kaltura_error faults
+        aimed at a service hit only that item of a multirequest (see take_item_fault).
+        """
+        with self.lock:
+            for fault in self.faults:
+                if fault["remaining"] <= 0:
+                    continue
+                if subcalls is None:
+                    hit = self._fault_hits(fault, service, action)
+                elif fault["service"] is None or fault["service"].lower() == "multirequest":
+                    hit = True
+                else:
+                    hit = fault["kind"] != "kaltura_error" and any(self._fault_hits(fault, s, a) for s, a in subcalls)
+                if hit:
+                    return self._use(fault)
+            return None
+
+    def take_item_fault(self, service: str, action: str) -> dict | None:
+        with self.lock:
+            for fault in self.faults:
+                if (
+                    fault["remaining"] > 0
+                    and fault["kind"] == "kaltura_error"
+                    and fault["service"] not in (None, "multirequest")
+                    and self._fault_hits(fault, service, action)
+                ):
+                    return self._use(fault)
+            return None
+
+    def _use(self, fault: dict) -> dict:
+        fault["remaining"] -= 1
+        self.faults = [f for f in self.faults if f["remaining"] > 0]
+        return dict(fault)
+
+    def take_download_plan(self) -> tuple[float | None, float | None]:
+        """(fraction after which to cut the connection or None, bytes per second or None)."""
+        with self.lock:
+            plan = self.download_faults
+            truncate = None
+            if plan["truncate_next"] > 0:
+                plan["truncate_next"] -= 1
+                truncate = plan["truncate_at"]
+            return truncate, plan["bytes_per_second"]
+
+    # --- sessions ---------------------------------------------------------------------------------
+
+    def start_session(self, secret: str | None, user_id: str, ks_type: int, partner_id: int | None,
+                      expiry: int | None, privileges: str) -> str:  # fmt: skip
+        if partner_id != self.partner_id or secret != self.admin_secret:
+            raise KalturaError("START_SESSION_ERROR", partner_id if partner_id is not None else "")
+        expiry = expiry if expiry and expiry > 0 else 86400
+        expiry = min(expiry, self.ks_expiry_cap)
+        # Shaped like a v2 KS: base64 of "v2|<partner>|" and opaque bytes (here random; the real ones are
+        # encrypted fields). Clients must treat it as opaque.
+        ks = base64.urlsafe_b64encode(f"v2|{self.partner_id}|".encode() + os.urandom(96)).decode()
+        with self.lock:
+            self.sessions[ks] = {
+                "userId": user_id,
+                "type": ks_type,
+                "privileges": privileges,
+                "expiresAt": time.time() + expiry,
+            }
+        return ks
+
+    def check_session(self, ks: str | None) -> dict:
+        if not ks:
+            raise KalturaError("MISSING_KS")
+        with self.lock:
+            session = self.sessions.get(ks)
+        if session is None:
+            raise KalturaError("INVALID_KS", ks, -1, "INVALID_STR")
+        if session["expiresAt"] <= time.time():
+            raise KalturaError("INVALID_KS", ks, -5, "EXPIRED")
+        return session
+
+    # --- entry changes ----------------------------------------------------------------------------
+
+    def update_entry(self, entry: dict, changes: dict[str, Any]) -> None:
+        """Apply changes; updatedAt moves only if a value really changed (as Propel saves only modified
+        columns)."""
+        changed = False
+        for key, value in changes.items():
+            if key == "tags":
+                value = normalise_tags(value)
+            if key == "categoriesIds":
+                changed |= self._set_categories(entry, value)
+                continue
+            if entry.get(key) != value:
+                entry[key] = value
+                changed = True
+        if changed:
+            entry["updatedAt"] = int(time.time())
+
+    def _set_categories(self, entry: dict, ids: str | None) -> bool:
+        wanted = [int(i) for i in (ids or "").split(",") if i.strip().isdigit() and int(i) in self.categories]
+        before = entry["categoriesIds"]
+        now = int(time.time())
+        for key in self._category_keys(entry["id"]):
+            if key[0] not in wanted:
+                self.category_entries[key]["status"] = CATEGORY_ENTRY_DELETED
+        for category_id in wanted:
+            row = self.category_entries.get((category_id, entry["id"]))
+            if row is None:
+                self._link_category(category_id, entry["id"], now)
+            else:
+                row["status"] = CATEGORY_ENTRY_ACTIVE
+        self._sync_categories(entry)
+        return entry["categoriesIds"] != before
+
+    def delete_flavor(self, flavor_id: str) -> None:
+        flavor = self.flavors.get(flavor_id or "")
+        if flavor is None or flavor["status"] == FLAVOR_DELETED:
+            raise KalturaError("FLAVOR_ASSET_ID_NOT_FOUND", flavor_id)
+        now = int(time.time())
+        flavor.update(status=FLAVOR_DELETED, deletedAt=now, updatedAt=now)
+        entry = self.entries[flavor["entryId"]]
+        live = self.entry_flavors(entry, live_only=True)
+        entry["flavorParamsIds"] = ",".join(str(f["flavorParamsId"]) for f in live)
+        # flavorAsset::postUpdate: an entry left without a READY flavor has no content any more.
+        has_ready = any(f["status"] == FLAVOR_READY for f in live)
+        if not has_ready and entry["status"] not in (ENTRY_DELETED, ENTRY_NO_CONTENT):
+            entry["status"] = ENTRY_NO_CONTENT
+            entry["updatedAt"] = now
+
+    def thumbnail_from_video(self, entry: dict) -> None:
+        if self.original_flavor(entry) is None or self.original_flavor(entry)["status"] != FLAVOR_READY:
+            raise KalturaError("ORIGINAL_FLAVOR_ASSET_IS_MISSING")
+        entry["_thumb_version"] += 1
+        entry["updatedAt"] = int(time.time())
+
+    # --- upload tokens ----------------------------------------------------------------------------
+
+    def add_upload_token(self, user_id: str, file_name: str | None, file_size: float | None,
+                         auto_finalize: bool) -> dict:  # fmt: skip
+        now = int(time.time())
+        token_id = "0_" + os.urandom(16).hex()
+        token = {
+            "id": token_id,
+            "partnerId": self.partner_id,
+            "userId": user_id,
+            "status": UPLOAD_PENDING,
+            "fileName": file_name,
+            "fileSize": file_size,
+            "uploadedFileSize": None,
+            "createdAt": now,
+            "updatedAt": now,
+            "uploadUrl": None,
+            "autoFinalize": 1 if auto_finalize else None,
+            "attachedObjectType": None,
+            "attachedObjectId": None,
+            "_path": None,
+            "_chunks": {},
+        }
+        with self.lock:
+            self.upload_tokens[token_id] = token
+        return token
+
+    def find_upload_token(self, token_id: str | None) -> dict:
+        token = self.upload_tokens.get(token_id or "")
+        if token is None:
+            raise KalturaError("UPLOAD_TOKEN_NOT_FOUND")
+        return token
+
+    def upload_chunk(self, token: dict, chunk_path: str, file_name: str | None, resume: bool, final: bool,
+                     resume_at: int) -> None:  # fmt: skip
+        """kUploadTokenMgr::uploadFileToToken. resume=False replaces the content. resume=True appends at the
+        end when resumeAt is -1 or equals the current size; any other resumeAt is kept as a pending chunk and
+        appended once the bytes before it have arrived (chunks may come in parallel, out of order). A final
+        chunk with resumeAt > 0 must leave the file exactly resumeAt + its size long, else
+        UPLOAD_TOKEN_CANNOT_MATCH_EXPECTED_SIZE (the real server waits up to 30 s for missing chunks first)."""
+        if token["status"] not in (UPLOAD_PENDING, UPLOAD_PARTIAL):
+            raise KalturaError("UPLOAD_TOKEN_INVALID_STATUS_FOR_UPLOAD")
+        if not token["fileName"] and file_name:
+            token["fileName"] = os.path.basename(file_name)
+        chunk_size = os.path.getsize(chunk_path)
+        if chunk_size == 0 and not final and resume_at > 0:
+            os.unlink(chunk_path)
+            return
+        if not resume:
+            path = os.path.join(self.workdir, f"upload-{token['id']}")
+            os.replace(chunk_path, path)
+            token["_path"], token["_chunks"] = path, {}
+            size = chunk_size
+        else:
+            path = token["_path"]
+            if not path or not os.path.exists(path):
+                raise KalturaError("UPLOAD_TOKEN_CANNOT_RESUME")
+            current = os.path.getsize(path)
+            if resume_at == -1:
+                resume_at = current
+            token["_chunks"][resume_at] = chunk_path
+            size = self._append_available_chunks(token)
+            if final and resume_at > 0 and size != resume_at + chunk_size:
+                raise KalturaError("UPLOAD_TOKEN_CANNOT_MATCH_EXPECTED_SIZE")
+        finalize = final or (token["autoFinalize"] and token["fileSize"] and size >= token["fileSize"])
+        token["status"] = UPLOAD_FULL if finalize else UPLOAD_PARTIAL
+        token["uploadedFileSize"] = size
+        token["updatedAt"] = int(time.time())
+
+    @staticmethod
+    def _append_available_chunks(token: dict) -> int:
+        path, chunks = token["_path"], token["_chunks"]
+        size = os.path.getsize(path)
+        with open(path, "r+b") as target:
+            while True:
+                # A chunk that starts within or at the end of the file and makes it longer is written at its
+                # offset (overlapping bytes are overwritten, as the real server does).
+                usable = [o for o, p in chunks.items() if o <= size and o + os.path.getsize(p) > size]
+                stale = [o for o, p in chunks.items() if o + os.path.getsize(p) <= size]
+                for offset in stale:
+                    os.unlink(chunks.pop(offset))
+                if not usable:
+                    return size
+                offset = min(usable)
+                chunk_path = chunks.pop(offset)
+                target.seek(offset)
+                with open(chunk_path, "rb") as source:
+                    shutil.copyfileobj(source, target, content.BLOCK)
+                os.unlink(chunk_path)
+                size = max(size, target.tell())
+
+    def take_uploaded_file(self, token_id: str | None) -> str:
+        """Close a FULL_UPLOAD token and hand its file over; anything else is
+        UPLOAD_TOKEN_INVALID_STATUS_FOR_ADD_ENTRY (so is an unknown token: the real code maps both alike)."""
+        token = self.upload_tokens.get(token_id or "")
+        if token is None or token["status"] != UPLOAD_FULL:
+            raise KalturaError("UPLOAD_TOKEN_INVALID_STATUS_FOR_ADD_ENTRY")
+        token["status"] = UPLOAD_CLOSED
+        token["updatedAt"] = int(time.time())
+        path = os.path.join(self.workdir, f"content-{token['id']}")
+        os.replace(token["_path"], path)
+        return path
+
+    # --- content replacement and addition ---------------------------------------------------------
+
+    def start_replacement(self, entry: dict, path: str) -> None:
+        """MediaService::replaceResource on an entry with content: a hidden temporary entry takes the new
+        file and converts; the entry itself keeps playing its current flavors until the swap."""
+        if entry["replacingEntryId"]:
+            raise KalturaError("ENTRY_REPLACEMENT_ALREADY_EXISTS")
+        now = int(time.time())
+        temp = copy.deepcopy({k: v for k, v in entry.items() if k not in ("_seq", "_flavors")})
+        temp.update(
+            id=self.generator.new_id(self._added_rng), status=ENTRY_PRECONVERT, createdAt=now, updatedAt=now,
+            replacedEntryId=entry["id"], replacingEntryId=None, replacementStatus="0", displayInSearch=-1,
+            plays=0, views=0, lastPlayedAt=None, categories="", categoriesIds="", _hidden=True, _flavors=[],
+        )  # fmt: skip
+        temp["rootEntryId"] = temp["id"]
+        self._insert_entry(temp)
+        entry["replacingEntryId"] = temp["id"]
+        # NOT_READY_AND_NOT_APPROVED becomes APPROVED_BUT_NOT_READY at once for partners without the
+        # replacement-approval feature (the usual case): no approveReplace call is needed.
+        entry["replacementStatus"] = "1"
+        entry["updatedAt"] = now
+        self.pending[entry["id"]] = {"kind": "replace", "entry": entry["id"], "temp": temp["id"], "path": path,
+                                     "due": time.time() + self.conversion_delay}  # fmt: skip
+
+    def attach_content(self, entry: dict, path: str) -> None:
+        """Content for an entry without any (addContent, or updateContent on NO_CONTENT): a new original
+        flavor is queued and the entry converts (PRECONVERT) until the conversion delay has passed."""
+        now = int(time.time())
+        source = content.from_file(path, os.path.getsize(path))
+        flavor = self.generator.flavor_record(
+            self.generator.new_id(self._added_rng), entry, 0, source, FLAVOR_QUEUED, 1, now, now,
+            width=entry["width"] or 1280, height=entry["height"] or 720, frame_rate=25.0,
+            duration=entry["duration"], web=not entry["_profile"],
+        )  # fmt: skip
+        self._insert_flavor(flavor)
+        entry["_flavors"].append(flavor["id"])
+        entry["status"] = ENTRY_PRECONVERT
+        entry["updatedAt"] = now
+        self.pending[entry["id"]] = {"kind": "add", "entry": entry["id"], "path": path,
+                                     "due": time.time() + self.conversion_delay}  # fmt: skip
+
+    def _finish_conversion(self, job: dict) -> None:
+        entry = self.entries[job["entry"]]
+        now = int(time.time())
+        source = content.from_file(job["path"], os.path.getsize(job["path"]))
+        duration_ms = content.mp4_duration_ms(job["path"])
+        if duration_ms is not None:
+            entry.update(duration=round(duration_ms / 1000), msDuration=duration_ms,
+                         durationType=duration_type(round(duration_ms / 1000)))  # fmt: skip
+        live = self.entry_flavors(entry, live_only=True)
+        original = next((f for f in live if f["isOriginal"]), None)
+        if original is None:
+            original = self.generator.flavor_record(
+                self.generator.new_id(self._added_rng), entry, 0, source, FLAVOR_READY, 0, now, now,
+                width=entry["width"] or 1280, height=entry["height"] or 720, frame_rate=25.0,
+                duration=entry["duration"], web=not entry["_profile"],
+            )  # fmt: skip
+            self._insert_flavor(original)
+            entry["_flavors"].append(original["id"])
+        if job["kind"] == "add":
+            original["version"] -= 1  # the queued original gets its first version, not a new one
+        self._set_content(original, source, now, entry["duration"])
+
+        # Transcodes are made again from the new source; a flavor of the same params keeps its id.
+        by_params = {f["flavorParamsId"]: f for f in live if not f["isOriginal"]}
+        for params_id in entry["_profile"]:
+            size = self.generator.transcode_size(params_id, content.size_of(source), entry["duration"])
+            flavor = by_params.pop(params_id, None)
+            if flavor is None:
+                flavor = self.generator.flavor_record(
+                    self.generator.new_id(self._added_rng), entry, params_id, source, FLAVOR_READY, 0, now, now,
+                    width=original["width"] or 1280, height=original["height"] or 720,
+                    frame_rate=original["frameRate"], duration=entry["duration"],
+                )  # fmt: skip
+                self._insert_flavor(flavor)
+                entry["_flavors"].append(flavor["id"])
+            key = f"{self.seed}:{flavor['id']}:{flavor['version'] + 1}"
+            self._set_content(flavor, content.generated(key, size), now, entry["duration"])
+        for flavor in by_params.values():
+            flavor.update(status=FLAVOR_DELETED, deletedAt=now, updatedAt=now)
+
+        live = self.entry_flavors(entry, live_only=True)
+        entry["flavorParamsIds"] = ",".join(str(f["flavorParamsId"]) for f in live)
+        entry.update(status=ENTRY_READY, replacingEntryId=None, replacementStatus="0", updatedAt=now)
+        if entry["mediaType"] != MEDIA_AUDIO:
+            entry["width"], entry["height"] = original["width"], original["height"]
+        if job["kind"] == "replace":
+            self.entries[job["temp"]].update(status=ENTRY_DELETED, updatedAt=now)
+
+    @staticmethod
+    def _set_content(flavor: dict, source: content.Content, now: int, duration: int) -> None:
+        size = content.size_of(source)
+        flavor.update(
+            _content=source, size=round(size / 1024), sizeInBytes=size, version=flavor["version"] + 1,
+            status=FLAVOR_READY, updatedAt=now, deletedAt=None, bitrate=int(size * 8 / 1000 / max(duration, 1)),
+        )  # fmt: skip

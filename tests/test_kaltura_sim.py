@@ -1,0 +1,838 @@
+"""The Kaltura simulator, driven over HTTP by the official KalturaApiClient (never mocked)."""
+
+from __future__ import annotations
+
+import collections
+import hashlib
+import http.client
+import io
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.parse
+from pathlib import Path
+
+import pytest
+import requests
+from KalturaClient import KalturaClient, KalturaConfiguration
+from KalturaClient.Base import KalturaParams
+from KalturaClient.exceptions import KalturaClientException, KalturaException
+from KalturaClient.Plugins.Core import (
+    KalturaBaseEntryFilter,
+    KalturaBaseEntryListResponse,
+    KalturaCategoryEntryFilter,
+    KalturaCategoryFilter,
+    KalturaFilterPager,
+    KalturaFlavorAssetFilter,
+    KalturaMediaEntry,
+    KalturaMediaEntryFilter,
+    KalturaMediaListResponse,
+    KalturaSessionType,
+    KalturaUploadedFileTokenResource,
+    KalturaUploadToken,
+)
+
+from kaltura_sim import SimState, start_in_thread
+
+REPO = Path(__file__).resolve().parents[1]
+ALL_STATUSES = "-2,-1,0,1,2,3,4,5,6,7"
+READY, DELETED, NO_CONTENT, PRECONVERT = 2, 3, 7, 1
+
+
+# --- fixtures and helpers -------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def sim():
+    # A long conversion delay: tests finish conversions with complete_conversions() when they want to.
+    simulator = start_in_thread(entries=2000, seed=11, content_scale=1e-4, conversion_delay=3600)
+    yield simulator
+    simulator.stop()
+
+
+@pytest.fixture(scope="module")
+def big_sim():
+    started = time.process_time()
+    simulator = start_in_thread(entries=10_500, seed=5, content_scale=1e-4)
+    simulator.startup_cpu_seconds = time.process_time() - started
+    yield simulator
+    simulator.stop()
+
+
+@pytest.fixture
+def state(sim):
+    """The module simulator's state, with faults cleared after the test."""
+    yield sim.state
+    sim.state.clear_faults()
+
+
+def connect(sim, *, ks_type=KalturaSessionType.ADMIN, expiry=86400, user="sim-tests"):
+    client = KalturaClient(KalturaConfiguration(sim.url))
+    client.setKs(client.session.start(sim.admin_secret, user, ks_type, sim.partner_id, expiry))
+    return client
+
+
+@pytest.fixture
+def client(sim):
+    return connect(sim)
+
+
+_claimed: set[str] = set()
+
+
+def has_ready_original(flavors):
+    return any(f["isOriginal"] and f["status"] == READY for f in flavors)
+
+
+def pick(sim, predicate=None):
+    """An entry no other test has used, READY with a READY original unless `predicate` says otherwise."""
+    for entry in sim.state.all_entries():
+        if entry["id"] in _claimed:
+            continue
+        flavors = sim.state.get_flavors(entry["id"])
+        if predicate is None:
+            ok = entry["status"] == READY and entry["mediaType"] == 1 and has_ready_original(flavors)
+            ok = ok and not entry["parentEntryId"] and "flavors_deleted" not in entry["tags"]
+        else:
+            ok = predicate(entry, flavors)
+        if ok:
+            _claimed.add(entry["id"])
+            return entry
+    pytest.fail("no entry matches")
+
+
+def error_of(call, *args):
+    with pytest.raises(KalturaException) as raised:
+        call(*args)
+    return raised.value
+
+
+def upload_bytes(client, data: bytes, chunks: int = 1) -> str:
+    token = client.uploadToken.add(KalturaUploadToken(fileName="video.mp4", fileSize=len(data)))
+    step = -(-len(data) // chunks)
+    for index in range(chunks):
+        piece = data[index * step : (index + 1) * step]
+        final = index == chunks - 1
+        client.uploadToken.upload(token.id, io.BytesIO(piece), index > 0, final, index * step if index else -1)
+    return token.id
+
+
+def original_of(client, entry_id):
+    flavors = client.flavorAsset.list(KalturaFlavorAssetFilter(entryIdEqual=entry_id)).objects
+    return next(f for f in flavors if f.isOriginal)
+
+
+def download(url: str, headers=None) -> requests.Response:
+    response = requests.get(url, headers=headers or {}, timeout=30)
+    assert response.status_code in (200, 206), response.status_code
+    return response
+
+
+def ready_entries(sim):
+    return [e for e in sim.state.all_entries() if e["status"] == READY]
+
+
+# --- sessions -------------------------------------------------------------------------------------
+
+
+def test_session_start_with_the_admin_secret_returns_a_working_ks(sim):
+    client = KalturaClient(KalturaConfiguration(sim.url))
+    ks = client.session.start(sim.admin_secret, "someone", KalturaSessionType.ADMIN, sim.partner_id)
+    assert ks.startswith("djJ8")  # base64 of "v2|", like a real v2 KS
+    client.setKs(ks)
+    assert client.media.list().totalCount > 0
+
+
+def test_session_start_with_a_wrong_secret_or_partner_fails(sim):
+    client = KalturaClient(KalturaConfiguration(sim.url))
+    error = error_of(client.session.start, "wrong", "u", KalturaSessionType.ADMIN, sim.partner_id)
+    assert error.code == "START_SESSION_ERROR"
+    assert str(sim.partner_id) in error.message
+    error = error_of(client.session.start, sim.admin_secret, "u", KalturaSessionType.ADMIN, sim.partner_id + 1)
+    assert error.code == "START_SESSION_ERROR"
+
+
+def test_missing_and_unknown_ks(sim):
+    client = KalturaClient(KalturaConfiguration(sim.url))
+    assert error_of(client.media.list).code == "MISSING_KS"
+    client.setKs("djJ8bm90IGEgcmVhbCBrcw==")
+    error = error_of(client.media.list)
+    assert error.code == "INVALID_KS"
+    assert "-1,INVALID_STR" in error.message
+
+
+def test_expired_sessions(sim):
+    expiring = connect(sim, expiry=1)
+    sim.state.ks_expiry_cap = 1
+    try:
+        capped = connect(sim)  # asks for a day, the partner allows a second
+    finally:
+        sim.state.ks_expiry_cap = 86400
+    lasting = connect(sim)
+    assert expiring.media.list().totalCount > 0
+    time.sleep(1.2)
+    for client in (expiring, capped):
+        error = error_of(client.media.list)
+        assert error.code == "INVALID_KS"
+        assert "EXPIRED" in error.message
+    assert lasting.media.list().totalCount > 0
+
+    sim.state.expire_sessions()
+    assert error_of(lasting.media.list).code == "INVALID_KS"
+    assert connect(sim).media.list().totalCount > 0
+
+
+def test_unknown_service_and_action(client):
+    client.queueServiceActionCall("nosuchservice", "list", "None", KalturaParams())
+    assert error_of(client.doQueue).code == "SERVICE_DOES_NOT_EXISTS"
+    client.queueServiceActionCall("media", "nosuchaction", "None", KalturaParams())
+    assert error_of(client.doQueue).code == "ACTION_DOES_NOT_EXISTS"
+
+
+# --- entry lists ----------------------------------------------------------------------------------
+
+
+def test_list_defaults_to_ready_entries_and_30_per_page(sim, client):
+    response = client.media.list()
+    assert isinstance(response, KalturaMediaListResponse)
+    assert response.totalCount == len(ready_entries(sim))
+    assert len(response.objects) == 30
+    assert {e.status.getValue() for e in response.objects} == {"2"}
+
+
+def test_status_in_everything_includes_deleted_entries(sim, client):
+    response = client.media.list(KalturaMediaEntryFilter(statusIn=ALL_STATUSES))
+    assert response.totalCount == len(sim.state.all_entries())
+    deleted = client.media.list(KalturaMediaEntryFilter(statusEqual=str(DELETED)))
+    assert deleted.totalCount == sum(e["status"] == DELETED for e in sim.state.all_entries()) > 0
+    not_ready = client.media.list(KalturaMediaEntryFilter(statusNotIn="2"))
+    assert not_ready.totalCount == sum(e["status"] not in (READY, DELETED) for e in sim.state.all_entries())
+
+
+def test_page_size_is_clamped_to_500(client):
+    response = client.media.list(KalturaMediaEntryFilter(), KalturaFilterPager(pageSize=1000))
+    assert len(response.objects) == 500
+    assert response.totalCount > 500
+
+
+def test_paging_by_created_at_is_stable_and_ordered(client):
+    filter_ = KalturaMediaEntryFilter(orderBy="+createdAt", statusIn=ALL_STATUSES)
+    pages = [client.media.list(filter_, KalturaFilterPager(pageSize=100, pageIndex=i)).objects for i in range(1, 6)]
+    ids = [e.id for page in pages for e in page]
+    assert len(ids) == len(set(ids)) == 500
+    whole = client.media.list(filter_, KalturaFilterPager(pageSize=500, pageIndex=1)).objects
+    assert [e.id for e in whole] == ids
+    created = [e.createdAt for e in whole]
+    assert created == sorted(created)
+
+
+def test_id_in_and_id_not_in_are_cut_to_150_ids(sim, client):
+    filter_ = KalturaMediaEntryFilter(orderBy="+createdAt")
+    first = client.media.list(filter_, KalturaFilterPager(pageSize=200)).objects
+    ids = [e.id for e in first]
+    within = client.media.list(KalturaMediaEntryFilter(idIn=",".join(ids)), KalturaFilterPager(pageSize=500))
+    assert within.totalCount == 150
+    assert {e.id for e in within.objects} == set(ids[:150])
+    outside = client.media.list(KalturaMediaEntryFilter(idNotIn=",".join(ids), orderBy="+createdAt"),
+                                KalturaFilterPager(pageSize=500))  # fmt: skip
+    assert outside.totalCount == len(ready_entries(sim)) - 150
+    returned = {e.id for e in outside.objects}
+    assert set(ids[150:]) <= returned  # ids past the 150th were silently not excluded
+    assert not set(ids[:150]) & returned
+
+
+def test_filters_match_the_state(sim, client):
+    entries = ready_entries(sim)
+    middle = sorted(e["createdAt"] for e in entries)[len(entries) // 2]
+    played = sorted(e["lastPlayedAt"] for e in entries if e["lastPlayedAt"])
+    cutoff = played[len(played) // 2]
+    lectures = next(c for c in sim.state.categories.values() if c["fullName"] == "Lectures")
+    under_lectures = {c["id"] for c in sim.state.categories.values() if c["fullName"].startswith("Lectures")}
+    leaf = next(c for c in sim.state.categories.values() if c["fullName"].startswith("Lectures>2019>"))
+    owner = collections.Counter(e["userId"] for e in entries).most_common(1)[0][0]
+
+    def ids(entry):
+        return {int(i) for i in entry["categoriesIds"].split(",") if i}
+
+    cases = [
+        (KalturaMediaEntryFilter(createdAtGreaterThanOrEqual=middle), lambda e: e["createdAt"] >= middle),
+        (KalturaMediaEntryFilter(createdAtLessThanOrEqual=middle), lambda e: e["createdAt"] <= middle),
+        (KalturaMediaEntryFilter(lastPlayedAtLessThanOrEqual=cutoff),
+         lambda e: e["lastPlayedAt"] is not None and e["lastPlayedAt"] <= cutoff),
+        (KalturaMediaEntryFilter(lastPlayedAtLessThanOrEqualOrNull=cutoff),
+         lambda e: e["lastPlayedAt"] is None or e["lastPlayedAt"] <= cutoff),
+        (KalturaMediaEntryFilter(lastPlayedAtGreaterThanOrEqual=cutoff),
+         lambda e: e["lastPlayedAt"] is not None and e["lastPlayedAt"] >= cutoff),
+        (KalturaMediaEntryFilter(categoryAncestorIdIn=str(lectures["id"])), lambda e: bool(ids(e) & under_lectures)),
+        (KalturaMediaEntryFilter(categoriesIdsMatchOr=str(leaf["id"])), lambda e: leaf["id"] in ids(e)),
+        (KalturaMediaEntryFilter(userIdEqual=owner), lambda e: e["userId"] == owner),
+        (KalturaMediaEntryFilter(mediaTypeEqual=5), lambda e: e["mediaType"] == 5),
+        (KalturaMediaEntryFilter(mediaTypeIn="1,2"), lambda e: e["mediaType"] in (1, 2)),
+        (KalturaMediaEntryFilter(tagsLike="archived_to_s3"), lambda e: "archived_to_s3" in e["tags"].split(", ")),
+    ]  # fmt: skip
+    for filter_, predicate in cases:
+        expected = sum(1 for e in entries if predicate(e))
+        assert expected > 0
+        assert client.media.list(filter_).totalCount == expected
+
+
+def test_tags_are_normalised_and_match_words_and_prefixes(sim, client):
+    entry = pick(sim)
+    updated = client.media.update(entry["id"], KalturaMediaEntry(tags="Lecture,  BIO101 , x, lecture, Not_Archived"))
+    assert updated.tags == "lecture, bio101, not_archived"
+    assert updated.updatedAt >= entry["updatedAt"] and updated.updatedAt > entry["createdAt"]
+
+    def count(**criteria):
+        return client.media.list(KalturaMediaEntryFilter(idEqual=entry["id"], **criteria)).totalCount
+
+    assert count(tagsLike="archived") == 1  # "_" splits words: not_archived matches
+    assert count(tagsLike="arch") == 1  # prefixes match
+    assert count(tagsLike="chived") == 0
+    assert count(tagsLike="not_archived") == 1
+    assert count(tagsMultiLikeOr="zzz,bio") == 1
+    assert count(tagsMultiLikeAnd="lecture,zzz") == 0
+    assert count(tagsMultiLikeAnd="lecture,bio101") == 1
+
+
+def test_an_unchanged_update_keeps_updated_at_and_plays_never_move_it(sim, client):
+    entry = pick(sim)
+    same = client.media.update(entry["id"], KalturaMediaEntry(tags=entry["tags"], name=entry["name"]))
+    assert same.updatedAt == entry["updatedAt"]
+
+    when = int(time.time()) - 5
+    sim.state.play(entry["id"], when)
+    after = client.media.get(entry["id"])
+    assert (after.lastPlayedAt, after.plays, after.views) == (when, entry["plays"] + 1, entry["views"] + 1)
+    assert after.updatedAt == entry["updatedAt"]
+    found = client.media.list(KalturaMediaEntryFilter(idEqual=entry["id"], lastPlayedAtGreaterThanOrEqual=when))
+    assert found.totalCount == 1
+    changed = client.media.list(KalturaMediaEntryFilter(updatedAtGreaterThanOrEqual=when, idEqual=entry["id"]))
+    assert changed.totalCount == 0  # an incremental sync by updatedAt misses plays
+
+
+def test_get_unknown_and_deleted_entries(sim, client):
+    error = error_of(client.media.get, "0_nosuchid")
+    assert (error.code, error.message) == ("ENTRY_ID_NOT_FOUND", 'Entry id "0_nosuchid" not found')
+    entry = pick(sim)
+    sim.state.delete_entry(entry["id"])
+    assert error_of(client.media.get, entry["id"]).code == "ENTRY_ID_NOT_FOUND"
+    assert error_of(client.baseEntry.get, entry["id"]).code == "ENTRY_ID_NOT_FOUND"
+    assert sim.state.get_entry(entry["id"])["updatedAt"] >= entry["updatedAt"]
+    deleted = client.media.list(KalturaMediaEntryFilter(idEqual=entry["id"], statusIn=ALL_STATUSES)).objects
+    assert deleted[0].status.getValue() == "3"
+
+
+def test_base_entry_list_and_get(sim, client):
+    entry = pick(sim)
+    response = client.baseEntry.list(KalturaBaseEntryFilter(idEqual=entry["id"]))
+    assert isinstance(response, KalturaBaseEntryListResponse)
+    assert response.totalCount == 1
+    got = client.baseEntry.get(entry["id"])
+    assert isinstance(got, KalturaMediaEntry)
+    assert (got.id, got.name, got.duration, got.lastPlayedAt) == (
+        entry["id"], entry["name"], entry["duration"], entry["lastPlayedAt"])  # fmt: skip
+
+
+# --- the 10,000-match limit -----------------------------------------------------------------------
+
+
+def test_big_catalogue_is_generated_quickly(big_sim):
+    assert len(big_sim.state.all_entries()) == 10_500
+    assert big_sim.startup_cpu_seconds < 5
+
+
+def test_pages_past_the_10000th_match_are_refused(big_sim):
+    client = connect(big_sim)
+    filter_ = KalturaMediaEntryFilter(statusIn=ALL_STATUSES, orderBy="+createdAt")
+    last_full = client.media.list(filter_, KalturaFilterPager(pageSize=500, pageIndex=20))
+    assert len(last_full.objects) == 500
+    assert last_full.totalCount == 10_500
+    error = error_of(client.media.list, filter_, KalturaFilterPager(pageSize=500, pageIndex=21))
+    assert error.code == "QUERY_EXCEEDED_MAX_MATCHES_ALLOWED"
+    straddling = client.media.list(filter_, KalturaFilterPager(pageSize=300, pageIndex=34))  # matches 9,901-10,200
+    assert len(straddling.objects) == 100
+    assert straddling.totalCount == 10_500
+
+
+def test_a_bulk_upload_second_holds_more_than_500_entries(big_sim):
+    client = connect(big_sim)
+    second, size = collections.Counter(e["createdAt"] for e in big_sim.state.all_entries()).most_common(1)[0]
+    assert size > 500
+    window = KalturaMediaEntryFilter(createdAtGreaterThanOrEqual=second, createdAtLessThanOrEqual=second,
+                                     statusIn=ALL_STATUSES, orderBy="+createdAt")  # fmt: skip
+    first = client.media.list(window, KalturaFilterPager(pageSize=200)).objects
+    assert client.media.list(window).totalCount == size
+    window.idNotIn = ",".join(e.id for e in first)
+    assert client.media.list(window).totalCount == size - 150
+
+
+# --- multirequests --------------------------------------------------------------------------------
+
+
+def test_multirequest_resolves_references_and_returns_failures_in_the_list(sim, client):
+    entry = pick(sim)
+    client.startMultiRequest()
+    got = client.media.get(entry["id"])
+    client.flavorAsset.list(KalturaFlavorAssetFilter(entryIdEqual=got.id))
+    client.media.get("0_missing0")
+    client.media.list(KalturaMediaEntryFilter(idEqual=got.id))
+    results = client.doMultiRequest()
+    assert results[0].id == entry["id"]
+    assert {f.entryId for f in results[1].objects} == {entry["id"]}
+    assert len(results[1].objects) == len(sim.state.get_flavors(entry["id"]))
+    assert isinstance(results[2], KalturaException)
+    assert results[2].code == "ENTRY_ID_NOT_FOUND"
+    assert results[3].totalCount == 1
+
+
+def test_multirequest_property_paths(sim, client):
+    entry = pick(sim)
+    client.startMultiRequest()
+    listed = client.media.list(KalturaMediaEntryFilter(idEqual=entry["id"]))
+    client.media.get(listed.objects[0].id)  # {1:result:objects:0:id}
+    results = client.doMultiRequest()
+    assert results[1].id == entry["id"]
+
+
+def test_counters_count_a_multirequest_once(sim, client):
+    sim.state.reset_counters()
+    client.media.list()
+    client.media.list()
+    client.startMultiRequest()
+    client.media.list()
+    client.media.get(pick(sim)["id"])
+    client.flavorAsset.list()
+    client.doMultiRequest()
+    assert sim.state.counters == {"media.list": 2, "multirequest": 1}
+    assert sim.state.subrequest_counters == {"media.list": 1, "media.get": 1, "flavorasset.list": 1}
+    sim.state.reset_counters()
+    assert sim.state.counters == {}
+
+
+# --- flavors and downloads ------------------------------------------------------------------------
+
+
+def test_flavor_list_with_params_and_download(sim, client):
+    entry = pick(sim)
+    flavors = client.flavorAsset.list(KalturaFlavorAssetFilter(entryIdEqual=entry["id"])).objects
+    original = next(f for f in flavors if f.isOriginal)
+    assert original.flavorParamsId == 0 and original.tags == "source"
+    transcodes = [f for f in flavors if not f.isOriginal]
+    assert 2 <= len(transcodes) <= 5
+    assert all(f.tags == "mobile,web,mbr" and f.isWeb for f in transcodes)
+
+    with_params = client.flavorAsset.getFlavorAssetsWithParams(entry["id"])
+    assert {w.flavorAsset.id for w in with_params if w.flavorAsset} == {f.id for f in flavors}
+    assert 0 in {w.flavorParams.id for w in with_params}
+
+    sim.state.reset_counters()
+    url = client.flavorAsset.getUrl(original.id)
+    assert url.startswith(sim.url)
+    response = download(url)
+    assert hashlib.sha256(response.content).hexdigest() == sim.state.original_bytes_sha256(entry["id"])
+    assert int(response.headers["Content-Length"]) == len(response.content)
+    assert original.size == round(len(response.content) / 1024)
+    assert original.sizeInBytes in (0, len(response.content))
+    assert sim.state.counters["download"] == 1
+
+    resumed = download(url, {"Range": "bytes=100-"})
+    assert resumed.status_code == 206
+    assert resumed.headers["Content-Range"] == f"bytes 100-{len(response.content) - 1}/{len(response.content)}"
+    assert response.content[:100] + resumed.content == response.content
+
+
+def test_flavor_list_entry_id_in_is_not_cut(sim, client):
+    entries = ready_entries(sim)[:200]
+    expected = sum(1 for e in entries for f in sim.state.get_flavors(e["id"]) if f["status"] != DELETED)
+    response = client.flavorAsset.list(KalturaFlavorAssetFilter(entryIdIn=",".join(e["id"] for e in entries)),
+                                       KalturaFilterPager(pageSize=500))  # fmt: skip
+    assert response.totalCount == expected > 150
+    assert {f.entryId for f in response.objects} <= {e["id"] for e in entries}
+
+
+def test_get_url_needs_a_ready_flavor(sim, client):
+    entry = pick(sim, lambda e, flavors: any(f["status"] not in (READY, DELETED) for f in flavors))
+    flavor = next(f for f in sim.state.get_flavors(entry["id"]) if f["status"] not in (READY, DELETED))
+    assert error_of(client.flavorAsset.getUrl, flavor["id"]).code == "FLAVOR_ASSET_IS_NOT_READY"
+    assert error_of(client.flavorAsset.getUrl, "0_nosuchfl").code == "FLAVOR_ASSET_ID_NOT_FOUND"
+
+
+def test_truncated_and_throttled_downloads(sim, client, state):
+    entry_id = state.add_entry(original_size_bytes=150_000)
+    url = client.flavorAsset.getUrl(original_of(client, entry_id).id)
+    parts = urllib.parse.urlsplit(url)
+
+    state.set_download_faults(truncate_next=1, truncate_at=0.5)
+    connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=10)
+    connection.request("GET", parts.path)
+    response = connection.getresponse()
+    assert response.getheader("Content-Length") == "150000"
+    with pytest.raises(http.client.IncompleteRead) as raised:
+        response.read()
+    assert len(raised.value.partial) == 75_000
+    connection.close()
+    assert len(download(url).content) == 150_000  # only the next download was cut
+
+    state.set_download_faults(bytes_per_second=300_000)
+    started = time.monotonic()
+    body = download(url).content
+    assert time.monotonic() - started >= 0.4
+    assert hashlib.sha256(body).hexdigest() == state.original_bytes_sha256(entry_id)
+    state.set_download_faults()
+
+
+def test_thumbnail_update_and_image(sim, client, state):
+    entry = pick(sim)
+    updated = client.media.updateThumbnail(entry["id"], 5)
+    assert updated.thumbnailUrl != entry["thumbnailUrl"]
+    assert updated.updatedAt >= entry["updatedAt"]
+    image = requests.get(updated.thumbnailUrl, timeout=10)
+    assert image.headers["Content-Type"] == "image/png" and image.content.startswith(b"\x89PNG")
+
+    state.inject_fault("kaltura_error", service="media", action="updateThumbnail", code="INTERNAL_SERVER_ERROR")
+    assert error_of(client.media.updateThumbnail, entry["id"], 5).code == "INTERNAL_SERVER_ERROR"
+    assert client.media.updateThumbnail(entry["id"], 5).thumbnailUrl
+
+
+# --- uploads and content replacement --------------------------------------------------------------
+
+
+def test_chunked_upload_then_replacement(sim, client, tmp_path):
+    entry = pick(sim)
+    before = {f.id: f for f in client.flavorAsset.list(KalturaFlavorAssetFilter(entryIdEqual=entry["id"])).objects}
+    data = bytes(range(256)) * 12_000 + b"tail"  # ~3 MB in three chunks
+    source = tmp_path / "replacement.mp4"
+    source.write_bytes(data)
+    third = len(data) // 3
+
+    token = client.uploadToken.add(KalturaUploadToken(fileName="replacement.mp4", fileSize=len(data)))
+    assert token.status.getValue() == 0
+    with open(source, "rb") as handle:
+        handle.seek(0)
+        first = client.uploadToken.upload(token.id, io.BytesIO(handle.read(third)), False, False)
+        assert (first.status.getValue(), first.uploadedFileSize) == (1, third)
+        # Chunks may arrive out of order: the third waits until the second fills the gap.
+        handle.seek(2 * third)
+        late = client.uploadToken.upload(token.id, io.BytesIO(handle.read()), True, False, 2 * third)
+        assert late.uploadedFileSize == third
+        handle.seek(third)
+        filled = client.uploadToken.upload(token.id, io.BytesIO(handle.read(third)), True, False, third)
+        assert filled.uploadedFileSize == len(data)
+    with open(tmp_path / "empty.bin", "wb"):
+        pass
+    with open(tmp_path / "empty.bin", "rb") as handle:
+        done = client.uploadToken.upload(token.id, handle, True, True, len(data))
+    assert (done.status.getValue(), done.uploadedFileSize) == (2, len(data))
+    assert client.uploadToken.get(token.id).status.getValue() == 2
+
+    replacing = client.media.updateContent(entry["id"], KalturaUploadedFileTokenResource(token=token.id))
+    assert replacing.status.getValue() == "2"
+    assert replacing.replacingEntryId
+    # Still READY, still listed, still playing the old flavors.
+    assert client.media.list(KalturaMediaEntryFilter(idEqual=entry["id"])).totalCount == 1
+    during = {f.id: f for f in client.flavorAsset.list(KalturaFlavorAssetFilter(entryIdEqual=entry["id"])).objects}
+    assert {k: v.sizeInBytes for k, v in during.items()} == {k: v.sizeInBytes for k, v in before.items()}
+    second = upload_bytes(client, b"another video")
+    error = error_of(client.media.updateContent, entry["id"], KalturaUploadedFileTokenResource(token=second))
+    assert error.code == "ENTRY_REPLACEMENT_ALREADY_EXISTS"
+
+    sim.state.complete_conversions()
+    after = client.media.get(entry["id"])
+    assert not after.replacingEntryId
+    assert after.status.getValue() == "2"
+    assert after.updatedAt >= replacing.updatedAt
+    flavors = client.flavorAsset.list(KalturaFlavorAssetFilter(entryIdEqual=entry["id"])).objects
+    assert {f.id for f in flavors} == set(before)
+    original = next(f for f in flavors if f.isOriginal)
+    assert original.sizeInBytes == len(data) and original.version == before[original.id].version + 1
+    assert all(f.status.getValue() == 2 for f in flavors)
+    body = download(client.flavorAsset.getUrl(original.id)).content
+    assert hashlib.sha256(body).hexdigest() == hashlib.sha256(data).hexdigest()
+    assert sim.state.original_bytes_sha256(entry["id"]) == hashlib.sha256(data).hexdigest()
+    # The token was used up.
+    error = error_of(client.media.updateContent, entry["id"], KalturaUploadedFileTokenResource(token=token.id))
+    assert error.code == "UPLOAD_TOKEN_INVALID_STATUS_FOR_ADD_ENTRY"
+
+
+def test_replacement_completes_lazily_after_the_delay(sim, client):
+    entry = pick(sim)
+    sim.state.conversion_delay = 0.0
+    try:
+        token = upload_bytes(client, b"placeholder bytes" * 100, chunks=2)
+        replacing = client.media.updateContent(entry["id"], KalturaUploadedFileTokenResource(token=token))
+        assert replacing.replacingEntryId
+        assert not client.media.get(entry["id"]).replacingEntryId
+    finally:
+        sim.state.conversion_delay = 3600
+
+
+def test_replacement_with_an_mp4_takes_its_duration(sim, client):
+    entry = pick(sim)
+    token = upload_bytes(client, (REPO / "assets" / "placeholder.mp4").read_bytes())
+    client.media.updateContent(entry["id"], KalturaUploadedFileTokenResource(token=token))
+    sim.state.complete_conversions()
+    after = client.media.get(entry["id"])
+    assert 1 <= after.duration <= 60 and after.msDuration // 1000 == after.duration
+
+
+def test_upload_token_errors(client):
+    assert error_of(client.uploadToken.get, "0_nosuchtoken").code == "UPLOAD_TOKEN_NOT_FOUND"
+    token = client.uploadToken.add(KalturaUploadToken(fileName="a.mp4"))
+    error = error_of(client.uploadToken.upload, token.id, io.BytesIO(b"x" * 10), True, False, 0)
+    assert error.code == "UPLOAD_TOKEN_CANNOT_RESUME"
+    client.uploadToken.upload(token.id, io.BytesIO(b"x" * 100), False, False)
+    error = error_of(client.uploadToken.upload, token.id, io.BytesIO(b"y" * 10), True, True, 150)
+    assert error.code == "UPLOAD_TOKEN_CANNOT_MATCH_EXPECTED_SIZE"
+    partial = client.uploadToken.get(token.id)
+    assert partial.status.getValue() == 1
+    resource = KalturaUploadedFileTokenResource(token=token.id)
+    error = error_of(client.media.updateContent, "0_nosuchid", resource)
+    assert error.code == "ENTRY_ID_NOT_FOUND"
+    client.uploadToken.upload(token.id, io.BytesIO(b"z" * 10), True, True, -1)
+    assert client.uploadToken.get(token.id).uploadedFileSize == 110
+    error = error_of(client.uploadToken.upload, token.id, io.BytesIO(b"again"), False, True)
+    assert error.code == "UPLOAD_TOKEN_INVALID_STATUS_FOR_UPLOAD"
+
+
+def test_update_content_needs_a_full_upload(sim, client):
+    entry = pick(sim)
+    token = client.uploadToken.add(KalturaUploadToken(fileName="a.mp4"))
+    client.uploadToken.upload(token.id, io.BytesIO(b"x" * 100), False, False)
+    error = error_of(client.media.updateContent, entry["id"], KalturaUploadedFileTokenResource(token=token.id))
+    assert error.code == "UPLOAD_TOKEN_INVALID_STATUS_FOR_ADD_ENTRY"
+    assert not client.media.get(entry["id"]).replacingEntryId
+
+
+def test_add_content_only_without_content(sim, client):
+    entry = pick(sim)
+    token = upload_bytes(client, b"video")
+    error = error_of(client.media.addContent, entry["id"], KalturaUploadedFileTokenResource(token=token))
+    assert error.code == "ENTRY_ALREADY_WITH_CONTENT"
+
+
+def test_deleting_every_flavor_leaves_no_content_then_add_content(sim, client):
+    entry = pick(sim)
+    flavors = client.flavorAsset.list(KalturaFlavorAssetFilter(entryIdEqual=entry["id"])).objects
+    for flavor in flavors:
+        assert client.media.get(entry["id"]).status.getValue() == "2"
+        client.flavorAsset.delete(flavor.id)
+    emptied = client.media.get(entry["id"])
+    assert emptied.status.getValue() == "7"
+    assert emptied.updatedAt >= entry["updatedAt"]
+    assert error_of(client.flavorAsset.delete, flavors[0].id).code == "FLAVOR_ASSET_ID_NOT_FOUND"
+    assert client.flavorAsset.list(KalturaFlavorAssetFilter(entryIdEqual=entry["id"])).totalCount == 0
+    everything = KalturaFlavorAssetFilter(entryIdEqual=entry["id"], statusIn="-1,0,1,2,3,4,5,6,7,8,9")
+    assert client.flavorAsset.list(everything).totalCount == len(flavors)
+
+    data = b"restored original " * 1000
+    added = client.media.addContent(entry["id"], KalturaUploadedFileTokenResource(token=upload_bytes(client, data)))
+    assert added.status.getValue() == "1"
+    sim.state.complete_conversions()
+    ready = client.media.get(entry["id"])
+    assert ready.status.getValue() == "2"
+    original = original_of(client, entry["id"])
+    assert original.id not in {f.id for f in flavors}
+    assert original.sizeInBytes == len(data) and original.status.getValue() == 2
+    assert hashlib.sha256(download(client.flavorAsset.getUrl(original.id)).content).digest() == (
+        hashlib.sha256(data).digest())  # fmt: skip
+    transcodes = client.flavorAsset.list(KalturaFlavorAssetFilter(entryIdEqual=entry["id"])).totalCount - 1
+    assert transcodes >= 1
+
+
+# --- categories and users -------------------------------------------------------------------------
+
+
+def test_categories_category_entries_and_users(sim, client):
+    categories = client.category.list(KalturaCategoryFilter(), KalturaFilterPager(pageSize=500)).objects
+    assert 35 <= len(categories) <= 45
+    assert max(c.depth for c in categories) == 3
+    by_id = {c.id: c for c in categories}
+    for category in categories:
+        if category.parentId:
+            parent = by_id[category.parentId]
+            assert category.fullName == f"{parent.fullName}>{category.name}"
+            assert category.fullIds == f"{parent.fullIds}>{category.id}"
+    root = next(c for c in categories if c.fullName == "Lectures")
+    subtree = client.category.list(KalturaCategoryFilter(fullIdsStartsWith=root.fullIds)).objects
+    assert {c.fullName.split(">")[0] for c in subtree} == {"Lectures"} and len(subtree) > 5
+    assert root.entriesCount >= max(c.entriesCount for c in subtree if c.id != root.id)
+
+    entry = pick(sim, lambda e, f: e["status"] == READY and e["categoriesIds"].count(",") >= 1)
+    rows = client.categoryEntry.list(KalturaCategoryEntryFilter(entryIdEqual=entry["id"])).objects
+    assert sorted(r.categoryId for r in rows) == sorted(int(i) for i in entry["categoriesIds"].split(","))
+    assert all(r.status.getValue() == 2 and r.entryId == entry["id"] for r in rows)
+
+    user_client = connect(sim, ks_type=KalturaSessionType.USER)
+    assert error_of(user_client.categoryEntry.list).code == "MUST_FILTER_ON_ENTRY_OR_CATEGORY"
+    assert client.categoryEntry.list().totalCount > 0
+
+    user = client.user.get(entry["userId"])
+    assert user.id == entry["userId"]
+    assert user.email in (f"{user.id}@example.edu", "")  # a few accounts have no email
+    assert user.firstName and user.fullName == f"{user.firstName} {user.lastName}"
+    assert error_of(client.user.get, "nobody-here").code == "INVALID_USER_ID"
+
+
+# --- injected faults ------------------------------------------------------------------------------
+
+
+def test_fault_kinds_as_the_client_sees_them(client, state):
+    state.inject_fault("http500")
+    with pytest.raises(KalturaClientException) as raised:
+        client.media.list()
+    assert raised.value.code == KalturaClientException.ERROR_RESULT_NOT_FOUND  # -8: an HTML page has no result
+
+    state.inject_fault("drop")
+    with pytest.raises(KalturaClientException) as raised:
+        client.media.list()
+    assert raised.value.code == KalturaClientException.ERROR_CONNECTION_FAILED  # -4
+
+    state.inject_fault("kaltura_error", code="SERVICE_FORBIDDEN", message="The access to service [media] is forbidden")
+    error = error_of(client.media.list)
+    assert (error.code, error.message) == ("SERVICE_FORBIDDEN", "The access to service [media] is forbidden")
+
+    state.inject_fault("bad_gateway")
+    with pytest.raises(AttributeError):  # the client parses "Bad Gateway" to None and calls .find on it
+        client.media.list()
+
+    assert client.media.list().totalCount > 0
+
+
+def test_faults_count_and_aim(sim, client, state):
+    state.inject_fault("http500", count=2, service="flavorasset", action="list")
+    assert client.media.list().totalCount > 0
+    for _ in range(2):
+        with pytest.raises(KalturaClientException):
+            client.flavorAsset.list()
+    assert client.flavorAsset.list().totalCount > 0
+
+    # Transport faults hit a multirequest holding the call; kaltura_error faults only its item.
+    entry = pick(sim)
+    state.inject_fault("http500", service="flavorasset")
+    client.startMultiRequest()
+    client.media.get(entry["id"])
+    client.flavorAsset.list()
+    with pytest.raises(KalturaClientException):
+        client.doMultiRequest()
+    state.inject_fault("kaltura_error", service="media", action="get", code="INTERNAL_SERVER_ERROR")
+    client.startMultiRequest()
+    client.media.get(entry["id"])
+    client.media.get(entry["id"])
+    first, second = client.doMultiRequest()
+    assert isinstance(first, KalturaException) and first.code == "INTERNAL_SERVER_ERROR"
+    assert second.id == entry["id"]
+
+
+# --- the generated partner ------------------------------------------------------------------------
+
+
+def test_generated_catalogue_has_the_awkward_cases():
+    catalogue = SimState(entries=2000, seed=11, content_scale=1e-4)  # untouched by the other tests
+    entries = catalogue.all_entries()
+    assert len(entries) == 2000
+    ids = [e["id"] for e in entries]
+    assert len(set(ids)) == 2000 and all(re.fullmatch(r"0_[0-9a-z]{8}", i) for i in ids)
+    assert collections.Counter(e["createdAt"] for e in entries).most_common(1)[0][1] > 500  # a bulk upload
+    never = sum(e["lastPlayedAt"] is None for e in entries) / len(entries)
+    assert 0.25 <= never <= 0.35
+    assert all(e["plays"] == 0 for e in entries if e["lastPlayedAt"] is None)
+    now = time.time()
+    for entry in entries:
+        assert entry["createdAt"] <= entry["updatedAt"] <= now
+        assert entry["lastPlayedAt"] is None or entry["createdAt"] <= entry["lastPlayedAt"] <= now
+    assert {-1, 0, 1, 2, 3, 4, 7} <= {e["status"] for e in entries}
+    assert {1, 2, 5} <= {e["mediaType"] for e in entries}
+
+    tags = [e["tags"].split(", ") for e in entries]
+    placeholders = [e for e, t in zip(entries, tags, strict=True) if "flavors_deleted" in t]
+    assert placeholders and all("archived_to_s3" in e["tags"] for e in placeholders)
+    assert any("archived_to_s3" in t and "flavors_deleted" not in t for t in tags)
+    assert any("not_archived" in t for t in tags)
+    ready_placeholders = [e["id"] for e in placeholders if has_ready_original(catalogue.get_flavors(e["id"]))]
+    assert len({catalogue.original_bytes_sha256(i) for i in ready_placeholders[:3]}) == 1  # one placeholder video
+
+    flavors = {e["id"]: catalogue.get_flavors(e["id"]) for e in entries}
+    ready = [e for e in entries if e["status"] == READY and e["sourceType"] != "5" and e["mediaType"] != 2]
+    assert any(not any(f["isOriginal"] for f in flavors[e["id"]]) for e in ready)  # original missing
+    assert any(f["isOriginal"] and f["status"] in (-1, 1) for e in ready for f in flavors[e["id"]])
+    external = [e for e in entries if e["sourceType"] == "5"]
+    assert external and all(not flavors[e["id"]] for e in external)
+    assert any(e["flavorParamsIds"] == "0" for e in ready)  # source-only
+    children = [e for e in entries if e["parentEntryId"]]
+    assert children and all(e["parentEntryId"] in set(ids) for e in children)
+    assert any(e["capabilities"] == "quiz.quiz" for e in entries)
+
+    all_flavors = [f for fs in flavors.values() for f in fs]
+    hidden_size = sum(f["sizeInBytes"] == 0 for f in all_flavors) / len(all_flavors)
+    assert 0.04 <= hidden_size <= 0.16
+    assert all(f["size"] == round(f["sizeInBytes"] / 1024) for f in all_flavors if f["sizeInBytes"])
+    assert len(catalogue.users) == 50 and any(u["email"] is None for u in catalogue.users.values())
+
+
+def test_the_generator_is_deterministic_for_a_seed():
+    fixed_now = 1_790_000_000
+
+    def snapshot(seed):
+        state = SimState(entries=300, seed=seed, content_scale=1e-4, now=fixed_now)
+        return [(e, state.get_flavors(e["id"])) for e in state.all_entries()]
+
+    first = snapshot(3)
+    assert first == snapshot(3)
+    assert [e["id"] for e, _ in first] != [e["id"] for e, _ in snapshot(4)]
+
+
+# --- control endpoints and the command line -------------------------------------------------------
+
+
+def test_http_control_endpoints(sim, client, state):
+    entry = pick(sim)
+    played = requests.post(f"{sim.url}/sim/entries/{entry['id']}/play", json={"when": 1_700_000_000}, timeout=10)
+    assert played.json()["lastPlayedAt"] == 1_700_000_000
+    assert requests.get(f"{sim.url}/sim/entries/{entry['id']}", timeout=10).json()["plays"] == entry["plays"] + 1
+    assert requests.get(f"{sim.url}/sim/entries/0_nosuchid", timeout=10).status_code == 404
+
+    requests.post(f"{sim.url}/sim/counters/reset", timeout=10)
+    client.media.list()
+    assert requests.get(f"{sim.url}/sim/counters", timeout=10).json()["counters"] == {"media.list": 1}
+
+    requests.post(f"{sim.url}/sim/faults", json={"kind": "kaltura_error", "code": "LOCK_TIMED_OUT"}, timeout=10)
+    assert error_of(client.media.list).code == "LOCK_TIMED_OUT"
+
+    added = requests.post(f"{sim.url}/sim/entries", json={"original_size_bytes": 4096}, timeout=10).json()["id"]
+    digest = requests.get(f"{sim.url}/sim/entries/{added}/original-sha256", timeout=10).json()["sha256"]
+    body = download(client.flavorAsset.getUrl(original_of(client, added).id)).content
+    assert hashlib.sha256(body).hexdigest() == digest
+
+    tagged = requests.post(f"{sim.url}/sim/entries/{added}/tags", json={"tags": "A, bb"}, timeout=10).json()
+    assert tagged["tags"] == "bb"
+
+    requests.post(f"{sim.url}/sim/sessions/expire", timeout=10)
+    assert error_of(client.media.list).code == "INVALID_KS"
+
+
+def test_command_line_runs_until_terminated():
+    process = subprocess.Popen(
+        [sys.executable, "-m", "kaltura_sim", "--port", "0", "--entries", "40", "--seed", "2"],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        lines: list[str] = []
+        reader = threading.Thread(target=lambda: lines.append(process.stdout.readline()), daemon=True)
+        reader.start()
+        reader.join(timeout=30)
+        assert lines, "the simulator printed nothing"
+        assert "sim-admin-secret" in lines[0] and "1234567" in lines[0]
+        url = re.search(r"http://127\.0\.0\.1:(\d+)", lines[0]).group(0)
+        assert not url.endswith(":0")
+        client = KalturaClient(KalturaConfiguration(url))
+        client.setKs(client.session.start("sim-admin-secret", "cli", KalturaSessionType.ADMIN, 1234567))
+        assert client.media.list(KalturaMediaEntryFilter(statusIn=ALL_STATUSES)).totalCount == 40
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=15) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
