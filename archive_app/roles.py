@@ -1,12 +1,41 @@
-"""The two roles, as Django groups. The groups are created by a migration."""
+"""The two roles, as Django groups. A migration creates them; ensure_role_groups repairs them."""
 
 from __future__ import annotations
 
-from django.contrib.auth.models import Group, User
+from django.contrib.auth.models import Group, Permission, User
 
 LIBRARIANS = "Librarians"
 ARCHIVE_ADMINS = "Archive admins"
 ROLE_GROUPS = {"librarian": LIBRARIANS, "admin": ARCHIVE_ADMINS}
+
+LIBRARIAN_PERMISSIONS = [
+    ("archive_app", "browse_entries"),
+    ("archive_app", "run_batches"),
+    ("archive_app", "view_entry"),
+    ("archive_app", "view_category"),
+]
+ADMIN_PERMISSIONS = LIBRARIAN_PERMISSIONS + [
+    ("archive_app", "restore_entries"),
+    ("archive_app", "manage_archive"),
+    ("auth", "view_user"),
+    ("auth", "add_user"),
+    ("auth", "change_user"),
+    ("auth", "view_group"),
+]
+GROUP_PERMISSIONS = {LIBRARIANS: LIBRARIAN_PERMISSIONS, ARCHIVE_ADMINS: ADMIN_PERMISSIONS}
+
+
+def ensure_role_groups() -> None:
+    """Create the role groups with their permissions if they are missing (idempotent)."""
+    for name, permissions in GROUP_PERMISSIONS.items():
+        group, created = Group.objects.get_or_create(name=name)
+        if created or not group.permissions.exists():
+            group.permissions.set(
+                [
+                    Permission.objects.get(content_type__app_label=app_label, codename=codename)
+                    for app_label, codename in permissions
+                ]
+            )
 
 
 def user_role(user: User) -> str | None:
@@ -21,6 +50,7 @@ def user_role(user: User) -> str | None:
 
 def assign_role(user: User, role: str) -> None:
     """Put the user in exactly the group of `role`; admins may use the Django admin."""
+    ensure_role_groups()
     group = Group.objects.get(name=ROLE_GROUPS[role])
     user.groups.remove(*Group.objects.filter(name__in=ROLE_GROUPS.values()))
     user.groups.add(group)

@@ -7,7 +7,7 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from kaltura_archive.env import envbool, envchoice, envint, envlist, envsecret, envstr
+from kaltura_archive.env import envbool, envchoice, envfloat, envint, envlist, envsecret, envstr
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -112,6 +112,8 @@ KALTURA_SECRET = envsecret("KALTURA_SECRET")
 KALTURA_USERID = envstr("KALTURA_USERID")
 KALTURA_SESSION_EXPIRY = envint("KALTURA_SESSION_EXPIRY", 86400, minimum=60)
 KALTURA_TIMEOUT = envint("KALTURA_TIMEOUT", 120, minimum=1)
+# How often the scheduled job mirrors changed entries and recent plays.
+SYNC_INTERVAL_MINUTES = envint("SYNC_INTERVAL_MINUTES", 15, minimum=1)
 
 # --- S3 --------------------------------------------------------------------------
 AWS_BUCKET = envstr("AWS_BUCKET")
@@ -139,3 +141,16 @@ LOGGING = {
         "KalturaClient": {"level": "WARNING"},
     },
 }
+
+# --- Prices for the savings figures (USD per GB-month; see archive_app/costs.py) ----
+# Defaults are AWS list prices for us-east-1; set them to what you actually pay.
+
+PRICE_S3_GB_MONTH = {
+    "STANDARD": envfloat("PRICE_S3_STANDARD_GB_MONTH", 0.023),
+    "STANDARD_IA": envfloat("PRICE_S3_STANDARD_IA_GB_MONTH", 0.0125),
+    "GLACIER_IR": envfloat("PRICE_S3_GLACIER_IR_GB_MONTH", 0.004),
+    "GLACIER": envfloat("PRICE_S3_GLACIER_GB_MONTH", 0.0036),
+    "DEEP_ARCHIVE": envfloat("PRICE_S3_DEEP_ARCHIVE_GB_MONTH", 0.00099),
+}
+# Kaltura does not publish one storage price: 0.10 is a placeholder, set to your contract.
+PRICE_KALTURA_STORAGE_GB_MONTH = envfloat("PRICE_KALTURA_STORAGE_GB_MONTH", 0.10)

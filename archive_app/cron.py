@@ -1,0 +1,15 @@
+"""Periodic jobs, run by `python manage.py rqcron archive_app.cron` (rq's built-in cron)."""
+
+from django.conf import settings
+from rq import cron
+
+from archive_app.jobs import sync_kaltura_job
+
+cron.register(
+    sync_kaltura_job,
+    queue_name="default",
+    kwargs={"kind": "incremental"},
+    interval=settings.SYNC_INTERVAL_MINUTES * 60,
+    job_timeout=6 * 3600,
+    name="sync_kaltura",
+)

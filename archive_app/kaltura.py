@@ -1,0 +1,484 @@
+"""The only module that talks to Kaltura: a thin adapter over the official client.
+
+It starts and renews the Kaltura session, retries what is worth retrying (the
+client's own retry decorator never fires: it wraps every transport error first),
+returns the project's own dataclasses, and raises one exception type, KalturaError.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import re
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import BinaryIO
+
+from django.conf import settings
+from KalturaClient import KalturaClient, KalturaConfiguration
+from KalturaClient.exceptions import KalturaClientException, KalturaException
+from KalturaClient.Plugins.Core import (
+    KalturaCategoryFilter,
+    KalturaFilterPager,
+    KalturaFlavorAssetFilter,
+    KalturaMediaEntry,
+    KalturaMediaEntryFilter,
+    KalturaSessionType,
+    KalturaUploadedFileTokenResource,
+    KalturaUploadToken,
+)
+
+from archive_app.config import require_kaltura
+
+log = logging.getLogger(__name__)
+
+PAGE_SIZE = 500  # Kaltura silently clamps larger pages to this
+MAX_MATCHES = 10_000  # nothing is returned past this many matches of one filter
+MAX_ID_LIST = 150  # idIn / idNotIn keep only this many ids
+ALL_ENTRY_STATUSES = "-2,-1,0,1,2,3,4,5,6,7"
+# Entries per flavorAsset.list in a multirequest: 6 flavors each at most keeps a
+# sub-request within one 500-row page.
+FLAVOR_LIST_CHUNK = 80
+
+# Transport failures (connection, timeout, empty or HTML body) are worth retrying.
+TRANSIENT_CLIENT_CODES = {
+    KalturaClientException.ERROR_CONNECTION_FAILED,
+    KalturaClientException.ERROR_READ_FAILED,
+    KalturaClientException.ERROR_READ_TIMEOUT,
+    KalturaClientException.ERROR_INVALID_XML,
+    KalturaClientException.ERROR_RESULT_NOT_FOUND,
+    KalturaClientException.ERROR_READ_GZIP_FAILED,
+}
+# Kaltura's own spelling of its internal error includes the typo.
+TRANSIENT_KALTURA_CODES = {"INTERNAL_SERVERL_ERROR", "INTERNAL_SERVER_ERROR", "SERVICE_UNAVAILABLE"}
+SESSION_CODES = {"INVALID_KS", "EXPIRED_KS", "MISSING_KS"}
+# Kaltura quotes the session in some error messages; it must never reach a log or a page.
+KS_PATTERN = re.compile(r"djJ8[A-Za-z0-9_\-+/=|]+")
+
+
+def _redact(message) -> str:
+    return KS_PATTERN.sub("<ks>", str(message))
+
+
+class KalturaError(Exception):
+    """A Kaltura call failed. `code` is Kaltura's error code, or a client code such as -4."""
+
+    def __init__(self, message: str, code: str | int | None = None, *, transient: bool = False):
+        super().__init__(message)
+        self.code = code
+        self.transient = transient
+
+    def __str__(self) -> str:
+        message = super().__str__()
+        return f"{message} ({self.code})" if self.code is not None else message
+
+
+def _time(value) -> datetime | None:
+    if value in (None, NotImplemented, "", 0):
+        return None
+    return datetime.fromtimestamp(int(value), tz=UTC)
+
+
+def _epoch(value: datetime) -> int:
+    return int(value.timestamp())
+
+
+def _int(value, default: int = 0) -> int:
+    if value in (None, NotImplemented, ""):
+        return default
+    if hasattr(value, "getValue"):
+        value = value.getValue()
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return default
+
+
+def _str(value) -> str:
+    if value in (None, NotImplemented):
+        return ""
+    if hasattr(value, "getValue"):
+        value = value.getValue()
+    return str(value)
+
+
+@dataclass(frozen=True)
+class KEntry:
+    id: str
+    name: str
+    description: str
+    owner_id: str
+    creator_id: str
+    tags: str
+    categories_ids: tuple[int, ...]
+    created_at: datetime
+    updated_at: datetime
+    last_played_at: datetime | None
+    plays: int
+    views: int
+    status: int
+    media_type: int | None
+    duration: int
+    source_type: str
+    parent_entry_id: str
+    capabilities: str
+    replacing_entry_id: str
+    replacement_status: int
+    thumbnail_url: str
+
+    @classmethod
+    def from_client(cls, entry) -> KEntry:
+        categories = _str(getattr(entry, "categoriesIds", ""))
+        media_type = getattr(entry, "mediaType", None)
+        return cls(
+            id=entry.id,
+            name=_str(entry.name),
+            description=_str(entry.description),
+            owner_id=_str(entry.userId),
+            creator_id=_str(entry.creatorId),
+            tags=_str(entry.tags),
+            categories_ids=tuple(int(c) for c in categories.split(",") if c.strip().isdigit()),
+            created_at=_time(entry.createdAt),
+            updated_at=_time(entry.updatedAt) or _time(entry.createdAt),
+            last_played_at=_time(getattr(entry, "lastPlayedAt", None)),
+            plays=_int(getattr(entry, "plays", 0)),
+            views=_int(getattr(entry, "views", 0)),
+            status=_int(entry.status),
+            media_type=_int(media_type, None) if media_type not in (None, NotImplemented) else None,
+            duration=_int(getattr(entry, "duration", 0)),
+            source_type=_str(getattr(entry, "sourceType", "")),
+            parent_entry_id=_str(entry.parentEntryId),
+            capabilities=_str(entry.capabilities),
+            replacing_entry_id=_str(entry.replacingEntryId),
+            replacement_status=_int(entry.replacementStatus),
+            thumbnail_url=_str(entry.thumbnailUrl),
+        )
+
+
+@dataclass(frozen=True)
+class KFlavor:
+    id: str
+    entry_id: str
+    flavor_params_id: int
+    is_original: bool
+    status: int
+    size_kb: int
+    size_in_bytes: int  # exact, but 0 on old flavors
+    tags: str
+    file_ext: str
+    width: int
+    height: int
+    bitrate: int
+    created_at: datetime | None
+    updated_at: datetime | None
+
+    @property
+    def size_bytes(self) -> int:
+        """The exact size when Kaltura knows it, else its approximate KB figure."""
+        return self.size_in_bytes or self.size_kb * 1024
+
+    @property
+    def size_exact(self) -> bool:
+        return bool(self.size_in_bytes)
+
+    @classmethod
+    def from_client(cls, flavor) -> KFlavor:
+        return cls(
+            id=flavor.id,
+            entry_id=flavor.entryId,
+            flavor_params_id=_int(flavor.flavorParamsId),
+            is_original=bool(flavor.isOriginal) and flavor.isOriginal is not NotImplemented,
+            status=_int(flavor.status),
+            size_kb=_int(flavor.size),
+            size_in_bytes=_int(getattr(flavor, "sizeInBytes", 0)),
+            tags=_str(flavor.tags),
+            file_ext=_str(flavor.fileExt),
+            width=_int(flavor.width),
+            height=_int(flavor.height),
+            bitrate=_int(flavor.bitrate),
+            created_at=_time(flavor.createdAt),
+            updated_at=_time(flavor.updatedAt),
+        )
+
+
+@dataclass(frozen=True)
+class KCategory:
+    id: int
+    parent_id: int | None
+    name: str
+    full_name: str
+    full_ids: str
+    depth: int
+    entries_count: int
+
+    @classmethod
+    def from_client(cls, category) -> KCategory:
+        parent = _int(category.parentId)
+        return cls(
+            id=_int(category.id),
+            parent_id=parent or None,
+            name=_str(category.name),
+            full_name=_str(category.fullName),
+            full_ids=_str(category.fullIds),
+            depth=_int(category.depth),
+            entries_count=_int(category.entriesCount),
+        )
+
+
+@dataclass(frozen=True)
+class EntryPage:
+    entries: list[KEntry]
+    total_count: int
+
+
+class Kaltura:
+    """One Kaltura session for one thread of work (a job, a command)."""
+
+    def __init__(
+        self,
+        *,
+        service_url: str,
+        partner_id: int,
+        secret: str,
+        user_id: str = "",
+        session_expiry: int = 86400,
+        timeout: int = 120,
+        retry_delays: Iterable[float] = (1, 2, 5, 10, 20),
+    ):
+        self.service_url = service_url
+        self.partner_id = int(partner_id)
+        self._secret = secret
+        self.user_id = user_id
+        self.session_expiry = session_expiry
+        self.retry_delays = tuple(retry_delays)
+        config = KalturaConfiguration(self.partner_id)
+        config.serviceUrl = service_url
+        config.requestTimeout = timeout
+        self._client = KalturaClient(config)
+        self._session_renew_at = 0.0
+        self._lock = threading.Lock()
+        self.requests_made = 0
+
+    def __repr__(self) -> str:
+        # Never show the secret or the session.
+        return f"Kaltura({self.service_url!r}, partner_id={self.partner_id})"
+
+    @classmethod
+    def from_settings(cls, **overrides) -> Kaltura:
+        require_kaltura()
+        options = {
+            "service_url": settings.KALTURA_SERVICE_URL,
+            "partner_id": settings.KALTURA_PARTNERID,
+            "secret": settings.KALTURA_SECRET,
+            "user_id": settings.KALTURA_USERID,
+            "session_expiry": settings.KALTURA_SESSION_EXPIRY,
+            "timeout": settings.KALTURA_TIMEOUT,
+        }
+        if hasattr(settings, "KALTURA_RETRY_DELAYS"):
+            options["retry_delays"] = settings.KALTURA_RETRY_DELAYS
+        options.update(overrides)
+        return cls(**options)
+
+    # --- session and retries ----------------------------------------------------
+
+    def _start_session(self) -> None:
+        self.requests_made += 1
+        try:
+            ks = self._client.session.start(
+                self._secret,
+                self.user_id,
+                KalturaSessionType.ADMIN,
+                self.partner_id,
+                self.session_expiry,
+                "disableentitlement",
+            )
+        except KalturaException as exc:
+            raise KalturaError(f"cannot start a Kaltura session: {_redact(exc.message)}", exc.code) from None
+        except KalturaClientException as exc:
+            raise KalturaError(
+                f"cannot reach Kaltura at {self.service_url}: {exc.message}", exc.code, transient=True
+            ) from None
+        self._client.setKs(ks)
+        # Renew well before Kaltura would refuse it; INVALID_KS is handled too.
+        self._session_renew_at = time.monotonic() + max(60, self.session_expiry * 0.9)
+
+    def _call(self, request, *, what: str):
+        """Run `request(client)` with a valid session, retrying transient failures."""
+        delays = iter(self.retry_delays)
+        renewed = False
+        while True:
+            try:
+                with self._lock:
+                    if time.monotonic() >= self._session_renew_at:
+                        self._start_session()
+                    self.requests_made += 1
+                    return request(self._client)
+            except KalturaException as exc:
+                if exc.code in SESSION_CODES and not renewed:
+                    renewed = True
+                    self._session_renew_at = 0.0
+                    continue
+                transient = exc.code in TRANSIENT_KALTURA_CODES
+                error = KalturaError(f"{what}: {_redact(exc.message)}", exc.code, transient=transient)
+            except KalturaClientException as exc:
+                transient = exc.code in TRANSIENT_CLIENT_CODES
+                error = KalturaError(f"{what}: {_redact(exc.message)}", exc.code, transient=transient)
+            except KalturaError as exc:
+                error = exc
+            except (AttributeError, ValueError) as exc:
+                # A plain-text body such as "Bad Gateway" makes the client fail while parsing.
+                error = KalturaError(
+                    f"{what}: unreadable answer from Kaltura ({_redact(exc)})", "BAD_RESPONSE", transient=True
+                )
+            delay = next(delays, None) if error.transient else None
+            if delay is None:
+                raise error
+            log.warning("%s failed (%s); retrying in %ss", what, error.code, delay)
+            time.sleep(delay)
+
+    # --- entries ----------------------------------------------------------------
+
+    def list_entries(
+        self,
+        *,
+        page_index: int = 1,
+        page_size: int = PAGE_SIZE,
+        order_by: str = "+createdAt",
+        all_statuses: bool = True,
+        **filter_fields,
+    ) -> EntryPage:
+        """One page of media entries. Filter fields are KalturaMediaEntryFilter's (e.g. createdAtGreaterThanOrEqual)."""
+        entry_filter = KalturaMediaEntryFilter()
+        entry_filter.orderBy = order_by
+        if all_statuses and "statusIn" not in filter_fields and "statusEqual" not in filter_fields:
+            entry_filter.statusIn = ALL_ENTRY_STATUSES
+        for name, value in filter_fields.items():
+            if isinstance(value, datetime):
+                value = _epoch(value)
+            elif isinstance(value, list | tuple | set):
+                value = ",".join(str(v) for v in value)
+            setattr(entry_filter, name, value)
+        pager = KalturaFilterPager(pageSize=page_size, pageIndex=page_index)
+        response = self._call(lambda c: c.media.list(entry_filter, pager), what="media.list")
+        return EntryPage([KEntry.from_client(e) for e in response.objects or []], _int(response.totalCount))
+
+    def get_entry(self, entry_id: str) -> KEntry:
+        return KEntry.from_client(self._call(lambda c: c.media.get(entry_id), what=f"media.get {entry_id}"))
+
+    def set_tags(self, entry_id: str, tags: Iterable[str]) -> KEntry:
+        update = KalturaMediaEntry()
+        update.tags = ", ".join(tags)
+        entry = self._call(lambda c: c.media.update(entry_id, update), what=f"media.update {entry_id}")
+        return KEntry.from_client(entry)
+
+    # --- flavors ----------------------------------------------------------------
+
+    def flavors_for_entries(self, entry_ids: Iterable[str]) -> dict[str, list[KFlavor]]:
+        """Every non-deleted flavor of these entries, in one HTTP request per 500 entries or so."""
+        entry_ids = list(dict.fromkeys(entry_ids))
+        result: dict[str, list[KFlavor]] = {entry_id: [] for entry_id in entry_ids}
+        chunks = [entry_ids[i : i + FLAVOR_LIST_CHUNK] for i in range(0, len(entry_ids), FLAVOR_LIST_CHUNK)]
+        for group_start in range(0, len(chunks), 20):
+            group = chunks[group_start : group_start + 20]
+
+            def run_group(client, group=group):
+                client.startMultiRequest()
+                for chunk in group:
+                    client.flavorAsset.list(
+                        KalturaFlavorAssetFilter(entryIdIn=",".join(chunk)),
+                        KalturaFilterPager(pageSize=PAGE_SIZE, pageIndex=1),
+                    )
+                return client.doMultiRequest()
+
+            responses = self._call(run_group, what="flavorAsset.list (multirequest)")
+            for chunk, response in zip(group, responses, strict=True):
+                if isinstance(response, KalturaException):
+                    raise KalturaError(f"flavorAsset.list: {response.message}", response.code)
+                flavors = list(response.objects or [])
+                # A chunk with unusually many flavors spills onto further pages.
+                page = 1
+                while len(flavors) < _int(response.totalCount) and page * PAGE_SIZE < MAX_MATCHES:
+                    page += 1
+                    more = self._call(
+                        lambda c, chunk=chunk, page=page: c.flavorAsset.list(
+                            KalturaFlavorAssetFilter(entryIdIn=",".join(chunk)),
+                            KalturaFilterPager(pageSize=PAGE_SIZE, pageIndex=page),
+                        ),
+                        what="flavorAsset.list",
+                    )
+                    if not more.objects:
+                        break
+                    flavors.extend(more.objects)
+                for flavor in flavors:
+                    parsed = KFlavor.from_client(flavor)
+                    result.setdefault(parsed.entry_id, []).append(parsed)
+        return result
+
+    def flavors(self, entry_id: str) -> list[KFlavor]:
+        return self.flavors_for_entries([entry_id])[entry_id]
+
+    def flavor_download_url(self, flavor_id: str) -> str:
+        return self._call(lambda c: c.flavorAsset.getUrl(flavor_id), what=f"flavorAsset.getUrl {flavor_id}")
+
+    # --- categories -------------------------------------------------------------
+
+    def categories(self) -> Iterator[KCategory]:
+        """Every category (up to Kaltura's 10,000-match cap; more is logged, not hidden)."""
+        page_index = 1
+        while (page_index - 1) * PAGE_SIZE < MAX_MATCHES:
+            pager = KalturaFilterPager(pageSize=PAGE_SIZE, pageIndex=page_index)
+            response = self._call(
+                lambda c, p=pager: c.category.list(KalturaCategoryFilter(orderBy="+id"), p), what="category.list"
+            )
+            page = [KCategory.from_client(c) for c in response.objects or []]
+            yield from page
+            if len(page) < PAGE_SIZE:
+                return
+            page_index += 1
+        log.warning("more than %s categories: only the first %s are mirrored", MAX_MATCHES, MAX_MATCHES)
+
+    # --- uploads and content ----------------------------------------------------
+
+    def upload(self, stream: BinaryIO, *, file_name: str, size: int, chunk_bytes: int = 8 * 1024 * 1024) -> str:
+        """Upload a stream in chunks (the client gives a file upload only 10 s); returns the upload token id."""
+        token = self._call(
+            lambda c: c.uploadToken.add(KalturaUploadToken(fileName=file_name, fileSize=size)),
+            what="uploadToken.add",
+        )
+        offset = 0
+        while True:
+            chunk = stream.read(chunk_bytes)
+            final = offset + len(chunk) >= size or not chunk
+            self._call(
+                lambda c, chunk=chunk, offset=offset, final=final: c.uploadToken.upload(
+                    token.id, _NamedBytes(chunk, file_name), offset > 0, final, offset
+                ),
+                what=f"uploadToken.upload at {offset}",
+            )
+            offset += len(chunk)
+            if final:
+                return token.id
+
+    def replace_content(self, entry_id: str, upload_token_id: str) -> KEntry:
+        """Start a replacement: the entry stays READY and playable until the new flavors are made."""
+        resource = KalturaUploadedFileTokenResource(token=upload_token_id)
+        entry = self._call(lambda c: c.media.updateContent(entry_id, resource), what=f"media.updateContent {entry_id}")
+        return KEntry.from_client(entry)
+
+    def update_thumbnail(self, entry_id: str, time_offset: int = 1) -> None:
+        self._call(lambda c: c.media.updateThumbnail(entry_id, time_offset), what=f"media.updateThumbnail {entry_id}")
+
+    def user_email(self, user_id: str) -> str:
+        user = self._call(lambda c: c.user.get(user_id), what=f"user.get {user_id}")
+        return _str(user.email)
+
+
+class _NamedBytes(io.BytesIO):
+    """The client names the multipart part after the file object's `name`."""
+
+    def __init__(self, data: bytes, name: str):
+        super().__init__(data)
+        self.name = name

@@ -1,0 +1,468 @@
+"""Mirror Kaltura into the database: full, incremental (by updatedAt) and plays refresh.
+
+Kaltura returns nothing past the 10,000th match of a filter, so a walk never pages
+far: it moves a window on createdAt (or updatedAt) ordered ascending, excluding the
+ids already seen in the boundary second with idNotIn. idNotIn keeps only 150 ids, so
+a second holding more entries than that (a bulk upload) is paged through on its own.
+
+Each page is written in one transaction together with the cursor, so a crash loses
+at most the page in flight and a rerun continues from the cursor.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from django.db import transaction
+from django.utils import timezone
+
+from archive_app.kaltura import MAX_ID_LIST, MAX_MATCHES, PAGE_SIZE, Kaltura, KEntry, KFlavor
+from archive_app.models import Category, Entry, EntryStatus, Flavor, FlavorStatus, SyncRun
+
+log = logging.getLogger(__name__)
+
+# A run whose heartbeat is older than this is taken to have crashed.
+STALE_AFTER = timedelta(minutes=10)
+# Kaltura's analytics job updates lastPlayedAt about daily and late; look back further.
+PLAYS_LOOKBACK = timedelta(days=3)
+# Overlap incremental windows a little: clocks differ and updates land late.
+INCREMENTAL_OVERLAP = timedelta(minutes=5)
+
+ENTRY_FIELDS = [
+    "name",
+    "description",
+    "owner_id",
+    "creator_id",
+    "tags",
+    "tags_search",
+    "created_at",
+    "updated_at",
+    "last_played_at",
+    "plays",
+    "views",
+    "status",
+    "media_type",
+    "duration",
+    "source_type",
+    "parent_entry_id",
+    "capabilities",
+    "replacing_entry_id",
+    "thumbnail_url",
+    "original_flavor_id",
+    "original_status",
+    "original_size_bytes",
+    "total_flavor_bytes",
+    "archive_state",
+    "gone",
+]
+FLAVOR_FIELDS = [
+    "entry_id",
+    "flavor_params_id",
+    "is_original",
+    "status",
+    "size_bytes",
+    "size_exact",
+    "tags",
+    "file_ext",
+    "width",
+    "height",
+    "bitrate",
+    "created_at",
+    "updated_at",
+]
+
+
+class SyncBusy(Exception):
+    """Another sync of the same kind is running."""
+
+
+@dataclass
+class PageResult:
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    gone: int = 0
+
+
+@dataclass
+class WindowCursor:
+    """Where a window walk stands: the boundary second and the ids already seen in it."""
+
+    field: str  # "createdAt" or "updatedAt"
+    start: int = 0
+    seen_at_start: list[str] = field(default_factory=list)
+    burst_page: int = 0  # >0 while paging through one crowded second
+
+    def to_json(self) -> dict:
+        return {
+            "field": self.field,
+            "start": self.start,
+            "seen_at_start": self.seen_at_start,
+            "burst_page": self.burst_page,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict, field_name: str, start: int = 0) -> WindowCursor:
+        if data.get("field") != field_name:
+            return cls(field=field_name, start=start)
+        return cls(
+            field=field_name,
+            start=int(data.get("start", start)),
+            seen_at_start=list(data.get("seen_at_start", [])),
+            burst_page=int(data.get("burst_page", 0)),
+        )
+
+
+def walk_entries(kaltura: Kaltura, cursor: WindowCursor, **extra_filter) -> Iterator[list[KEntry]]:
+    """Yield pages of entries ordered by cursor.field, advancing `cursor` after each page.
+
+    The caller saves the cursor after storing each page; the walk then resumes exactly.
+    """
+    order = f"+{cursor.field}"
+    at_least = f"{cursor.field}GreaterThanOrEqual"
+    at_most = f"{cursor.field}LessThanOrEqual"
+    stamp = (
+        (lambda e: int(e.created_at.timestamp()))
+        if cursor.field == "createdAt"
+        else (lambda e: int(e.updated_at.timestamp()))
+    )
+    while True:
+        if cursor.burst_page or len(cursor.seen_at_start) >= MAX_ID_LIST:
+            # More entries share this second than idNotIn can exclude: page through the second alone.
+            cursor.burst_page = cursor.burst_page or 1
+            if (cursor.burst_page - 1) * PAGE_SIZE >= MAX_MATCHES:
+                raise RuntimeError(f"more than {MAX_MATCHES} entries share {cursor.field} {cursor.start}")
+            page = kaltura.list_entries(
+                order_by=order,
+                page_index=cursor.burst_page,
+                **{at_least: cursor.start, at_most: cursor.start},
+                **extra_filter,
+            )
+            if len(page.entries) < PAGE_SIZE:
+                cursor.start += 1
+                cursor.seen_at_start = []
+                cursor.burst_page = 0
+            else:
+                cursor.burst_page += 1
+            if page.entries:
+                yield page.entries
+            continue
+
+        filters = {at_least: cursor.start, **extra_filter}
+        if cursor.seen_at_start:
+            filters["idNotIn"] = cursor.seen_at_start
+        page = kaltura.list_entries(order_by=order, page_index=1, **filters)
+        entries = page.entries
+        if not entries:
+            return
+        last = stamp(entries[-1])
+        boundary_ids = [e.id for e in entries if stamp(e) == last]
+        if last == cursor.start:
+            cursor.seen_at_start = list(dict.fromkeys(cursor.seen_at_start + boundary_ids))
+        else:
+            cursor.start = last
+            cursor.seen_at_start = boundary_ids
+        finished = len(entries) < PAGE_SIZE
+        yield entries
+        if finished:
+            return
+
+
+def store_categories(kaltura: Kaltura) -> int:
+    now = timezone.now()
+    rows = [
+        Category(
+            id=c.id,
+            parent_id=c.parent_id,
+            name=c.name,
+            full_name=c.full_name,
+            full_ids=c.full_ids,
+            depth=c.depth,
+            entries_count=c.entries_count,
+            synced_at=now,
+        )
+        for c in kaltura.categories()
+    ]
+    with transaction.atomic():
+        Category.objects.bulk_create(
+            rows,
+            update_conflicts=True,
+            unique_fields=["id"],
+            update_fields=["parent_id", "name", "full_name", "full_ids", "depth", "entries_count", "synced_at"],
+            batch_size=500,
+        )
+        Category.objects.exclude(id__in=[c.id for c in rows]).delete()
+    return len(rows)
+
+
+def entry_row(entry: KEntry, flavors: list[KFlavor], synced_at: datetime) -> Entry:
+    original = next((f for f in flavors if f.is_original), None)
+    row = Entry(
+        id=entry.id,
+        name=entry.name[:500],
+        description=entry.description,
+        owner_id=entry.owner_id,
+        creator_id=entry.creator_id,
+        created_at=entry.created_at,
+        updated_at=entry.updated_at,
+        last_played_at=entry.last_played_at,
+        plays=entry.plays,
+        views=entry.views,
+        status=entry.status,
+        media_type=entry.media_type,
+        duration=entry.duration,
+        source_type=entry.source_type,
+        parent_entry_id=entry.parent_entry_id,
+        capabilities=entry.capabilities[:255],
+        replacing_entry_id=entry.replacing_entry_id,
+        thumbnail_url=entry.thumbnail_url[:1000],
+        original_flavor_id=original.id if original else "",
+        original_status=original.status if original else None,
+        original_size_bytes=original.size_bytes if original else None,
+        total_flavor_bytes=sum(f.size_bytes for f in flavors if f.status == FlavorStatus.READY),
+        gone=entry.status == EntryStatus.DELETED,
+        synced_at=synced_at,
+    )
+    row.set_tags(entry.tags)
+    return row
+
+
+def flavor_row(flavor: KFlavor) -> Flavor:
+    return Flavor(
+        id=flavor.id,
+        entry_id=flavor.entry_id,
+        flavor_params_id=flavor.flavor_params_id,
+        is_original=flavor.is_original,
+        status=flavor.status,
+        size_bytes=flavor.size_bytes,
+        size_exact=flavor.size_exact,
+        tags=flavor.tags[:500],
+        file_ext=flavor.file_ext[:16],
+        width=flavor.width,
+        height=flavor.height,
+        bitrate=flavor.bitrate,
+        created_at=flavor.created_at,
+        updated_at=flavor.updated_at,
+    )
+
+
+def _entry_signature(values: dict) -> tuple:
+    return tuple(values[name] for name in ENTRY_FIELDS)
+
+
+def store_entries(
+    entries: list[KEntry], flavors: dict[str, list[KFlavor]], category_ids: set[int], synced_at: datetime
+) -> PageResult:
+    """Upsert one page of entries with their flavors and categories. Call inside a transaction."""
+    result = PageResult()
+    rows = {e.id: entry_row(e, flavors.get(e.id, []), synced_at) for e in entries}
+    existing = {values["id"]: values for values in Entry.objects.filter(id__in=rows).values("id", *ENTRY_FIELDS)}
+    existing_categories: dict[str, set[int]] = {}
+    for entry_id, category_id in Entry.categories.through.objects.filter(entry_id__in=rows).values_list(
+        "entry_id", "category_id"
+    ):
+        existing_categories.setdefault(entry_id, set()).add(category_id)
+
+    by_id = {e.id: e for e in entries}
+    changed = []
+    for entry_id, row in rows.items():
+        wanted_categories = {c for c in by_id[entry_id].categories_ids if c in category_ids}
+        old = existing.get(entry_id)
+        if old is None:
+            result.created += 1
+            changed.append(row)
+        elif (
+            _entry_signature(old) != _entry_signature(row.__dict__)
+            or existing_categories.get(entry_id, set()) != wanted_categories
+        ):
+            result.updated += 1
+            changed.append(row)
+            if row.gone and not old["gone"]:
+                result.gone += 1
+        else:
+            result.unchanged += 1
+        row._wanted_categories = wanted_categories
+
+    Entry.objects.bulk_create(
+        changed,
+        update_conflicts=True,
+        unique_fields=["id"],
+        update_fields=[*ENTRY_FIELDS, "synced_at"],
+        batch_size=500,
+    )
+    unchanged_ids = [entry_id for entry_id in rows if entry_id not in {r.id for r in changed}]
+    if unchanged_ids:
+        Entry.objects.filter(id__in=unchanged_ids).update(synced_at=synced_at)
+
+    changed_ids = [row.id for row in changed]
+    if changed_ids:
+        Flavor.objects.filter(entry_id__in=changed_ids).exclude(
+            id__in=[f.id for entry_id in changed_ids for f in flavors.get(entry_id, [])]
+        ).delete()
+        Flavor.objects.bulk_create(
+            [flavor_row(f) for entry_id in changed_ids for f in flavors.get(entry_id, [])],
+            update_conflicts=True,
+            unique_fields=["id"],
+            update_fields=FLAVOR_FIELDS,
+            batch_size=500,
+        )
+        through = Entry.categories.through
+        through.objects.filter(entry_id__in=changed_ids).delete()
+        through.objects.bulk_create(
+            [through(entry_id=row.id, category_id=c) for row in changed for c in row._wanted_categories],
+            batch_size=500,
+        )
+    return result
+
+
+def _claim(kind: str) -> SyncRun:
+    """Resume this kind's unfinished run (failed, or crashed and stale), or start a new one.
+
+    Only one run of a kind may be RUNNING with a fresh heartbeat; the claim is a
+    conditional update, so two workers cannot both take the same run.
+    """
+    now = timezone.now()
+    with transaction.atomic():
+        newest = SyncRun.objects.filter(kind=kind).order_by("-started_at").first()
+        if newest is None or newest.status == SyncRun.Status.SUCCEEDED:
+            return SyncRun.objects.create(kind=kind, heartbeat_at=now)
+        claimable = SyncRun.objects.filter(id=newest.id, status=newest.status)
+        if newest.status == SyncRun.Status.RUNNING:
+            claimable = claimable.filter(heartbeat_at__lt=now - STALE_AFTER)
+        if claimable.update(status=SyncRun.Status.RUNNING, heartbeat_at=now, error="", finished_at=None) != 1:
+            raise SyncBusy(f"a {kind} sync is already running (started {newest.started_at:%Y-%m-%d %H:%M})")
+        newest.refresh_from_db()
+        log.info("resuming %s sync %s from its cursor", kind, newest.id)
+        return newest
+
+
+def _finish(run: SyncRun) -> None:
+    run.status = SyncRun.Status.SUCCEEDED
+    run.finished_at = timezone.now()
+    run.save()
+
+
+def _fail(run: SyncRun, error: Exception) -> None:
+    run.status = SyncRun.Status.FAILED
+    run.error = str(error)[:2000]
+    run.finished_at = timezone.now()
+    run.save(update_fields=["status", "error", "finished_at"])
+
+
+def _walk_and_store(
+    kaltura: Kaltura,
+    run: SyncRun,
+    cursor: WindowCursor,
+    progress: Callable[[SyncRun], None] | None,
+    requests_before: int,
+    **extra_filter,
+) -> None:
+    category_ids = set(Category.objects.values_list("id", flat=True))
+    for entries in walk_entries(kaltura, cursor, **extra_filter):
+        flavors = kaltura.flavors_for_entries(e.id for e in entries)
+        with transaction.atomic():
+            page = store_entries(entries, flavors, category_ids, synced_at=run.started_at)
+            run.seen += len(entries)
+            run.created += page.created
+            run.updated += page.updated
+            run.unchanged += page.unchanged
+            run.gone += page.gone
+            run.cursor = cursor.to_json()
+            run.kaltura_requests = requests_before + kaltura.requests_made
+            run.heartbeat_at = timezone.now()
+            run.save()
+        if progress:
+            progress(run)
+
+
+def sync_full(kaltura: Kaltura, progress: Callable[[SyncRun], None] | None = None) -> SyncRun:
+    """Mirror every entry of every status; entries not seen are marked gone."""
+    run = _claim(SyncRun.Kind.FULL)
+    # Rows touched by this run carry its start time, so a resumed run still knows what it has seen.
+    requests_before = run.kaltura_requests
+    try:
+        store_categories(kaltura)
+        if not run.total_expected:
+            run.total_expected = kaltura.list_entries(page_size=1).total_count
+            run.save(update_fields=["total_expected"])
+        cursor = WindowCursor.from_json(run.cursor, "createdAt")
+        _walk_and_store(kaltura, run, cursor, progress, requests_before)
+        with transaction.atomic():
+            run.gone += Entry.objects.filter(synced_at__lt=run.started_at, gone=False).update(gone=True)
+            run.kaltura_requests = requests_before + kaltura.requests_made
+            _finish(run)
+    except Exception as exc:
+        _fail(run, exc)
+        raise
+    return run
+
+
+def last_success(kind: str) -> SyncRun | None:
+    return SyncRun.objects.filter(kind=kind, status=SyncRun.Status.SUCCEEDED).order_by("-started_at").first()
+
+
+def sync_incremental(kaltura: Kaltura, progress: Callable[[SyncRun], None] | None = None) -> SyncRun:
+    """Entries changed since the last successful sync (by updatedAt), deletions included."""
+    previous = (
+        SyncRun.objects.filter(kind__in=[SyncRun.Kind.FULL, SyncRun.Kind.INCREMENTAL], status=SyncRun.Status.SUCCEEDED)
+        .order_by("-started_at")
+        .first()
+    )
+    if previous is None:
+        return sync_full(kaltura, progress)
+    run = _claim(SyncRun.Kind.INCREMENTAL)
+    requests_before = run.kaltura_requests
+    try:
+        if run.since is None:
+            run.since = previous.started_at - INCREMENTAL_OVERLAP
+            run.save(update_fields=["since"])
+        cursor = WindowCursor.from_json(run.cursor, "updatedAt", start=int(run.since.timestamp()))
+        _walk_and_store(kaltura, run, cursor, progress, requests_before)
+        run.kaltura_requests = requests_before + kaltura.requests_made
+        _finish(run)
+    except Exception as exc:
+        _fail(run, exc)
+        raise
+    return run
+
+
+def sync_plays(kaltura: Kaltura, progress: Callable[[SyncRun], None] | None = None) -> SyncRun:
+    """Refresh lastPlayedAt, plays and views, which change without touching updatedAt.
+
+    Only entries played since the last refresh (with a look-back for Kaltura's late
+    daily analytics job) are listed, so this is cheap enough to run often.
+    """
+    previous = last_success(SyncRun.Kind.PLAYS) or last_success(SyncRun.Kind.FULL)
+    run = _claim(SyncRun.Kind.PLAYS)
+    requests_before = run.kaltura_requests
+    try:
+        if run.since is None:
+            since = previous.started_at if previous else timezone.now() - timedelta(days=365 * 20)
+            run.since = since - PLAYS_LOOKBACK
+            run.save(update_fields=["since"])
+        cursor = WindowCursor.from_json(run.cursor, "createdAt")
+        for entries in walk_entries(kaltura, cursor, lastPlayedAtGreaterThanOrEqual=int(run.since.timestamp())):
+            with transaction.atomic():
+                known = set(Entry.objects.filter(id__in=[e.id for e in entries]).values_list("id", flat=True))
+                rows = [
+                    Entry(id=e.id, last_played_at=e.last_played_at, plays=e.plays, views=e.views)
+                    for e in entries
+                    if e.id in known
+                ]
+                Entry.objects.bulk_update(rows, ["last_played_at", "plays", "views"], batch_size=500)
+                run.seen += len(entries)
+                run.updated += len(rows)
+                run.cursor = cursor.to_json()
+                run.heartbeat_at = timezone.now()
+                run.kaltura_requests = requests_before + kaltura.requests_made
+                run.save()
+            if progress:
+                progress(run)
+        _finish(run)
+    except Exception as exc:
+        _fail(run, exc)
+        raise
+    return run
