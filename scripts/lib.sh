@@ -42,7 +42,11 @@ ensure_venv() {
     fi
   fi
   say "installing Python requirements (first run takes a few minutes)"
-  "$PY" -m pip install --quiet --disable-pip-version-check -r "$requirements"
+  # (Some machines' pip configuration names local indexes that may not exist; hide that noise.)
+  if ! "$PY" -m pip install --quiet --disable-pip-version-check -r "$requirements" 2>&1 \
+    | { grep -v "is ignored: it is neither a file nor a directory" || true; }; then
+    die "pip install failed"
+  fi
   echo "$wanted" > "$stamp"
 }
 
