@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
+
+import django_rq
+from rq import Retry
 
 from archive_app import sync
 from archive_app.kaltura import Kaltura
 
 log = logging.getLogger(__name__)
+
+# Generous for a slow link: a 50 GB original at 10 MB/s is under 1.5 hours.
+ASSUMED_BYTES_PER_SECOND = 10 * 1024 * 1024
 
 
 def sync_kaltura_job(kind: str = "incremental") -> dict:
@@ -23,3 +30,23 @@ def sync_kaltura_job(kind: str = "incremental") -> dict:
         log.info("%s", busy)
         return {"skipped": str(busy)}
     return {run.kind: {"seen": run.seen, "created": run.created, "updated": run.updated} for run in runs}
+
+
+def run_batch_item(item_id: int, token: str) -> str:
+    from archive_app.batches import execute_item
+
+    item = execute_item(item_id, token)
+    return item.status if item is not None else "not ours"
+
+
+def enqueue_item(item, delay: timedelta | None = None):
+    """Queue one batch item, with retries and a timeout sized to what it copies."""
+    queue = django_rq.get_queue("default")
+    options = {
+        "retry": Retry(max=3, interval=[10, 60, 300]),
+        "job_timeout": 900 + item.bytes_to_copy // ASSUMED_BYTES_PER_SECOND,
+        "description": f"batch {item.batch_id}: {item.entry_id}",
+    }
+    if delay is not None:
+        return queue.enqueue_in(delay, run_batch_item, item.id, item.job_id, **options)
+    return queue.enqueue(run_batch_item, item.id, item.job_id, **options)

@@ -212,3 +212,159 @@ class SyncRun(models.Model):
         if not self.total_expected:
             return None
         return min(100, round(100 * self.seen / self.total_expected))
+
+
+class AppendOnlyQuerySet(models.QuerySet):
+    def update(self, **kwargs):
+        raise PermissionError("audit events are append-only")
+
+    def delete(self):
+        raise PermissionError("audit events are append-only")
+
+
+class AuditEvent(models.Model):
+    """One action, real or dry run, by a person or by the system. Never changed once written."""
+
+    class Outcome(models.TextChoices):
+        OK = "ok", "ok"
+        SKIPPED = "skipped", "skipped"
+        FAILED = "failed", "failed"
+        REFUSED = "refused", "refused"
+
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    user = models.ForeignKey("auth.User", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    # Kept as text too, so the record survives the user's deletion.
+    username = models.CharField(max_length=150)
+    action = models.CharField(max_length=50, db_index=True)
+    entry_id = models.CharField(max_length=32, blank=True, db_index=True)
+    batch = models.ForeignKey("Batch", null=True, blank=True, on_delete=models.PROTECT, related_name="events")
+    dry_run = models.BooleanField()
+    outcome = models.CharField(max_length=10, choices=Outcome.choices, db_index=True)
+    message = models.CharField(max_length=1000, blank=True)
+    details = models.JSONField(default=dict, blank=True)
+
+    objects = AppendOnlyQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        mode = "dry run" if self.dry_run else "real"
+        when = f"{self.created_at:%Y-%m-%d %H:%M}" if self.created_at else "unsaved"
+        return f"{when} {self.username} {self.action} {self.entry_id} ({mode}): {self.outcome}"
+
+    def save(self, *args, **kwargs):
+        if self.pk is not None:
+            raise PermissionError("audit events are append-only")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        raise PermissionError("audit events are append-only")
+
+
+class ArchiveCopy(models.Model):
+    """The verified copy of an entry's original in S3: what makes replacing it safe."""
+
+    entry = models.OneToOneField(Entry, on_delete=models.PROTECT, related_name="archive_copy")
+    flavor_id = models.CharField(max_length=32, help_text="the original flavor that was copied")
+    bucket = models.CharField(max_length=255)
+    key = models.CharField(max_length=1024)
+    version_id = models.CharField(max_length=1024, blank=True)
+    storage_class = models.CharField(max_length=32)
+    size_bytes = models.BigIntegerField()
+    # Computed on the stream while copying; empty for a copy adopted without one (the old tool's).
+    sha256 = models.CharField(max_length=64, blank=True)
+    crc32 = models.CharField(max_length=16, blank=True, help_text="S3's full-object CRC32 (base64)")
+    adopted = models.BooleanField(default=False, help_text="found in S3 rather than copied by us")
+    verified_at = models.DateTimeField()
+    replaced_at = models.DateTimeField(null=True, blank=True, help_text="when the placeholder went in")
+    bytes_freed = models.BigIntegerField(default=0)
+
+    class Meta:
+        verbose_name_plural = "archive copies"
+
+    def __str__(self) -> str:
+        return f"s3://{self.bucket}/{self.key}"
+
+
+class Batch(models.Model):
+    """A librarian's selection of entries and what to do to them, approved before it runs."""
+
+    class Action(models.TextChoices):
+        ARCHIVE = "archive", "archive to S3"
+        REPLACE = "replace", "replace with placeholder"
+        ARCHIVE_REPLACE = "archive_replace", "archive and replace"
+
+    class Status(models.TextChoices):
+        DRAFT = "draft", "awaiting approval"
+        APPROVED = "approved", "approved"
+        RUNNING = "running", "running"
+        DONE = "done", "done"
+        CANCELLED = "cancelled", "cancelled"
+
+    action = models.CharField(max_length=20, choices=Action.choices)
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.DRAFT)
+    created_by = models.ForeignKey("auth.User", on_delete=models.PROTECT, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    filter_query = models.TextField(blank=True, help_text="the browse filter the selection came from")
+    approved_by = models.ForeignKey("auth.User", null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    approved_at = models.DateTimeField(null=True, blank=True)
+    second_approved_by = models.ForeignKey(
+        "auth.User", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name_plural = "batches"
+
+    def __str__(self) -> str:
+        return f"batch {self.pk}: {self.get_action_display()}"
+
+
+class BatchItem(models.Model):
+    """One entry of a batch. Its status is also the entry's claim while work is under way."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "pending"
+        QUEUED = "queued", "queued"
+        RUNNING = "running", "running"
+        WAITING = "waiting", "waiting for Kaltura"
+        DONE = "done", "done"
+        SKIPPED = "skipped", "skipped"
+        FAILED = "failed", "failed"
+        CANCELLED = "cancelled", "cancelled"
+
+    ACTIVE = (Status.RUNNING, Status.WAITING)
+
+    batch = models.ForeignKey(Batch, on_delete=models.CASCADE, related_name="items")
+    entry_id = models.CharField(max_length=32)
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.PENDING, db_index=True)
+    planned_steps = models.JSONField(default=list, blank=True)
+    skip_reason = models.CharField(max_length=255, blank=True)
+    message = models.TextField(blank=True)
+    bytes_to_copy = models.BigIntegerField(default=0)
+    bytes_copied = models.BigIntegerField(default=0)
+    bytes_freed = models.BigIntegerField(default=0)
+    # What has been done so far, so a rerun after a crash knows, e.g. that the replacement was started.
+    progress = models.JSONField(default=dict, blank=True)
+    job_id = models.CharField(max_length=64, blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    started_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(fields=["batch", "entry_id"], name="one_item_per_entry_per_batch"),
+            # The claim: two batches (or two jobs) can never work on one entry at the same time.
+            models.UniqueConstraint(
+                fields=["entry_id"],
+                condition=models.Q(status__in=["running", "waiting"]),
+                name="one_active_item_per_entry",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.entry_id} in batch {self.batch_id}: {self.status}"

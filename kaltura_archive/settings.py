@@ -125,6 +125,20 @@ STORAGE_CLASSES = ["GLACIER", "DEEP_ARCHIVE", "GLACIER_IR", "STANDARD_IA", "STAN
 ARCHIVE_STORAGE_CLASS = envchoice("ARCHIVE_STORAGE_CLASS", STORAGE_CLASSES, "GLACIER")
 ARCHIVE_KEY_PREFIX = envstr("ARCHIVE_KEY_PREFIX")
 
+# --- Archiving policy ---------------------------------------------------------------
+# Entries created or played more recently than this are never archived.
+ARCHIVE_MIN_AGE_DAYS = envint("ARCHIVE_MIN_AGE_DAYS", 365, minimum=0)
+ARCHIVE_MIN_UNPLAYED_DAYS = envint("ARCHIVE_MIN_UNPLAYED_DAYS", 365, minimum=0)
+try:
+    ARCHIVE_EXEMPT_CATEGORY_IDS = [int(c) for c in envlist("ARCHIVE_EXEMPT_CATEGORY_IDS")]
+except ValueError:
+    raise ImproperlyConfigured("ARCHIVE_EXEMPT_CATEGORY_IDS must be category ids separated by commas") from None
+# Kaltura's own bulk actions stop at 1,000 entries; so do batches unless told otherwise.
+ARCHIVE_MAX_BATCH_SIZE = envint("ARCHIVE_MAX_BATCH_SIZE", 1000, minimum=1)
+ARCHIVE_REQUIRE_SECOND_APPROVAL = envbool("ARCHIVE_REQUIRE_SECOND_APPROVAL", False)
+# How long a job waits for Kaltura to finish a replacement before checking back later.
+ARCHIVE_REPLACEMENT_WAIT_SECONDS = envint("ARCHIVE_REPLACEMENT_WAIT_SECONDS", 120, minimum=1)
+
 PLACEHOLDER_VIDEO = Path(envstr("PLACEHOLDER_VIDEO") or BASE_DIR / "assets" / "placeholder.mp4")
 
 

@@ -1,0 +1,55 @@
+"""Writing audit events: one per preview and per executed step, real or dry run."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from django.conf import settings
+
+from archive_app.models import AuditEvent
+
+SYSTEM_USERNAME = "system"
+# Values that must never be stored: Kaltura sessions and the configured secrets.
+KS_PATTERN = re.compile(r"djJ8[A-Za-z0-9_\-+/=|]+")
+
+
+def _scrub(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {key: _scrub(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_scrub(item) for item in value]
+    if isinstance(value, str):
+        value = KS_PATTERN.sub("<ks>", value)
+        for secret in (settings.KALTURA_SECRET, settings.AWS_SECRET_ACCESS_KEY, settings.SECRET_KEY):
+            if secret and len(secret) >= 8:
+                value = value.replace(secret, "<secret>")
+        return value
+    return value
+
+
+def record(
+    action: str,
+    *,
+    user=None,
+    username: str | None = None,
+    entry_id: str = "",
+    batch=None,
+    dry_run: bool,
+    outcome: str = AuditEvent.Outcome.OK,
+    message: str = "",
+    details: dict | None = None,
+) -> AuditEvent:
+    if username is None:
+        username = user.get_username() if user is not None else SYSTEM_USERNAME
+    return AuditEvent.objects.create(
+        user=user,
+        username=username,
+        action=action,
+        entry_id=entry_id,
+        batch=batch,
+        dry_run=dry_run,
+        outcome=outcome,
+        message=_scrub(message)[:1000],
+        details=_scrub(details or {}),
+    )
