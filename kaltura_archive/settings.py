@@ -124,6 +124,8 @@ AWS_DEFAULT_REGION = envstr("AWS_DEFAULT_REGION", "us-east-1")
 STORAGE_CLASSES = ["GLACIER", "DEEP_ARCHIVE", "GLACIER_IR", "STANDARD_IA", "STANDARD"]
 ARCHIVE_STORAGE_CLASS = envchoice("ARCHIVE_STORAGE_CLASS", STORAGE_CLASSES, "GLACIER")
 ARCHIVE_KEY_PREFIX = envstr("ARCHIVE_KEY_PREFIX")
+# botocore's own retries of throttled or failed S3 calls.
+AWS_MAX_ATTEMPTS = envint("AWS_MAX_ATTEMPTS", 5, minimum=1)
 
 # --- Archiving policy ---------------------------------------------------------------
 # Entries created or played more recently than this are never archived.
