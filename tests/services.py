@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import atexit
+import json
 import os
 import shutil
 import socket
@@ -81,8 +82,15 @@ class MotoServer:
                 time.sleep(0.1)
 
     def reset(self) -> None:
+        """Empty every bucket, and let restores complete at once again (a reset keeps transitions)."""
         request = urllib.request.Request(f"{self.url}/moto-api/reset", method="POST")
         urllib.request.urlopen(request, timeout=10)
+        unset = urllib.request.Request(
+            f"{self.url}/moto-api/state-manager/unset-transition",
+            data=json.dumps({"model_name": "s3::keyrestore"}).encode(),
+            method="POST",
+        )
+        urllib.request.urlopen(unset, timeout=10)
 
     def stop(self) -> None:
         self.process.terminate()

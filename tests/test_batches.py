@@ -276,3 +276,52 @@ def test_audit_events_cannot_be_changed(db):
         AuditEvent.objects.filter(pk=event.pk).update(outcome="failed")
     with pytest.raises(PermissionError):
         AuditEvent.objects.all().delete()
+
+
+# --- command line -------------------------------------------------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+def test_archive_command_prints_the_plan_and_changes_nothing(archive_world, s3, capsys):
+    from django.core.management import call_command
+
+    sim, entry_ids, librarian = archive_world
+    call_command("archive_entries", "--replace", *[f"--id={e}" for e in entry_ids])
+    out = capsys.readouterr().out
+    for entry_id in entry_ids:
+        assert f"{entry_id}\tcopy, verify, tag_archived, upload_placeholder" in out
+    assert "Nothing was changed" in out
+    assert s3.list_objects_v2(Bucket=settings.AWS_BUCKET)["KeyCount"] == 0
+    assert not Batch.objects.exists()
+    assert AuditEvent.objects.filter(dry_run=True, username="cli", action="preview_archive_replace").count() == 3
+
+
+@pytest.mark.django_db(transaction=True)
+def test_archive_command_executes_and_health_check_agrees(archive_world, s3, rq_queue, capsys):
+    from django.core.management import call_command
+    from django.core.management.base import CommandError
+
+    sim, entry_ids, librarian = archive_world
+    call_command("archive_entries", f"--id={entry_ids[0]}", "--execute", "--in-process", "--user", "ops")
+    assert ArchiveCopy.objects.filter(entry_id=entry_ids[0]).exists()
+    assert "archived_to_s3" in sim.state.get_entry(entry_ids[0])["tags"]
+    assert AuditEvent.objects.filter(username="ops", action="copy", dry_run=False).count() == 1
+
+    capsys.readouterr()
+    call_command("health_check", *[f"--id={e}" for e in entry_ids])
+    assert "healthy" in capsys.readouterr().err
+
+    # Break an invariant behind the archive's back: the S3 object disappears.
+    s3.delete_object(Bucket=settings.AWS_BUCKET, Key=entry_ids[0])
+    with pytest.raises(CommandError, match="1 of 3 entries are unhealthy"):
+        call_command("health_check", *[f"--id={e}" for e in entry_ids])
+    assert "no S3 object" in capsys.readouterr().out
+
+
+@pytest.mark.django_db(transaction=True)
+def test_archive_command_with_an_empty_selection_is_an_error(archive_world):
+    from django.core.management import call_command
+    from django.core.management.base import CommandError
+
+    with pytest.raises(CommandError, match="selection is empty"):
+        call_command("archive_entries", "--id=0_zzzzzzzz")

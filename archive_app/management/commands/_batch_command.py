@@ -1,0 +1,131 @@
+"""What archive_entries and replace_entries share: select, plan (dry run) or execute, wait."""
+
+from __future__ import annotations
+
+import time
+
+from django.contrib.auth.models import User
+from django.core.exceptions import ImproperlyConfigured
+from django.core.management.base import BaseCommand, CommandError
+from django.db import transaction
+from django.utils import timezone
+from tqdm import tqdm
+
+from archive_app import batches
+from archive_app.cli import add_filter_arguments, entries_from_options
+from archive_app.kaltura import Kaltura, KalturaError
+from archive_app.models import AuditEvent, Batch, BatchItem
+from archive_app.storage import ArchiveStore, StorageError
+from archive_app.workflow import Policy, plan_for, read_live_states
+
+FINISHED = {BatchItem.Status.DONE, BatchItem.Status.SKIPPED, BatchItem.Status.FAILED, BatchItem.Status.CANCELLED}
+
+
+def human_bytes(size: int) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if size < 1024 or unit == "TB":
+            return f"{size:.1f} {unit}" if unit != "B" else f"{size} B"
+        size /= 1024
+    return f"{size} B"
+
+
+class BatchCommand(BaseCommand):
+    action: str = ""
+
+    def add_arguments(self, parser):
+        add_filter_arguments(parser)
+        parser.add_argument("--max-entries", type=int, help="at most this many entries of the selection")
+        parser.add_argument("--execute", action="store_true", help="really do it (default: print the plan only)")
+        parser.add_argument("--user", default="cli", help="who the audit log names (default: cli)")
+        parser.add_argument("--no-wait", action="store_true", help="with --execute: return once queued")
+        parser.add_argument(
+            "--in-process", action="store_true", help="with --execute: run the jobs in this process, not on workers"
+        )
+
+    def batch_action(self, options) -> str:
+        return self.action
+
+    def handle(self, *args, **options):
+        if options["max_entries"] is not None and options["max_entries"] < 1:
+            raise CommandError("--max-entries must be at least 1")
+        action = self.batch_action(options)
+        entries = entries_from_options(options)
+        entry_ids = list(entries.values_list("id", flat=True)[: options["max_entries"]])
+        if not entry_ids:
+            raise CommandError("the selection is empty")
+        user, _ = User.objects.get_or_create(username=options["user"])
+        try:
+            kaltura, store = Kaltura.from_settings(), ArchiveStore.from_settings()
+            if options["execute"]:
+                return self.run_batch(action, entry_ids, user, kaltura, store, options)
+            return self.dry_run(action, entry_ids, user, kaltura, store)
+        except ImproperlyConfigured as exc:
+            raise CommandError(str(exc)) from None
+        except (KalturaError, StorageError, batches.BatchError) as exc:
+            raise CommandError(str(exc)) from None
+
+    def dry_run(self, action, entry_ids, user, kaltura, store):
+        states = read_live_states(entry_ids, kaltura, store)
+        policy = Policy.from_settings(timezone.now())
+        plans = [plan_for(action, states[entry_id], policy) for entry_id in entry_ids]
+        AuditEvent.objects.bulk_create(
+            [
+                AuditEvent(
+                    user=user,
+                    username=user.username,
+                    action=f"preview_{action}",
+                    entry_id=plan.entry_id,
+                    dry_run=True,
+                    outcome=AuditEvent.Outcome.SKIPPED if plan.skipped else AuditEvent.Outcome.OK,
+                    message=plan.summary()[:1000],
+                    details={"steps": plan.step_names, "skip_reason": plan.skip_reason, "via": "command line"},
+                )
+                for plan in plans
+            ],
+            batch_size=500,
+        )
+        for plan in plans:
+            self.stdout.write(f"{plan.entry_id}\t{plan.summary()}")
+        todo = [plan for plan in plans if not plan.skipped]
+        self.stdout.write(
+            f"dry run: {len(plans)} entries, {len(todo)} to process, {len(plans) - len(todo)} skipped; "
+            f"{human_bytes(sum(p.bytes_to_copy for p in todo))} to copy, "
+            f"{human_bytes(sum(p.bytes_freed for p in todo))} to free. Nothing was changed; add --execute to do it."
+        )
+
+    def run_batch(self, action, entry_ids, user, kaltura, store, options):
+        batch = batches.batch_create(user=user, action=action, entry_ids=entry_ids, filter_query="(command line)")
+        batches.batch_preview(batch, user=user, kaltura=kaltura, store=store)
+        with transaction.atomic():
+            batch = batches.batch_approve(batch, user=user)
+        if batch.status == Batch.Status.DRAFT:
+            self.stdout.write(f"batch {batch.pk} needs a second approval in the dashboard before it runs")
+            return
+        self.stdout.write(f"batch {batch.pk}: {batch.items.count()} entries queued")
+        if options["in_process"]:
+            import django_rq
+            from rq import SimpleWorker
+
+            queue = django_rq.get_queue("default")
+            SimpleWorker([queue], connection=queue.connection).work(burst=True)
+        if options["no_wait"]:
+            return
+        self.wait_for(batch)
+
+    def wait_for(self, batch: Batch) -> None:
+        total = batch.items.count()
+        with tqdm(total=total, unit="entries", desc=f"batch {batch.pk}") as bar:
+            while True:
+                statuses = list(batch.items.values_list("status", flat=True))
+                finished = sum(status in FINISHED for status in statuses)
+                bar.update(finished - bar.n)
+                if finished == total:
+                    break
+                time.sleep(1)
+        failed = batch.items.filter(status=BatchItem.Status.FAILED)
+        for item in failed:
+            self.stderr.write(f"{item.entry_id}\tfailed: {item.message}")
+        counts = {status: statuses.count(status) for status in FINISHED}
+        self.stdout.write(", ".join(f"{count} {status}" for status, count in counts.items() if count))
+        if failed:
+            raise CommandError(f"{failed.count()} of {total} entries failed; see the messages above")

@@ -1,0 +1,235 @@
+"""Server time of the browse page over a large mirror, per filter, on SQLite and PostgreSQL.
+
+    .venv/bin/python bench/bench_browse.py [--entries 100000] [--database sqlite|postgres|both]
+                                           [--repeat 20] [--keep]
+
+Builds a dedicated database (the SQLite file /tmp/kaltura_archive_bench.sqlite3, or the
+PostgreSQL database kaltura_archive_bench on 127.0.0.1 as user postgres), fills it with
+tests.factories.save_dataset, then times GET /entries/?<filters> through Django's test
+client as a signed-in librarian: middleware, FilterSet, the totals query, the page query
+and the template, i.e. everything but the network. Target: p95 under 150 ms per case.
+Each database runs in its own process (Django's settings are fixed once set up).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SQLITE_PATH = Path("/tmp/kaltura_archive_bench.sqlite3")
+PG_SERVER = "postgres://postgres@127.0.0.1:5432"
+PG_NAME = "kaltura_archive_bench"
+TARGET_MS = 150
+RESULT_MARK = "RESULT "
+
+CASES: list[tuple[str, dict]] = [
+    ("no filter, default sort (-created)", {}),
+    ("sort -plays", {"sort": "-plays"}),
+    ("sort last_played", {"sort": "last_played"}),
+    ("sort -last_played", {"sort": "-last_played"}),
+    ("sort -total_size", {"sort": "-total_size"}),
+    ("sort name", {"sort": "name"}),
+    ("created_before_years=3", {"created_before_years": "3"}),
+    ("created_within_years=1", {"created_within_years": "1"}),
+    ("created_from/to 2019", {"created_from": "2019-01-01", "created_to": "2019-12-31"}),
+    ("unplayed_years=2", {"unplayed_years": "2"}),
+    ("unplayed_years=2, sort -total_size", {"unplayed_years": "2", "sort": "-total_size"}),
+    ("played_within_years=1", {"played_within_years": "1"}),
+    ("never_played", {"never_played": "on"}),
+    ("plays_lt=5", {"plays_lt": "5"}),
+    ("category=1 (subtree)", {"category": "1"}),
+    ("category=5000 (leaf)", {"category": "5000"}),
+    ("category=1,2,3 sort plays", {"category": ["1", "2", "3"], "sort": "plays"}),
+    ("tags=archived_to_s3", {"tags": "archived_to_s3"}),
+    ("tags=lecture capture,zoom", {"tags": "lecture capture,zoom"}),
+    ("tags_excluded=archived_to_s3", {"tags_excluded": "archived_to_s3"}),
+    ("status=7,-1", {"status": ["7", "-1"]}),
+    ("media_type=5", {"media_type": "5"}),
+    ("state=archived", {"state": "archived"}),
+    ("state=initial,archived", {"state": ["initial", "archived"]}),
+    ("original_min=1GB", {"original_min": "1 GB"}),
+    ("total 100MB-500MB", {"total_min": "100 MB", "total_max": "500 MB"}),
+    ("ids (500 pasted)", {"ids": None}),  # filled in from the data
+    ("include_gone", {"include_gone": "on"}),
+    (
+        "unplayed 3 + initial + !archived_to_s3, sort -total_size",
+        {"unplayed_years": "3", "state": "initial", "tags_excluded": "archived_to_s3", "sort": "-total_size"},
+    ),
+    ("category 12 + created_before 2 + plays_lt 10", {"category": "12", "created_before_years": "2", "plays_lt": "10"}),
+    (
+        "never_played + created_before 5 + video + ready",
+        {"never_played": "on", "created_before_years": "5", "media_type": "1", "status": "2"},
+    ),
+    (
+        "played_within 2 + tags lecture + total_min 1GB",
+        {"played_within_years": "2", "tags": "lecture", "total_min": "1GB"},
+    ),
+]
+
+
+def percentile(samples: list[float], fraction: float) -> float:
+    """Nearest-rank percentile: with 20 samples, p95 is the 19th smallest."""
+    ordered = sorted(samples)
+    return ordered[max(0, math.ceil(fraction * len(ordered)) - 1)]
+
+
+def prepare_database(kind: str) -> str:
+    if kind == "sqlite":
+        for suffix in ("", "-wal", "-shm", "-journal"):
+            Path(f"{SQLITE_PATH}{suffix}").unlink(missing_ok=True)
+        return f"sqlite:///{SQLITE_PATH}"
+    import psycopg
+
+    with psycopg.connect(f"{PG_SERVER}/postgres", autocommit=True) as connection:
+        connection.execute(f"DROP DATABASE IF EXISTS {PG_NAME}")
+        connection.execute(f"CREATE DATABASE {PG_NAME}")
+    return f"{PG_SERVER}/{PG_NAME}"
+
+
+def drop_database(kind: str) -> None:
+    if kind == "sqlite":
+        for suffix in ("", "-wal", "-shm", "-journal"):
+            Path(f"{SQLITE_PATH}{suffix}").unlink(missing_ok=True)
+        return
+    import psycopg
+
+    with psycopg.connect(f"{PG_SERVER}/postgres", autocommit=True) as connection:
+        connection.execute(f"DROP DATABASE IF EXISTS {PG_NAME} WITH (FORCE)")
+
+
+def run_one(kind: str, entries: int, repeat: int, keep: bool) -> None:
+    """In this process: build the database, time every case, print one RESULT line of JSON per case."""
+    os.environ["DATABASE_URL"] = prepare_database(kind)
+    os.environ.setdefault("DJANGO_SECRET_KEY", "bench-only-secret-key")
+    os.environ["DJANGO_DEBUG"] = "0"
+    os.environ["DJANGO_ALLOWED_HOSTS"] = "testserver"
+    os.environ["DJANGO_SETTINGS_MODULE"] = "kaltura_archive.settings"
+    os.environ.setdefault("LOG_LEVEL", "WARNING")
+    sys.path.insert(0, str(ROOT))
+    import django
+
+    django.setup()
+    from django.contrib.auth.models import User
+    from django.core.management import call_command
+    from django.db import connection
+    from django.test import Client
+
+    from archive_app.models import Entry
+    from archive_app.roles import assign_role
+    from tests.factories import save_dataset
+
+    log = sys.stderr
+    try:
+        call_command("migrate", verbosity=0)
+        started = time.perf_counter()
+        save_dataset(entries, seed=2024, batch_size=2000, progress=lambda done: None)
+        print(f"[{kind}] {entries:,} entries inserted in {time.perf_counter() - started:.0f} s", file=log)
+        if kind == "postgres":
+            # What a running server has soon after a load: autovacuum gathers the statistics.
+            # SQLite gets none (nothing runs ANALYZE there), so it is measured as deployed.
+            with connection.cursor() as cursor:
+                cursor.execute("VACUUM ANALYZE")
+
+        user = User.objects.create_user("bench-librarian", password="x" * 20)
+        assign_role(user, "librarian")
+        client = Client()
+        client.force_login(user)
+        pasted = list(Entry.objects.filter(gone=False).order_by("?").values_list("id", flat=True)[:500])
+        for name, params in CASES:
+            if "ids" in params:
+                params = {**params, "ids": "\n".join(pasted)}
+            for _ in range(2):  # warm caches and the connection
+                client.get("/entries/", params)
+            samples = []
+            for _ in range(repeat):
+                begin = time.perf_counter()
+                response = client.get("/entries/", params)
+                samples.append((time.perf_counter() - begin) * 1000)
+                if response.status_code != 200 or b'data-testid="filter-errors"' in response.content:
+                    raise SystemExit(f"[{kind}] {name}: status {response.status_code} or filter errors")
+            count = response.content.split(b'data-testid="total-entries">', 1)[1].split(b"<", 1)[0].decode()
+            result = {
+                "case": name,
+                "database": kind,
+                "p50": statistics.median(samples),
+                "p95": percentile(samples, 0.95),
+                "entries": count,
+            }
+            print(RESULT_MARK + json.dumps(result), flush=True)
+        samples = []
+        for _ in range(repeat):
+            begin = time.perf_counter()
+            client.get("/")
+            samples.append((time.perf_counter() - begin) * 1000)
+        result = {"case": "(dashboard /, for information)", "database": kind, "entries": "",
+                  "p50": statistics.median(samples), "p95": percentile(samples, 0.95)}  # fmt: skip
+        print(RESULT_MARK + json.dumps(result), flush=True)
+    finally:
+        connection.close()
+        if not keep:
+            drop_database(kind)
+
+
+def print_table(results: list[dict], databases: list[str]) -> None:
+    cases = list(dict.fromkeys(result["case"] for result in results))
+    by_key = {(result["case"], result["database"]): result for result in results}
+    width = max(len(case) for case in cases)
+    header = f"{'case':<{width}}"
+    for database in databases:
+        header += f" | {database + ' matches':>16} {'p50 ms':>7} {'p95 ms':>7}"
+    print(header)
+    print("-" * len(header))
+    worst = {}
+    for case in cases:
+        line = f"{case:<{width}}"
+        for database in databases:
+            result = by_key.get((case, database))
+            if not result:
+                line += f" | {'':>16} {'':>7} {'':>7}"
+                continue
+            line += f" | {result['entries']:>16} {result['p50']:7.1f} {result['p95']:7.1f}"
+            if not case.startswith("("):
+                worst[database] = max(worst.get(database, 0), result["p95"])
+        print(line)
+    for database, p95 in worst.items():
+        verdict = "meets" if p95 < TARGET_MS else "MISSES"
+        print(f"{database}: worst browse p95 {p95:.1f} ms, {verdict} the {TARGET_MS} ms target")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--entries", type=int, default=100_000)
+    parser.add_argument("--database", choices=["sqlite", "postgres", "both"], default="both")
+    parser.add_argument("--repeat", type=int, default=20)
+    parser.add_argument("--keep", action="store_true", help="leave the benchmark database in place")
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+
+    if args.child:
+        run_one(args.database, args.entries, args.repeat, args.keep)
+        return
+    databases = ["sqlite", "postgres"] if args.database == "both" else [args.database]
+    results = []
+    for database in databases:
+        command = [sys.executable, __file__, "--child", "--database", database]
+        command += ["--entries", str(args.entries), "--repeat", str(args.repeat)] + (["--keep"] if args.keep else [])
+        child = subprocess.run(command, cwd=ROOT, stdout=subprocess.PIPE, text=True)
+        results += [
+            json.loads(line[len(RESULT_MARK) :]) for line in child.stdout.splitlines() if line.startswith(RESULT_MARK)
+        ]
+        if child.returncode:
+            raise SystemExit(f"{database} run failed (exit {child.returncode})")
+    print(f"\nGET /entries/ server time, {args.entries:,} entries, {args.repeat} runs per case (first page)\n")
+    print_table(results, databases)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,89 @@
+"""Batch pages: create from a filter, preview, approve, progress; and who may do it."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from django.urls import reverse
+from rq import SimpleWorker
+
+from archive_app import sync
+from archive_app.kaltura import Kaltura
+from archive_app.models import ArchiveCopy, AuditEvent, Batch, BatchItem
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def old_entries(kaltura_sim, s3, rq_queue, settings):
+    settings.KALTURA_RETRY_DELAYS = (0.01,)
+    settings.ARCHIVE_REPLACEMENT_WAIT_SECONDS = 20
+    old = int((datetime.now(tz=UTC) - timedelta(days=6 * 365)).timestamp())
+    ids = [kaltura_sim.state.add_entry(name=f"Old seminar {n}", createdAt=old, tags="forgotten") for n in range(2)]
+    sync.sync_full(Kaltura.from_settings())
+    return ids
+
+
+def test_batch_pages_refuse_users_without_the_role(client, make_user, old_entries):
+    client.force_login(make_user("nobody", role=None))
+    assert client.get(reverse("batch_list")).status_code == 403
+    response = client.post(reverse("batch_create"), {"action": "archive", "filter_query": "tags=forgotten"})
+    assert response.status_code == 403
+    assert not Batch.objects.exists()
+
+
+def test_state_changes_only_by_post(client, make_user, old_entries):
+    client.force_login(make_user())
+    assert client.get(reverse("batch_create")).status_code == 405
+
+
+def test_unknown_action_is_a_400_and_nothing_is_made(client, make_user, old_entries):
+    client.force_login(make_user())
+    response = client.post(reverse("batch_create"), {"action": "delete_everything", "filter_query": ""})
+    assert response.status_code == 400
+    assert not Batch.objects.exists()
+
+
+def test_create_previews_and_approve_queues(client, make_user, old_entries, rq_queue):
+    client.force_login(make_user())
+    response = client.post(reverse("batch_create"), {"action": "archive", "filter_query": "tags=forgotten"})
+    batch = Batch.objects.get()
+    assert response.status_code == 302 and response["Location"] == reverse("batch_detail", args=[batch.pk])
+    assert set(batch.items.values_list("entry_id", flat=True)) == set(old_entries)
+    page = client.get(reverse("batch_detail", args=[batch.pk])).content.decode()
+    assert "Dry run" in page and "copy → verify → tag_archived" in page
+    assert AuditEvent.objects.filter(batch=batch, dry_run=True).count() >= 2
+
+    client.post(reverse("batch_approve", args=[batch.pk]))
+    assert rq_queue.count == 2
+    assert set(BatchItem.objects.values_list("status", flat=True)) == {"queued"}
+
+
+def test_a_batch_over_the_cap_is_refused_with_a_message(client, make_user, old_entries, settings):
+    settings.ARCHIVE_MAX_BATCH_SIZE = 1
+    client.force_login(make_user())
+    response = client.post(
+        reverse("batch_create"), {"action": "archive", "filter_query": "tags=forgotten"}, follow=True
+    )
+    assert "at most 1" in response.content.decode()
+    assert not Batch.objects.exists()
+
+
+@pytest.mark.browser
+def test_librarian_makes_a_batch_from_a_filter_and_watches_it_finish(page, sign_in, make_user, old_entries, rq_queue):
+    sign_in(make_user("lena"))
+    page.goto("/entries/?tags=forgotten")
+    assert page.locator("table tbody tr").count() == 2
+    page.select_option("select[name=action]", "archive")
+    page.click("text=Preview batch")
+    page.wait_for_selector("[data-testid=preview]")
+    assert page.get_by_test_id("to-process").inner_text() == "2"
+    page.click("text=Approve and run 2 entries")
+    page.wait_for_selector("[data-testid=batch-progress][data-status=running]")
+
+    # A real worker (in this process, sharing the test database) does the jobs.
+    SimpleWorker([rq_queue], connection=rq_queue.connection).work(burst=True)
+    page.wait_for_selector("[data-testid=batch-progress][data-status=done]", timeout=20_000)
+    assert "done: 2" in page.get_by_test_id("counts").inner_text()
+    assert ArchiveCopy.objects.count() == 2
