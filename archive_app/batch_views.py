@@ -120,3 +120,37 @@ def batch_retry(request: HttpRequest, batch_id: int) -> HttpResponse:
     queued = batches.batch_retry_failed(batch, user=request.user)
     messages.info(request, f"Queued {queued} failed entries again.")
     return redirect("batch_detail", batch_id=batch_id)
+
+
+HEALTH_LIMIT = 500
+
+
+@require_GET
+@permission_required("archive_app.browse_entries", raise_exception=True)
+def health(request: HttpRequest) -> HttpResponse:
+    """The archive's invariants checked on live Kaltura and S3 state, for a selection (default: archived)."""
+    from archive_app.health import entry_problems
+    from archive_app.kaltura import Kaltura
+    from archive_app.storage import ArchiveStore
+    from archive_app.workflow import read_live_states
+
+    query = request.GET.copy()
+    if not query:
+        query.setlist("state", ["archived", "placeholder"])
+    context = {"query": query.urlencode(), "limit": HEALTH_LIMIT, "rows": [], "error": ""}
+    try:
+        entries = selectors.entry_list(data=query)
+        entry_ids = list(entries.values_list("id", flat=True)[:HEALTH_LIMIT])
+        states = read_live_states(entry_ids, Kaltura.from_settings(), ArchiveStore.from_settings())
+    except selectors.InvalidSelection:
+        context["error"] = "The filter is not valid."
+    except (KalturaError, StorageError, ImproperlyConfigured) as exc:
+        context["error"] = f"Could not read the live state: {exc}"
+    else:
+        context["checked"] = len(entry_ids)
+        context["rows"] = [
+            {"entry_id": entry_id, "problems": problems}
+            for entry_id in entry_ids
+            if (problems := entry_problems(states[entry_id]))
+        ]
+    return render(request, "archive_app/health.html", context, status=400 if context["error"] else 200)

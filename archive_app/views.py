@@ -15,7 +15,7 @@ from django.views.decorators.http import require_GET
 
 from archive_app import costs, selectors
 from archive_app.filters import DEFAULT_SORT
-from archive_app.models import ArchiveState, Entry
+from archive_app.models import ArchiveCopy, ArchiveState, AuditEvent, Entry
 
 BROWSE = "archive_app.browse_entries"
 PAGE_SIZE = 50
@@ -195,6 +195,8 @@ def entry_detail(request: HttpRequest, entry_id: str) -> HttpResponse:
             "entry": entry,
             "flavors": list(entry.flavors.all()),
             "categories": sorted(entry.categories.all(), key=lambda category: category.full_name),
+            "archive_copy": ArchiveCopy.objects.filter(entry_id=entry.id).first(),
+            "events": AuditEvent.objects.filter(entry_id=entry.id).select_related("batch")[:200],
             # Only a web address becomes an <img>: the mirror holds whatever Kaltura sent.
             "thumbnail_url": entry.thumbnail_url if entry.thumbnail_url.startswith(("https://", "http://")) else "",
         },
