@@ -22,10 +22,12 @@ from KalturaClient import KalturaClient, KalturaConfiguration
 from KalturaClient.exceptions import KalturaClientException, KalturaException
 from KalturaClient.Plugins.Core import (
     KalturaCategoryFilter,
+    KalturaDetachedResponseProfile,
     KalturaFilterPager,
     KalturaFlavorAssetFilter,
     KalturaMediaEntry,
     KalturaMediaEntryFilter,
+    KalturaResponseProfileType,
     KalturaSessionType,
     KalturaUploadedFileTokenResource,
     KalturaUploadToken,
@@ -43,6 +45,17 @@ ALL_ENTRY_STATUSES = "-2,-1,0,1,2,3,4,5,6,7"
 # sub-request within one 500-row page.
 FLAVOR_LIST_CHUNK = 80
 
+# Exactly the fields KEntry.from_client and KFlavor.from_client read. Listing with a response profile of
+# these (instead of ~80 entry and ~40 flavor fields) makes the answers a quarter of the size, and the
+# client's XML parsing, which walks every field of every object once per class level, as much faster.
+ENTRY_RESPONSE_FIELDS = (
+    "id,name,description,userId,creatorId,tags,categoriesIds,createdAt,updatedAt,lastPlayedAt,plays,views,"
+    "status,mediaType,duration,sourceType,parentEntryId,capabilities,replacingEntryId,replacementStatus,thumbnailUrl"
+)
+FLAVOR_RESPONSE_FIELDS = (
+    "id,entryId,flavorParamsId,isOriginal,status,size,sizeInBytes,tags,fileExt,width,height,bitrate,createdAt,updatedAt"
+)
+
 # Transport failures (connection, timeout, empty or HTML body) are worth retrying.
 TRANSIENT_CLIENT_CODES = {
     KalturaClientException.ERROR_CONNECTION_FAILED,
@@ -57,6 +70,10 @@ TRANSIENT_KALTURA_CODES = {"INTERNAL_SERVERL_ERROR", "INTERNAL_SERVER_ERROR", "S
 SESSION_CODES = {"INVALID_KS", "EXPIRED_KS", "MISSING_KS"}
 # Kaltura quotes the session in some error messages; it must never reach a log or a page.
 KS_PATTERN = re.compile(r"djJ8[A-Za-z0-9_\-+/=|]+")
+
+
+def _only(fields: str) -> KalturaDetachedResponseProfile:
+    return KalturaDetachedResponseProfile(type=KalturaResponseProfileType.INCLUDE_FIELDS, fields=fields)
 
 
 def _redact(message) -> str:
@@ -305,8 +322,11 @@ class Kaltura:
         # Renew well before Kaltura would refuse it; INVALID_KS is handled too.
         self._session_renew_at = time.monotonic() + max(60, self.session_expiry * 0.9)
 
-    def _call(self, request, *, what: str):
-        """Run `request(client)` with a valid session, retrying transient failures."""
+    def _call(self, request, *, what: str, fields: str | None = None):
+        """Run `request(client)` with a valid session, retrying transient failures.
+
+        `fields`: ask Kaltura for only these fields of the result objects (a response profile).
+        """
         delays = iter(self.retry_delays)
         renewed = False
         while True:
@@ -315,7 +335,13 @@ class Kaltura:
                     if time.monotonic() >= self._session_renew_at:
                         self._start_session()
                     self.requests_made += 1
-                    return request(self._client)
+                    if fields:
+                        self._client.setResponseProfile(_only(fields))
+                    try:
+                        return request(self._client)
+                    finally:
+                        # The client would send the profile with every later call (session.start too).
+                        self._client.requestConfiguration.pop("responseProfile", None)
             except KalturaException as exc:
                 if exc.code in SESSION_CODES and not renewed:
                     renewed = True
@@ -362,7 +388,9 @@ class Kaltura:
                 value = ",".join(str(v) for v in value)
             setattr(entry_filter, name, value)
         pager = KalturaFilterPager(pageSize=page_size, pageIndex=page_index)
-        response = self._call(lambda c: c.media.list(entry_filter, pager), what="media.list")
+        response = self._call(
+            lambda c: c.media.list(entry_filter, pager), what="media.list", fields=ENTRY_RESPONSE_FIELDS
+        )
         return EntryPage([KEntry.from_client(e) for e in response.objects or []], _int(response.totalCount))
 
     def get_entry(self, entry_id: str) -> KEntry:
@@ -393,7 +421,7 @@ class Kaltura:
                     )
                 return client.doMultiRequest()
 
-            responses = self._call(run_group, what="flavorAsset.list (multirequest)")
+            responses = self._call(run_group, what="flavorAsset.list (multirequest)", fields=FLAVOR_RESPONSE_FIELDS)
             for chunk, response in zip(group, responses, strict=True):
                 if isinstance(response, KalturaException):
                     raise KalturaError(f"flavorAsset.list: {response.message}", response.code)
@@ -408,6 +436,7 @@ class Kaltura:
                             KalturaFilterPager(pageSize=PAGE_SIZE, pageIndex=page),
                         ),
                         what="flavorAsset.list",
+                        fields=FLAVOR_RESPONSE_FIELDS,
                     )
                     if not more.objects:
                         break

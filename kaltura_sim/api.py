@@ -680,7 +680,34 @@ def call_action(state: SimState, call: Call) -> Any:
     if (service, action) not in NO_SESSION_NEEDED:
         call.session = state.check_session(p_str(call.params, "ks"))
     with state.lock:
-        return handler(state, call)
+        result = handler(state, call)
+    return apply_response_profile(result, p_obj(call.params, "responseProfile"))
+
+
+# --- response profiles ----------------------------------------------------------------------------
+
+PROFILE_INCLUDE_FIELDS, PROFILE_EXCLUDE_FIELDS = 1, 2
+
+
+def _profiled(obj: dict[str, Any], fields: set[str], include: bool) -> dict[str, Any]:
+    # objectType always stays: the client needs it to pick the class.
+    return {k: v for k, v in obj.items() if k == "objectType" or (k in fields) == include}
+
+
+def apply_response_profile(result: Any, profile: dict[str, Any]) -> Any:
+    """A KalturaDetachedResponseProfile (the request configuration's `responseProfile`, sent per call and so
+    per sub-request of a multirequest): INCLUDE_FIELDS keeps only the named fields of the result object, or
+    of each object of a list response (its `objects` and `totalCount` stay); EXCLUDE_FIELDS drops them.
+    Other profile types (stored profiles by id or system name) are not simulated and are ignored."""
+    kind = p_int(profile, "type")
+    if kind not in (PROFILE_INCLUDE_FIELDS, PROFILE_EXCLUDE_FIELDS) or not isinstance(result, dict):
+        return result
+    fields = {name.strip() for name in (p_str(profile, "fields") or "").split(",") if name.strip()}
+    include = kind == PROFILE_INCLUDE_FIELDS
+    if isinstance(result.get("objects"), list) and "totalCount" in result:
+        objects = [_profiled(o, fields, include) if isinstance(o, dict) else o for o in result["objects"]]
+        return {**result, "objects": objects}
+    return _profiled(result, fields, include)
 
 
 def _lookup(value: Any, path: list[str]) -> Any:

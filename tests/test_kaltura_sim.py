@@ -25,11 +25,13 @@ from KalturaClient.Plugins.Core import (
     KalturaBaseEntryListResponse,
     KalturaCategoryEntryFilter,
     KalturaCategoryFilter,
+    KalturaDetachedResponseProfile,
     KalturaFilterPager,
     KalturaFlavorAssetFilter,
     KalturaMediaEntry,
     KalturaMediaEntryFilter,
     KalturaMediaListResponse,
+    KalturaResponseProfileType,
     KalturaSessionType,
     KalturaUploadedFileTokenResource,
     KalturaUploadToken,
@@ -395,6 +397,43 @@ def test_multirequest_property_paths(sim, client):
     client.media.get(listed.objects[0].id)  # {1:result:objects:0:id}
     results = client.doMultiRequest()
     assert results[1].id == entry["id"]
+
+
+def profile(kind, fields):
+    return KalturaDetachedResponseProfile(type=kind, fields=fields)
+
+
+def test_response_profiles_include_or_exclude_fields(sim, client):
+    entry = pick(sim)
+    client.setResponseProfile(profile(KalturaResponseProfileType.INCLUDE_FIELDS, "id,name,createdAt"))
+    listed = client.media.list(KalturaMediaEntryFilter(idEqual=entry["id"]))
+    assert listed.totalCount == 1  # the list response itself is not profiled
+    got = listed.objects[0]
+    assert type(got).__name__ == "KalturaMediaEntry"  # objectType is always kept
+    assert (got.id, got.name, got.createdAt) == (entry["id"], entry["name"], entry["createdAt"])
+    assert got.tags is NotImplemented and got.status is NotImplemented and got.plays is NotImplemented
+
+    client.setResponseProfile(profile(KalturaResponseProfileType.EXCLUDE_FIELDS, "description,tags"))
+    got = client.media.get(entry["id"])
+    assert got.description is NotImplemented and got.tags is NotImplemented
+    assert got.name == entry["name"] and int(got.status.getValue()) == entry["status"]
+
+    # The client sends its request configuration with every call: each sub-request has its own profile.
+    client.startMultiRequest()
+    client.setResponseProfile(profile(KalturaResponseProfileType.INCLUDE_FIELDS, "id,entryId,isOriginal"))
+    client.flavorAsset.list(KalturaFlavorAssetFilter(entryIdEqual=entry["id"]))
+    client.setResponseProfile(profile(KalturaResponseProfileType.INCLUDE_FIELDS, "id"))
+    client.media.get(entry["id"])
+    flavors, got = client.doMultiRequest()
+    assert {f.id for f in flavors.objects} == {f["id"] for f in sim.state.get_flavors(entry["id"])}
+    assert all(f.entryId == entry["id"] and f.size is NotImplemented for f in flavors.objects)
+    assert any(f.isOriginal for f in flavors.objects)
+    assert got.id == entry["id"] and got.name is NotImplemented
+
+    # Without a profile, every field comes back again.
+    client.requestConfiguration.pop("responseProfile")
+    got = client.media.get(entry["id"])
+    assert got.tags == entry["tags"] and got.description == entry["description"]
 
 
 def test_counters_count_a_multirequest_once(sim, client):

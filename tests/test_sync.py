@@ -8,10 +8,11 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
+from KalturaClient.Plugins.Core import KalturaFilterPager, KalturaFlavorAssetFilter, KalturaMediaEntryFilter
 from rq import SimpleWorker
 
 from archive_app import sync
-from archive_app.kaltura import Kaltura, KalturaError
+from archive_app.kaltura import ALL_ENTRY_STATUSES, Kaltura, KalturaError, KEntry, KFlavor
 from archive_app.models import Entry, Flavor, SyncRun
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -43,6 +44,9 @@ def assert_mirror_matches(sim):
         assert row.plays == int(entry.get("plays") or 0), entry_id
         assert row.status == int(entry["status"]), entry_id
         assert row.created_at == when(entry["createdAt"]), entry_id
+        derived = Entry()
+        derived.set_tags(entry["tags"])
+        assert (row.tags_search, row.archive_state) == (derived.tags_search, derived.archive_state), entry_id
 
 
 # --- adapter ------------------------------------------------------------------------
@@ -103,6 +107,24 @@ def test_flavors_for_many_entries_come_in_one_request(kaltura_sim):
     assert sum(kaltura_sim.state.counters.values()) == 1
     assert set(flavors) == set(ids)
     assert any(f.is_original for flavor_list in flavors.values() for f in flavor_list)
+
+
+def test_response_profiles_keep_every_field_the_adapter_reads(kaltura_sim):
+    """The adapter asks Kaltura for only the fields it reads: the result must equal reading everything."""
+    kaltura = kaltura_for(kaltura_sim)
+    page = kaltura.list_entries(page_size=100)
+    flavors = kaltura.flavors_for_entries(e.id for e in page.entries)
+
+    client = kaltura._client  # the adapter leaves no response profile set on it
+    everything = KalturaMediaEntryFilter(orderBy="+createdAt", statusIn=ALL_ENTRY_STATUSES)
+    full = client.media.list(everything, KalturaFilterPager(pageSize=100))
+    assert full.objects[0].partnerId is not NotImplemented  # really the full objects
+    assert page.entries == [KEntry.from_client(e) for e in full.objects]
+    ids = ",".join(e.id for e in page.entries)
+    full_flavors = client.flavorAsset.list(KalturaFlavorAssetFilter(entryIdIn=ids), KalturaFilterPager(pageSize=500))
+    assert {f.id: f for fs in flavors.values() for f in fs} == {
+        f.id: KFlavor.from_client(f) for f in full_flavors.objects
+    }
 
 
 # --- full sync ----------------------------------------------------------------------
@@ -172,6 +194,27 @@ def test_full_sync_resumes_from_its_cursor_after_a_failure(make_kaltura_sim):
     assert resumed.id == failed.id and resumed.status == SyncRun.Status.SUCCEEDED
     assert sim.state.counters.get("media.list", 0) <= 3  # the remaining pages only, not all four again
     assert_mirror_matches(sim)
+
+
+def test_the_cursor_saved_with_each_page_is_the_one_after_it(make_kaltura_sim):
+    """Pages are fetched one ahead while the previous is stored: the saved cursor must still match the rows."""
+    sim = make_kaltura_sim(entries=2600, seed=3)
+    saved = []
+
+    def progress(run):
+        saved.append((set(Entry.objects.values_list("id", flat=True)), dict(run.cursor)))
+
+    sync.sync_full(kaltura_for(sim), progress)
+    everything = set(sim_entries(sim))
+    assert len(saved) >= 5
+    for stored, cursor in saved:
+        rest = {
+            e.id
+            for page in sync.walk_entries(kaltura_for(sim), sync.WindowCursor.from_json(cursor, "createdAt"))
+            for e in page
+        }
+        assert not stored & rest
+        assert stored | rest == everything
 
 
 def test_only_one_sync_of_a_kind_runs_at_once(kaltura_sim):
