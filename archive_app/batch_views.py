@@ -74,6 +74,9 @@ def _progress(batch: Batch) -> dict:
 @permission_required(RUN, raise_exception=True)
 def batch_detail(request: HttpRequest, batch_id: int) -> HttpResponse:
     batch = get_object_or_404(Batch.objects.select_related("created_by", "approved_by"), pk=batch_id)
+    if batches.release_stale_items(batch):
+        batches.refresh_batch_status(batch.pk)
+        batch.refresh_from_db()
     items = Paginator(batch.items.all(), ITEMS_PER_PAGE).get_page(request.GET.get("page"))
     context = {
         "batch": batch,
@@ -117,8 +120,12 @@ def batch_cancel(request: HttpRequest, batch_id: int) -> HttpResponse:
 @permission_required(RUN, raise_exception=True)
 def batch_retry(request: HttpRequest, batch_id: int) -> HttpResponse:
     batch = get_object_or_404(Batch, pk=batch_id)
-    queued = batches.batch_retry_failed(batch, user=request.user)
-    messages.info(request, f"Queued {queued} failed entries again.")
+    try:
+        queued = batches.batch_retry_failed(batch, user=request.user)
+    except (KalturaError, StorageError, ImproperlyConfigured) as exc:
+        messages.error(request, f"The preview could not read the live state: {exc}")
+    else:
+        messages.info(request, f"Previewed the failed entries again and queued {queued}.")
     return redirect("batch_detail", batch_id=batch_id)
 
 

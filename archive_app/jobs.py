@@ -39,12 +39,16 @@ def run_batch_item(item_id: int, token: str) -> str:
     return item.status if item is not None else "not ours"
 
 
+def job_timeout_seconds(bytes_to_copy: int) -> int:
+    return 900 + bytes_to_copy // ASSUMED_BYTES_PER_SECOND
+
+
 def enqueue_item(item, delay: timedelta | None = None):
     """Queue one batch item, with retries and a timeout sized to what it copies."""
     queue = django_rq.get_queue("default")
     options = {
         "retry": Retry(max=3, interval=[10, 60, 300]),
-        "job_timeout": 900 + item.bytes_to_copy // ASSUMED_BYTES_PER_SECOND,
+        "job_timeout": job_timeout_seconds(item.bytes_to_copy),
         "description": f"batch {item.batch_id}: {item.entry_id}",
     }
     if delay is not None:

@@ -137,21 +137,22 @@ class Entry(models.Model):
             models.Index(fields=["name", "id"], name="entry_name_id"),
             models.Index(fields=["plays", "id"], name="entry_plays_id"),
             models.Index(fields=["archive_state", "id"], name="entry_state_id"),
-            # Every column the selection totals and the non-text filters read, so a database
-            # can answer them from this index without visiting the (wide) rows.
+            # Every column the selection totals and the non-text filters read, in creation
+            # order: totals can be read from this index alone, and the default newest-first
+            # page tests the filters here before fetching just the fifty rows it shows.
             models.Index(
                 fields=[
-                    "archive_state",
-                    "gone",
-                    "total_flavor_bytes",
                     "created_at",
                     "last_played_at",
+                    "gone",
+                    "archive_state",
+                    "total_flavor_bytes",
                     "plays",
-                    "media_type",
                     "status",
+                    "media_type",
                     "original_size_bytes",
                 ],
-                name="entry_browse_totals",
+                name="entry_browse",
             ),
         ]
 

@@ -295,14 +295,10 @@ def read_live_state(entry_id: str, kaltura, store, *, replacement_started: bool 
 
 
 def read_live_states(entry_ids: list[str], kaltura, store) -> dict[str, LiveState]:
-    """Live state of many entries in few calls, for previews: lists by 150 ids, flavors and S3 in bulk."""
-    from archive_app.kaltura import MAX_ID_LIST
+    """Live state of many entries in few calls, for previews: entries, flavors and S3 listings in bulk."""
     from archive_app.models import ArchiveCopy
 
-    entries: dict[str, KEntry] = {}
-    for start in range(0, len(entry_ids), MAX_ID_LIST):
-        chunk = entry_ids[start : start + MAX_ID_LIST]
-        entries.update((e.id, e) for e in kaltura.list_entries(idIn=chunk, page_size=MAX_ID_LIST).entries)
+    entries = kaltura.entries_by_ids(entry_ids)
     flavors = kaltura.flavors_for_entries(list(entries)) if entries else {}
     objects = store.list_objects(entry_ids) if entry_ids else {}
     copies = {

@@ -51,7 +51,7 @@ class Migration(migrations.Migration):
         ),
         migrations.AddIndex(
             model_name='entry',
-            index=models.Index(fields=['archive_state', 'gone', 'total_flavor_bytes', 'created_at', 'last_played_at', 'plays', 'media_type', 'status', 'original_size_bytes'], name='entry_browse_totals'),
+            index=models.Index(fields=['created_at', 'last_played_at', 'gone', 'archive_state', 'total_flavor_bytes', 'plays', 'status', 'media_type', 'original_size_bytes'], name='entry_browse'),
         ),
         migrations.RunPython(create_indexes, drop_indexes),
     ]
