@@ -325,3 +325,39 @@ def test_archive_command_with_an_empty_selection_is_an_error(archive_world):
 
     with pytest.raises(CommandError, match="selection is empty"):
         call_command("archive_entries", "--id=0_zzzzzzzz")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_transient_faults_and_an_expired_session_during_a_batch_are_survived(archive_world, rq_queue, s3):
+    sim, entry_ids, librarian = archive_world
+    batch = batches.batch_create(user=librarian, action=Batch.Action.ARCHIVE_REPLACE, entry_ids=entry_ids[:1])
+    batches.batch_preview(batch, user=librarian)
+    batches.batch_approve(batch, user=librarian)
+    sim.state.expire_sessions()
+    sim.state.inject_fault("http500", count=1, service="flavorasset", action="getUrl")
+    sim.state.inject_fault("drop", count=1, service="uploadtoken", action="add")
+    sim.state.inject_fault("bad_gateway", count=1, service="media", action="get")
+    run_jobs(rq_queue)
+    assert all(fault["remaining"] == 0 for fault in sim.state.faults), "every fault was met"
+    assert sim.state.counters.get("session.start", 0) >= 2
+    item = BatchItem.objects.get(batch=batch)
+    assert item.status == BatchItem.Status.DONE, item.message
+    assert ArchiveCopy.objects.get(entry_id=entry_ids[0]).sha256
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_refused_replacement_fails_clearly_and_leaves_the_original_playing(archive_world, rq_queue, s3):
+    sim, entry_ids, librarian = archive_world
+    before = sim.state.original_bytes_sha256(entry_ids[0])
+    batch = batches.batch_create(user=librarian, action=Batch.Action.ARCHIVE_REPLACE, entry_ids=entry_ids[:1])
+    batches.batch_preview(batch, user=librarian)
+    batches.batch_approve(batch, user=librarian)
+    sim.state.inject_fault("kaltura_error", count=5, service="media", action="updateContent", code="SERVICE_FORBIDDEN")
+    run_jobs(rq_queue)
+    item = BatchItem.objects.get(batch=batch)
+    assert item.status == BatchItem.Status.FAILED and "SERVICE_FORBIDDEN" in item.message
+    # The copy is verified and kept; the video itself is untouched and carries no placeholder tag.
+    assert ArchiveCopy.objects.get(entry_id=entry_ids[0]).sha256 == before
+    assert sim.state.original_bytes_sha256(entry_ids[0]) == before
+    assert "flavors_deleted" not in sim.state.get_entry(entry_ids[0])["tags"]
+    assert AuditEvent.objects.filter(batch=batch, outcome="failed", entry_id=entry_ids[0]).exists()
