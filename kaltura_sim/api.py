@@ -9,9 +9,12 @@ no 150 cut.
 
 from __future__ import annotations
 
+import collections
 import re
+from bisect import bisect_left
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Any
 
 from .errors import KalturaError
@@ -170,6 +173,27 @@ ENTRY_ORDER = {
 }
 
 
+def _status_test(f: dict[str, Any]) -> Callable[[int], bool]:
+    """Whether an entry status passes the filter's status conditions.
+
+    KalturaBaseEntryFilter::setDefaultStatus: without a status filter only READY entries are listed; DELETED
+    entries appear only when asked for by status."""
+    status_equal = p_int(f, "statusEqual")
+    status_in = _int_list(p_str(f, "statusIn"))
+    status_not_in = _int_list(p_str(f, "statusNotIn"))
+    if status_equal is None and status_in is None and status_not_in is None:
+        status_equal = ENTRY_READY
+
+    def ok(status: int) -> bool:
+        if status_equal is not None and status != status_equal:
+            return False
+        if status_in is not None and status not in status_in:
+            return False
+        return status_not_in is None or (status not in status_not_in and status != ENTRY_DELETED)
+
+    return ok
+
+
 def _entry_filter(state: SimState, f: dict[str, Any]) -> Callable[[dict], bool]:
     tests: list[Callable[[dict], bool]] = [lambda e: not e["_hidden"]]
     if (value := p_str(f, "idEqual")) is not None:
@@ -179,19 +203,8 @@ def _entry_filter(state: SimState, f: dict[str, Any]) -> Callable[[dict], bool]:
     if (ids := _id_list(p_str(f, "idNotIn"))) is not None:
         tests.append(lambda e, v=set(ids): e["id"] not in v)
 
-    # KalturaBaseEntryFilter::setDefaultStatus: without a status filter only READY entries are listed; DELETED
-    # entries appear only when asked for by status.
-    status_equal = p_int(f, "statusEqual")
-    status_in = _int_list(p_str(f, "statusIn"))
-    status_not_in = _int_list(p_str(f, "statusNotIn"))
-    if status_equal is None and status_in is None and status_not_in is None:
-        status_equal = ENTRY_READY
-    if status_equal is not None:
-        tests.append(lambda e, v=status_equal: e["status"] == v)
-    if status_in is not None:
-        tests.append(lambda e, v=status_in: e["status"] in v)
-    if status_not_in is not None:
-        tests.append(lambda e, v=status_not_in: e["status"] not in v and e["status"] != ENTRY_DELETED)
+    status_ok = _status_test(f)
+    tests.append(lambda e, t=status_ok: t(e["status"]))
 
     if (value := p_int(f, "mediaTypeEqual")) is not None:
         tests.append(lambda e, v=value: e["mediaType"] == v)
@@ -248,12 +261,86 @@ def _entry_object(state: SimState, entry: dict) -> dict[str, Any]:
     return {"objectType": "KalturaMediaEntry", **state.public_entry(entry)}
 
 
+# Orders served from a sorted index (SimState.entry_index) instead of filtering and sorting the whole catalogue.
+_INDEXED_ORDERS = {"createdAt": "createdAt", "recent": "createdAt", "updatedAt": "updatedAt"}
+
+
+def _order(order_by: str | None, fields: dict[str, Any], default: str) -> str:
+    """The orderBy in effect, as _sort resolves it."""
+    order = (order_by or "").split(",")[0].strip()
+    if order[1:] not in fields or order[:1] not in "+-":
+        order = default
+    return order
+
+
+def _simple_entry_filter(f: dict[str, Any], column: str) -> bool:
+    """Whether the filter's only conditions are a range on `column`, statuses and idNotIn (what a sync walk
+    sends), so the total can be counted from statuses without running the full filter on each entry."""
+    allowed = {"objectType", "orderBy", f"{column}GreaterThanOrEqual", f"{column}LessThanOrEqual", "idNotIn",
+               "statusEqual", "statusIn", "statusNotIn"}  # fmt: skip
+    return all(key.removesuffix("__null") in allowed for key in f)
+
+
+def _indexed_entries(state: SimState, f: dict[str, Any], params: dict[str, Any], order: str) -> tuple[list, int]:
+    """(page, totalCount) for an order on an indexed field: the same result as filtering every entry, sorting by
+    (column, _seq) and paging, but only the entries within the filter's range on the column are looked at, and
+    only as many as the page needs are run through the full filter."""
+    column = _INDEXED_ORDERS[order[1:]]
+    size, index = _pager(params)
+    offset = (index - 1) * size
+    end = offset + size
+    if offset >= MAX_MATCHES:
+        raise KalturaError("QUERY_EXCEEDED_MAX_MATCHES_ALLOWED")
+    end = min(end, MAX_MATCHES)
+
+    matches = _entry_filter(state, f)
+    low, high = _range(f, column)
+    ordered, hidden, start, stop = state.entry_index_range(column, low, high)
+    positions = range(start, stop) if order[0] == "+" else range(stop - 1, start - 1, -1)
+    found: list[dict] = []
+    scanned = 0
+    for scanned, position in enumerate(positions, 1):  # noqa: B007 - scanned is used after the loop
+        entry = ordered[position]
+        if matches(entry):
+            found.append(entry)
+            if len(found) == end:
+                break
+    else:
+        return found[offset:end], len(found)
+
+    if _simple_entry_filter(f, column):
+        # Count the range by status, then take out the hidden entries and the idNotIn entries that would match.
+        status_ok = _status_test(f)
+        counts = collections.Counter(map(itemgetter("status"), ordered[start:stop]))
+        total = sum(n for status, n in counts.items() if status_ok(status))
+        for position in hidden[bisect_left(hidden, start) : bisect_left(hidden, stop)]:
+            total -= status_ok(ordered[position]["status"])
+        for entry_id in set(_id_list(p_str(f, "idNotIn")) or ()):
+            entry = state.entries.get(entry_id)
+            if (
+                entry is not None
+                and not entry["_hidden"]
+                and status_ok(entry["status"])
+                and (low is None or entry[column] >= low)
+                and (high is None or entry[column] <= high)
+            ):
+                total -= 1
+    else:
+        rest = positions[scanned:]
+        total = len(found) + sum(1 for position in rest if matches(ordered[position]))
+    return found[offset:end], total
+
+
 def _list_entries(state: SimState, call: Call, response_type: str) -> dict[str, Any]:
     f = p_obj(call.params, "filter")
-    matches = list(filter(_entry_filter(state, f), state.entries.values()))
-    _sort(matches, p_str(f, "orderBy"), ENTRY_ORDER, "-createdAt")
-    page = _page(matches, call.params, capped=True)
-    return _list_response(response_type, [_entry_object(state, e) for e in page], len(matches))
+    order = _order(p_str(f, "orderBy"), ENTRY_ORDER, "-createdAt")
+    if order[1:] in _INDEXED_ORDERS:
+        page, total = _indexed_entries(state, f, call.params, order)
+    else:
+        matches = list(filter(_entry_filter(state, f), state.entries.values()))
+        _sort(matches, order, ENTRY_ORDER, "-createdAt")
+        page, total = _page(matches, call.params, capped=True), len(matches)
+    return _list_response(response_type, [_entry_object(state, e) for e in page], total)
 
 
 def media_list(state: SimState, call: Call) -> dict:

@@ -15,7 +15,9 @@ import shutil
 import tempfile
 import threading
 import time
+from bisect import bisect_left, bisect_right
 from collections import Counter
+from operator import itemgetter
 from typing import Any
 
 from . import content
@@ -68,6 +70,8 @@ class SimState:
         self.generator = Generator(seed, partner_id, int(time.time() if now is None else now), content_scale)
         self._added_rng = random.Random(f"{seed}:added")
         self._seq = 0
+        self._entries_version = 0  # moves on every entry insertion
+        self._entry_indexes: dict[str, tuple[int, list[dict], list[Any], list[int]]] = {}
 
         self.users: dict[str, dict] = {u["id"]: u for u in self.generator.make_users()}
         self.categories: dict[int, dict] = {c["id"]: {**c, "_seq": c["id"]} for c in self.generator.make_categories()}
@@ -104,6 +108,7 @@ class SimState:
         entry.setdefault("_seq", self._next_seq())
         entry.setdefault("_hidden", False)
         self.entries[entry["id"]] = entry
+        self._entries_version += 1
 
     def _insert_flavor(self, flavor: dict) -> None:
         flavor.setdefault("_seq", self._next_seq())
@@ -130,6 +135,34 @@ class SimState:
 
     def _category_keys(self, entry_id: str) -> list[tuple[int, str]]:
         return [(category_id, entry_id) for category_id in self._categories_of.get(entry_id, [])]
+
+    def entry_index(self, field: str) -> tuple[list[dict], list[Any], list[int]]:
+        """Every entry (hidden ones too) sorted by (entry[field], _seq), the field's values in that order, and the
+        positions of the hidden entries in it (`_hidden` is set at insertion and never changes).
+
+        Built lazily and rebuilt when an entry was inserted or, for a field that can change (not createdAt, set
+        at insertion only), when any entry's value no longer matches the snapshot (checked on every call: a
+        C-speed pass, so no mutation site has to remember to invalidate). Callers hold the lock and must not
+        change the lists."""
+        get = itemgetter(field)
+        cached = self._entry_indexes.get(field)
+        if cached is not None:
+            version, ordered, keys, hidden = cached
+            if version == self._entries_version and (field == "createdAt" or list(map(get, ordered)) == keys):
+                return ordered, keys, hidden
+        ordered = sorted(self.entries.values(), key=lambda e: (e[field], e["_seq"]))
+        keys = list(map(get, ordered))
+        hidden = [position for position, entry in enumerate(ordered) if entry["_hidden"]]
+        self._entry_indexes[field] = (self._entries_version, ordered, keys, hidden)
+        return ordered, keys, hidden
+
+    def entry_index_range(self, field: str, low: Any, high: Any) -> tuple[list[dict], list[int], int, int]:
+        """(index, hidden positions, start, stop): index[start:stop] are the entries with low <= entry[field] <=
+        high (None: open); see entry_index."""
+        ordered, keys, hidden = self.entry_index(field)
+        start = 0 if low is None else bisect_left(keys, low)
+        stop = len(keys) if high is None else bisect_right(keys, high)
+        return ordered, hidden, start, max(start, stop)
 
     def entry_flavors(self, entry: dict, *, live_only: bool = False) -> list[dict]:
         flavors = [self.flavors[flavor_id] for flavor_id in entry["_flavors"]]
