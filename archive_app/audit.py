@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from django.conf import settings
 
+from archive_app.kaltura import redact_session
 from archive_app.models import AuditEvent
 
 SYSTEM_USERNAME = "system"
-# Values that must never be stored: Kaltura sessions and the configured secrets.
-KS_PATTERN = re.compile(r"djJ8[A-Za-z0-9_\-+/=|]+")
 
 
 def _scrub(value: Any) -> Any:
@@ -20,7 +18,8 @@ def _scrub(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [_scrub(item) for item in value]
     if isinstance(value, str):
-        value = KS_PATTERN.sub("<ks>", value)
+        # Never stored: Kaltura sessions and the configured secrets.
+        value = redact_session(value)
         for secret in (settings.KALTURA_SECRET, settings.AWS_SECRET_ACCESS_KEY, settings.SECRET_KEY):
             if secret and len(secret) >= 8:
                 value = value.replace(secret, "<secret>")

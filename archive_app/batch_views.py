@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import permission_required
 from django.core.exceptions import ImproperlyConfigured
@@ -33,7 +34,7 @@ def batch_create(request: HttpRequest) -> HttpResponse:
     except selectors.InvalidSelection:
         messages.error(request, "The filter is not valid; correct it before making a batch.")
         return redirect(back)
-    entry_ids = list(entries.values_list("id", flat=True)[: 1 + batches.settings.ARCHIVE_MAX_BATCH_SIZE])
+    entry_ids = list(entries.values_list("id", flat=True)[: 1 + settings.ARCHIVE_MAX_BATCH_SIZE])
     try:
         batch = batches.batch_create(user=request.user, action=action, entry_ids=entry_ids, filter_query=filter_query)
         batches.batch_preview(batch, user=request.user)

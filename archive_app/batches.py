@@ -35,7 +35,7 @@ from archive_app.models import (
     split_tags,
 )
 from archive_app.storage import ArchiveStore, StorageError
-from archive_app.workflow import LiveState, Plan, Policy, plan_for, read_live_state, read_live_states, sizes_agree
+from archive_app.workflow import LiveState, Policy, plan_for, read_live_state, read_live_states, sizes_agree
 
 log = logging.getLogger(__name__)
 
@@ -549,6 +549,3 @@ STEPS = {
     "tag_replaced": step_tag_replaced,
 }
 
-
-def plan_summary_line(plan: Plan) -> str:
-    return f"{plan.entry_id}\t{plan.summary()}"

@@ -76,7 +76,8 @@ def _only(fields: str) -> KalturaDetachedResponseProfile:
     return KalturaDetachedResponseProfile(type=KalturaResponseProfileType.INCLUDE_FIELDS, fields=fields)
 
 
-def _redact(message) -> str:
+def redact_session(message) -> str:
+    """The text with any Kaltura session string replaced by <ks>."""
     return KS_PATTERN.sub("<ks>", str(message))
 
 
@@ -313,7 +314,7 @@ class Kaltura:
                 "disableentitlement",
             )
         except KalturaException as exc:
-            raise KalturaError(f"cannot start a Kaltura session: {_redact(exc.message)}", exc.code) from None
+            raise KalturaError(f"cannot start a Kaltura session: {redact_session(exc.message)}", exc.code) from None
         except KalturaClientException as exc:
             raise KalturaError(
                 f"cannot reach Kaltura at {self.service_url}: {exc.message}", exc.code, transient=True
@@ -348,16 +349,16 @@ class Kaltura:
                     self._session_renew_at = 0.0
                     continue
                 transient = exc.code in TRANSIENT_KALTURA_CODES
-                error = KalturaError(f"{what}: {_redact(exc.message)}", exc.code, transient=transient)
+                error = KalturaError(f"{what}: {redact_session(exc.message)}", exc.code, transient=transient)
             except KalturaClientException as exc:
                 transient = exc.code in TRANSIENT_CLIENT_CODES
-                error = KalturaError(f"{what}: {_redact(exc.message)}", exc.code, transient=transient)
+                error = KalturaError(f"{what}: {redact_session(exc.message)}", exc.code, transient=transient)
             except KalturaError as exc:
                 error = exc
             except (AttributeError, ValueError) as exc:
                 # A plain-text body such as "Bad Gateway" makes the client fail while parsing.
                 error = KalturaError(
-                    f"{what}: unreadable answer from Kaltura ({_redact(exc)})", "BAD_RESPONSE", transient=True
+                    f"{what}: unreadable answer from Kaltura ({redact_session(exc)})", "BAD_RESPONSE", transient=True
                 )
             delay = next(delays, None) if error.transient else None
             if delay is None:
@@ -466,7 +467,7 @@ class Kaltura:
             responses = self._call(run_group, what="media.list (multirequest)", fields=ENTRY_RESPONSE_FIELDS)
             for response in responses:
                 if isinstance(response, KalturaException):
-                    raise KalturaError(f"media.list: {_redact(response.message)}", response.code)
+                    raise KalturaError(f"media.list: {redact_session(response.message)}", response.code)
                 result.update((e.id, e) for e in (KEntry.from_client(o) for o in response.objects or []))
         return result
 

@@ -54,6 +54,10 @@ class CopyRecord:
     crc32: str = ""
     replaced: bool = False
 
+    @classmethod
+    def from_model(cls, copy) -> CopyRecord:
+        return cls(size=copy.size_bytes, sha256=copy.sha256, crc32=copy.crc32, replaced=copy.replaced_at is not None)
+
 
 @dataclass(frozen=True)
 class LiveState:
@@ -271,7 +275,7 @@ def copy_record(entry_id: str) -> CopyRecord | None:
     copy = ArchiveCopy.objects.filter(entry_id=entry_id).first()
     if copy is None:
         return None
-    return CopyRecord(size=copy.size_bytes, sha256=copy.sha256, crc32=copy.crc32, replaced=copy.replaced_at is not None)
+    return CopyRecord.from_model(copy)
 
 
 def read_live_state(entry_id: str, kaltura, store, *, replacement_started: bool = False) -> LiveState:
@@ -302,7 +306,7 @@ def read_live_states(entry_ids: list[str], kaltura, store) -> dict[str, LiveStat
     flavors = kaltura.flavors_for_entries(list(entries)) if entries else {}
     objects = store.list_objects(entry_ids) if entry_ids else {}
     copies = {
-        c.entry_id: CopyRecord(size=c.size_bytes, sha256=c.sha256, crc32=c.crc32, replaced=c.replaced_at is not None)
+        c.entry_id: CopyRecord.from_model(c)
         for c in ArchiveCopy.objects.filter(entry_id__in=entry_ids)
     }
     return {
