@@ -36,6 +36,14 @@ class PolicyForm(forms.ModelForm):
         super().__init__(*args, **kwargs)
         self.fields["notice_days"].max_value = 365
         self.fields["notice_days"].widget.attrs["max"] = 365
+        for field in self.fields.values():
+            widget = field.widget
+            if isinstance(widget, forms.Select):
+                widget.attrs["class"] = "form-select"
+            elif isinstance(widget, forms.CheckboxInput):
+                widget.attrs["class"] = "form-check-input"
+            else:
+                widget.attrs["class"] = "form-control"
 
     def clean_notice_days(self):
         days = self.cleaned_data["notice_days"]
@@ -91,7 +99,7 @@ def policy_create(request: HttpRequest) -> HttpResponse:
             messages.success(request, f"Saved policy {policy.name}.")
             return redirect("policy_list")
     else:
-        filter_query = request.GET.get("filter", "")
+        filter_query = request.GET.get("filter", "").lstrip("?")
         form = PolicyForm(
             initial={"filter_query": filter_query, "next_run_at": timezone.localtime().replace(second=0, microsecond=0)}
         )
