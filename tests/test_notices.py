@@ -260,3 +260,40 @@ def test_an_owner_follows_the_keep_link_from_the_email_and_keeps_a_video(page, l
     assert page.locator(f"tr[data-entry='{other}'] input[type=checkbox]").count() == 1
     assert "Kept 1 video" in page.content()
     assert "archive_exempt" in tags_of(world, wanted) and "archive_exempt" not in tags_of(world, other)
+
+
+def test_a_second_approval_is_needed_before_owners_are_warned(policy_world, rq_queue, settings, make_user, mailoutbox):
+    world = policy_world
+    settings.ARCHIVE_REQUIRE_SECOND_APPROVAL = True
+    batch = Batch.objects.get(pk=policies.policy_run(make_policy(world), execute=True)["batch"])
+    batches.batch_approve(batch, user=world.librarian)
+    run_jobs(rq_queue)
+    assert not mailoutbox and Batch.objects.get(pk=batch.pk).status == Batch.Status.DRAFT
+    batches.batch_approve(batch, user=make_user("second", "librarian"))
+    run_jobs(rq_queue)
+    assert len(mailoutbox) == 2 and Batch.objects.get(pk=batch.pk).status == Batch.Status.APPROVED
+
+
+def test_email_settings_come_from_the_environment(tmp_path):
+    from tests.test_foundation import run_manage
+
+    password = tmp_path / "smtp-password"
+    password.write_text("s3cret-smtp-password\n")
+    script = (
+        "from django.conf import settings as s; "
+        "print(s.EMAIL_BACKEND, s.EMAIL_HOST, s.EMAIL_PORT, s.EMAIL_USE_TLS, s.EMAIL_HOST_PASSWORD, "
+        "s.DEFAULT_FROM_EMAIL)"
+    )
+    env = {
+        "DJANGO_SECRET_KEY": "x" * 60, "EMAIL_HOST": "smtp.example.edu", "EMAIL_PORT": "587", "EMAIL_USE_TLS": "1",
+        "EMAIL_HOST_PASSWORD_FILE": str(password), "DEFAULT_FROM_EMAIL": "archive@example.edu",
+    }  # fmt: skip
+    result = run_manage("shell", "--no-imports", "-c", script, env=env)
+    assert result.stdout.split() == [
+        "django.core.mail.backends.smtp.EmailBackend", "smtp.example.edu", "587", "True", "s3cret-smtp-password",
+        "archive@example.edu",
+    ]  # fmt: skip
+    debug = run_manage("shell", "--no-imports", "-c", script, env={"DJANGO_DEBUG": "1"})
+    assert debug.stdout.startswith("django.core.mail.backends.console.EmailBackend")
+    both = run_manage("check", env={**env, "EMAIL_USE_SSL": "1"})
+    assert both.returncode != 0 and "EMAIL_USE_TLS or EMAIL_USE_SSL, not both" in both.stderr
