@@ -22,7 +22,7 @@ from django.utils import timezone
 
 from archive_app import audit, batches, selectors
 from archive_app.kaltura import Kaltura, KalturaError
-from archive_app.models import ArchivePolicy, BatchNotice
+from archive_app.models import ArchivePolicy, Batch, BatchItem, BatchNotice
 from archive_app.storage import ArchiveStore, StorageError
 
 log = logging.getLogger(__name__)
@@ -91,8 +91,17 @@ def policies_due(now: datetime | None = None):
 
 
 def policy_selection(policy: ArchivePolicy, now: datetime) -> tuple[list[str], bool]:
-    """The entry ids the policy selects now, at most a batch's worth; and whether there were more."""
-    entries = selectors.entry_list(data=QueryDict(policy.filter_query), now=now)
+    """The entry ids the policy selects now, at most a batch's worth; and whether there were more.
+
+    Entries already waiting in another batch (a draft, one held for its notice, one running) are
+    left to it: their owners must not be warned twice, and the next run takes what is left.
+    """
+    waiting = BatchItem.objects.filter(
+        status__in=[BatchItem.Status.PENDING, BatchItem.Status.QUEUED, *BatchItem.ACTIVE]
+    ).exclude(batch__status=Batch.Status.CANCELLED)
+    entries = selectors.entry_list(data=QueryDict(policy.filter_query), now=now).exclude(
+        id__in=waiting.values("entry_id")
+    )
     limit = settings.ARCHIVE_MAX_BATCH_SIZE
     entry_ids = list(entries.values_list("id", flat=True)[: limit + 1])
     return entry_ids[:limit], len(entry_ids) > limit

@@ -76,6 +76,14 @@ def test_a_due_policy_makes_a_draft_batch_for_approval_and_only_on_schedule(poli
     assert Batch.objects.count() == 1
     assert not_due.batches.count() == 0
 
+    # Another policy over the same entries leaves those already waiting in a batch to it.
+    policies.policy_run(not_due, execute=True)
+    assert Batch.objects.count() == 1
+    batches.batch_cancel(batch, user=world.librarian)
+    not_due.refresh_from_db()
+    result = policies.policy_run(not_due, execute=True)
+    assert result["entries"] == 5 and Batch.objects.get(pk=result["batch"]).items.count() == 5
+
 
 @pytestmark_db
 def test_a_policy_batch_is_capped_at_the_batch_size(policy_world, settings):
@@ -126,6 +134,7 @@ def test_librarians_create_edit_and_delete_policies(client, policy_world, make_u
     policy = ArchivePolicy.objects.get()
     assert policy.filter_query == "tags=forgotten" and policy.notice_days == 21 and policy.created_by == world.librarian
     assert AuditEvent.objects.filter(action="policy_create", username="lib").exists()
+    assert 'data-testid="save-policy-form"' in client.get(reverse("entry_list") + "?tags=forgotten").content.decode()
     listing = client.get(reverse("policy_list")).content.decode()
     assert "Old lectures" in listing and ">5<" in listing  # what it selects now
 
