@@ -266,6 +266,10 @@ def test_a_second_approval_is_needed_before_owners_are_warned(policy_world, rq_q
     world = policy_world
     settings.ARCHIVE_REQUIRE_SECOND_APPROVAL = True
     batch = Batch.objects.get(pk=policies.policy_run(make_policy(world), execute=True)["batch"])
+    client = Client()
+    client.force_login(world.librarian)
+    page = client.get(reverse("batch_detail", args=[batch.pk])).content.decode()
+    assert "Approve: warn the owners, run 5 entries in 14 days" in page
     batches.batch_approve(batch, user=world.librarian)
     run_jobs(rq_queue)
     assert not mailoutbox and Batch.objects.get(pk=batch.pk).status == Batch.Status.DRAFT
