@@ -161,8 +161,15 @@ def send_notices(batch_id: int, *, kaltura: Kaltura | None = None, now: datetime
     if batch.status != Batch.Status.APPROVED or notice.released_at is not None or notice.notice_days == 0:
         return {"skipped": f"batch {batch_id} is not waiting for its notice period"}
     kaltura = kaltura or Kaltura.from_settings()
-    # The date is fixed when the notices first go out, so every owner has the whole period.
-    BatchNotice.objects.filter(pk=batch_id, runs_after=None).update(runs_after=now + timedelta(days=notice.notice_days))
+    # The date is set when the notices go out, so owners have the whole period; while nobody has been
+    # told it yet (the mail server was down, say) it moves with each attempt.
+    told = batch.owner_notices.filter(
+        status__in=[OwnerNotice.Status.SENT, OwnerNotice.Status.SENDING, OwnerNotice.Status.UNCONFIRMED]
+    )
+    if notice.runs_after is None or not told.exists():
+        BatchNotice.objects.filter(pk=batch_id, released_at=None).update(
+            runs_after=now + timedelta(days=notice.notice_days)
+        )
     notice.refresh_from_db()
     if not batch.owner_notices.exists():
         _group_by_owner(batch, kaltura)

@@ -104,6 +104,8 @@ def test_over_smtp_a_refused_address_is_recorded_and_a_down_server_is_retried(po
     assert BatchNotice.objects.get(pk=batch.pk).notices_sent_at is None
     assert notices.resend_unfinished() == [batch.pk]
 
+    # Days later the server is back: nobody has been told a date yet, so the period starts now.
+    BatchNotice.objects.filter(pk=batch.pk).update(runs_after=timezone.now() - timedelta(days=1))
     server = SMTPServer()
     try:
         settings.EMAIL_PORT = server.port
@@ -113,7 +115,9 @@ def test_over_smtp_a_refused_address_is_recorded_and_a_down_server_is_retried(po
     assert [recipients for recipients, _ in server.messages] == [["alice@example.edu"]]
     bob = OwnerNotice.objects.get(batch=batch, owner_id="bob")
     assert bob.status == "refused" and "bob@bounce.example.edu" in bob.error
-    assert BatchNotice.objects.get(pk=batch.pk).notices_sent_at is not None
+    notice = BatchNotice.objects.get(pk=batch.pk)
+    assert notice.notices_sent_at is not None
+    assert notice.runs_after > timezone.now() + timedelta(days=13)
     client = Client()
     client.force_login(world.librarian)
     page = client.get(reverse("batch_detail", args=[batch.pk])).content.decode()
