@@ -20,7 +20,8 @@ def _scrub(value: Any) -> Any:
     if isinstance(value, str):
         # Never stored: Kaltura sessions and the configured secrets.
         value = redact_session(value)
-        for secret in (settings.KALTURA_SECRET, settings.AWS_SECRET_ACCESS_KEY, settings.SECRET_KEY):
+        secrets = (settings.KALTURA_SECRET, settings.AWS_SECRET_ACCESS_KEY, settings.SECRET_KEY)
+        for secret in (*secrets, settings.EMAIL_HOST_PASSWORD):
             if secret and len(secret) >= 8:
                 value = value.replace(secret, "<secret>")
         return value

@@ -101,8 +101,11 @@ def batch_approve(request: HttpRequest, batch_id: int) -> HttpResponse:
     except batches.BatchError as exc:
         messages.error(request, str(exc))
     else:
+        batch.refresh_from_db(fields=["status"])
         if batch.status == Batch.Status.DRAFT:
             messages.info(request, "Approved. A second librarian must approve it too before it runs.")
+        elif batch.status == Batch.Status.APPROVED:
+            messages.success(request, "Approved: the owners are being warned; it runs when the notice period ends.")
         else:
             messages.success(request, "Approved: the batch is running.")
     return redirect("batch_detail", batch_id=batch_id)

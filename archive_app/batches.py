@@ -152,7 +152,11 @@ def batch_approve(batch: Batch, *, user) -> Batch:
         batch.save()
         audit.record("batch_approve", user=user, batch=batch, dry_run=False, details={"final": not needs_second})
         if not needs_second:
-            batch_enqueue(batch)
+            from archive_app.notices import hold_for_notice
+
+            # A batch with a notice period waits for it; the scheduler queues it afterwards.
+            if not hold_for_notice(batch):
+                batch_enqueue(batch)
     return batch
 
 
@@ -188,7 +192,8 @@ def batch_cancel(batch: Batch, *, user) -> int:
         cancelled = batch.items.filter(status__in=[BatchItem.Status.PENDING, BatchItem.Status.QUEUED]).update(
             status=BatchItem.Status.CANCELLED, finished_at=timezone.now(), message="cancelled"
         )
-        if batch.status == Batch.Status.DRAFT:
+        # APPROVED and not running: held for its owners' notice period.
+        if batch.status in (Batch.Status.DRAFT, Batch.Status.APPROVED):
             Batch.objects.filter(pk=batch.pk).update(status=Batch.Status.CANCELLED)
         audit.record("batch_cancel", user=user, batch=batch, dry_run=False, details={"items": cancelled})
     refresh_batch_status(batch.pk)

@@ -30,3 +30,26 @@ def check_service_settings(app_configs, **kwargs):
             )
         )
     return warnings
+
+
+@register("archive", deploy=True)
+def check_notice_settings(app_configs, **kwargs):
+    """Owner notices carry links to ARCHIVE_SITE_URL and go through Django's e-mail backend."""
+    warnings = []
+    if any(host in settings.ARCHIVE_SITE_URL for host in ("//127.0.0.1", "//localhost")):
+        warnings.append(
+            Warning(
+                f"ARCHIVE_SITE_URL is {settings.ARCHIVE_SITE_URL}; owners' keep links would not reach the dashboard.",
+                hint="Set it to the dashboard's public address, e.g. https://archive.example.edu.",
+                id="archive.W101",
+            )
+        )
+    if settings.EMAIL_BACKEND.rsplit(".", 2)[-2] in ("console", "locmem", "dummy"):
+        warnings.append(
+            Warning(
+                f"EMAIL_BACKEND is {settings.EMAIL_BACKEND}; owner notices would not reach anyone.",
+                hint="Leave EMAIL_BACKEND unset for SMTP and set EMAIL_HOST (see README.md).",
+                id="archive.W102",
+            )
+        )
+    return warnings

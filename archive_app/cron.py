@@ -13,3 +13,13 @@ cron.register(
     job_timeout=6 * 3600,
     name="sync_kaltura",
 )
+
+from archive_app.jobs import run_policies_job  # noqa: E402
+
+cron.register(
+    run_policies_job,
+    queue_name="default",
+    interval=settings.POLICY_INTERVAL_MINUTES * 60,
+    job_timeout=3 * 3600,
+    name="run_policies",
+)

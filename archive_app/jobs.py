@@ -54,3 +54,20 @@ def enqueue_item(item, delay: timedelta | None = None):
     if delay is not None:
         return queue.enqueue_in(delay, run_batch_item, item.id, item.job_id, **options)
     return queue.enqueue(run_batch_item, item.id, item.job_id, **options)
+
+
+def send_notices_job(batch_id: int) -> dict:
+    from archive_app.notices import send_notices
+
+    return send_notices(batch_id)
+
+
+def run_policies_job() -> dict:
+    """The scheduler's step: due policies make draft batches; held batches whose notice ended are queued."""
+    from archive_app import notices, policies
+
+    return {
+        "policies": policies.policies_run_due(execute=True),
+        "notices_resent": notices.resend_unfinished(execute=True),
+        "released": notices.release_due_batches(execute=True),
+    }

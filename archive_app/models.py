@@ -391,3 +391,100 @@ class BatchItem(models.Model):
 
     def __str__(self) -> str:
         return f"{self.entry_id} in batch {self.batch_id}: {self.status}"
+
+
+# --- Policies, owner notices, exemptions (issue 7) ----------------------------------------
+
+
+class ArchivePolicy(models.Model):
+    """A saved browse filter that makes a batch for approval on a schedule; it never acts by itself."""
+
+    class Schedule(models.TextChoices):
+        WEEKLY = "weekly", "weekly"
+        MONTHLY = "monthly", "monthly"
+        QUARTERLY = "quarterly", "every three months"
+        YEARLY = "yearly", "yearly"
+
+    ACTIONS = [
+        (Batch.Action.ARCHIVE, Batch.Action.ARCHIVE.label),
+        (Batch.Action.ARCHIVE_REPLACE, Batch.Action.ARCHIVE_REPLACE.label),
+    ]
+
+    name = models.CharField(max_length=200, unique=True)
+    filter_query = models.TextField(help_text="the browse filter, as its normalised query string")
+    action = models.CharField(max_length=20, choices=ACTIONS, default=Batch.Action.ARCHIVE)
+    schedule = models.CharField(max_length=20, choices=Schedule.choices, default=Schedule.MONTHLY)
+    notice_days = models.PositiveSmallIntegerField(
+        default=14, help_text="days owners have to keep entries after approval; 0: no notice"
+    )
+    enabled = models.BooleanField(default=True)
+    next_run_at = models.DateTimeField(help_text="when the scheduler next makes a batch from it")
+    last_run_at = models.DateTimeField(null=True, blank=True)
+    created_by = models.ForeignKey("auth.User", on_delete=models.PROTECT, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name_plural = "archive policies"
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class BatchNotice(models.Model):
+    """A batch that warns owners first: approved, it waits until `runs_after` before it is queued."""
+
+    batch = models.OneToOneField(Batch, on_delete=models.CASCADE, primary_key=True, related_name="notice")
+    policy = models.ForeignKey(ArchivePolicy, null=True, blank=True, on_delete=models.SET_NULL, related_name="batches")
+    notice_days = models.PositiveSmallIntegerField()
+    # Set when the notices go out (so owners always get the full period), then fixed.
+    runs_after = models.DateTimeField(null=True, blank=True)
+    notices_sent_at = models.DateTimeField(null=True, blank=True)
+    released_at = models.DateTimeField(null=True, blank=True, help_text="when the batch was queued to run")
+
+    def __str__(self) -> str:
+        return f"notice for batch {self.batch_id}"
+
+
+class OwnerNotice(models.Model):
+    """The one e-mail an owner gets about one batch, and what became of it."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "not sent yet"
+        SENDING = "sending", "sending"
+        SENT = "sent", "sent"
+        MISSING = "missing", "no e-mail address"
+        REFUSED = "refused", "address refused (bounced)"
+        UNCONFIRMED = "unconfirmed", "sending was interrupted; may not have arrived"
+
+    batch = models.ForeignKey(Batch, on_delete=models.CASCADE, related_name="owner_notices")
+    owner_id = models.CharField(max_length=255, blank=True)
+    email = models.CharField(max_length=320, blank=True)
+    entry_ids = models.JSONField(default=list)
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.PENDING)
+    error = models.CharField(max_length=1000, blank=True)
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["owner_id"]
+        constraints = [models.UniqueConstraint(fields=["batch", "owner_id"], name="one_notice_per_owner_per_batch")]
+
+    def __str__(self) -> str:
+        return f"notice to {self.owner_id or '(no owner)'} for batch {self.batch_id}: {self.status}"
+
+
+class ExcludedCategory(models.Model):
+    """A category whose entries (and its sub-categories' entries) are never archived."""
+
+    category_id = models.BigIntegerField(unique=True, help_text="Kaltura category id")
+    reason = models.CharField(max_length=500, blank=True)
+    created_by = models.ForeignKey("auth.User", null=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["category_id"]
+        verbose_name_plural = "excluded categories"
+
+    def __str__(self) -> str:
+        return f"excluded category {self.category_id}"

@@ -15,3 +15,18 @@ urlpatterns = [
     path("batches/<int:batch_id>/cancel/", batch_views.batch_cancel, name="batch_cancel"),
     path("batches/<int:batch_id>/retry/", batch_views.batch_retry, name="batch_retry"),
 ]
+
+from archive_app import policy_views  # noqa: E402
+
+urlpatterns += [
+    path("policies/", policy_views.policy_list, name="policy_list"),
+    path("policies/new/", policy_views.policy_create, name="policy_create"),
+    path("policies/<int:policy_id>/", policy_views.policy_edit, name="policy_edit"),
+    path("policies/<int:policy_id>/delete/", policy_views.policy_delete, name="policy_delete"),
+    path("exemptions/", policy_views.exemption_list, name="exemption_list"),
+    path("exemptions/entries/", policy_views.exemption_add, name="exemption_add"),
+    path("exemptions/entries/<str:entry_id>/remove/", policy_views.exemption_remove, name="exemption_remove"),
+    path("exemptions/categories/", policy_views.category_exclude, name="category_exclude"),
+    path("exemptions/categories/<int:category_id>/remove/", policy_views.category_include, name="category_include"),
+    path("keep/<str:token>/", policy_views.keep_entries, name="keep_entries"),
+]

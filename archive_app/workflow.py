@@ -35,11 +35,14 @@ class Policy:
     def from_settings(cls, now: datetime) -> Policy:
         from django.conf import settings
 
+        from archive_app.exemptions import excluded_category_ids
+
         return cls(
             now=now,
             min_age_days=settings.ARCHIVE_MIN_AGE_DAYS,
             min_unplayed_days=settings.ARCHIVE_MIN_UNPLAYED_DAYS,
-            exempt_category_ids=frozenset(settings.ARCHIVE_EXEMPT_CATEGORY_IDS),
+            # The setting's and the exemptions page's categories, with their sub-categories.
+            exempt_category_ids=excluded_category_ids(),
             placeholder_size=settings.PLACEHOLDER_VIDEO.stat().st_size if settings.PLACEHOLDER_VIDEO.is_file() else 0,
             storage_class=settings.ARCHIVE_STORAGE_CLASS,
         )

@@ -170,3 +170,23 @@ PRICE_S3_GB_MONTH = {
 }
 # Kaltura does not publish one storage price: 0.10 is a placeholder, set to your contract.
 PRICE_KALTURA_STORAGE_GB_MONTH = envfloat("PRICE_KALTURA_STORAGE_GB_MONTH", 0.10)
+
+# --- E-mail: owner notices before a policy's batch runs ------------------------------
+# The console backend in development (the demo); SMTP in production.
+EMAIL_BACKEND = envstr("EMAIL_BACKEND") or (
+    "django.core.mail.backends.console.EmailBackend" if DEBUG else "django.core.mail.backends.smtp.EmailBackend"
+)
+EMAIL_HOST = envstr("EMAIL_HOST", "localhost")
+EMAIL_PORT = envint("EMAIL_PORT", 25, minimum=1)
+EMAIL_HOST_USER = envstr("EMAIL_HOST_USER")
+EMAIL_HOST_PASSWORD = envsecret("EMAIL_HOST_PASSWORD")
+EMAIL_USE_TLS = envbool("EMAIL_USE_TLS", False)
+EMAIL_USE_SSL = envbool("EMAIL_USE_SSL", False)
+if EMAIL_USE_TLS and EMAIL_USE_SSL:
+    raise ImproperlyConfigured("set EMAIL_USE_TLS or EMAIL_USE_SSL, not both")
+EMAIL_TIMEOUT = envint("EMAIL_TIMEOUT", 30, minimum=1)
+DEFAULT_FROM_EMAIL = envstr("DEFAULT_FROM_EMAIL", "kaltura-archive@localhost")
+# The dashboard's address as owners reach it: the keep links in notices start with it.
+ARCHIVE_SITE_URL = envstr("ARCHIVE_SITE_URL", "http://127.0.0.1:8000").rstrip("/")
+# How often the scheduler makes due policies' batches and queues batches whose notice period ended.
+POLICY_INTERVAL_MINUTES = envint("POLICY_INTERVAL_MINUTES", 60, minimum=1)

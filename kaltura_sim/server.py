@@ -356,6 +356,8 @@ class _Handler(BaseHTTPRequestHandler):
             state.complete_conversions()
         elif path == "/sim/entries" and post:
             return {"id": state.add_entry(**body)}
+        elif path == "/sim/users" and post:
+            return state.add_user(**body)
         elif entry and method == "GET" and entry.group(2) is None:
             return state.get_entry(entry.group(1))
         elif entry and method == "GET" and entry.group(2) == "/flavors":

@@ -245,6 +245,18 @@ class SimState:
             self._sync_categories(entry)
             return entry["id"]
 
+    def add_user(self, user_id: str, email: str | None = None, **fields: Any) -> dict:
+        """Add (or replace) a Kaltura user; `email=None` is an account without one, as service accounts are."""
+        with self.lock:
+            now = int(time.time())
+            user = {
+                "id": user_id, "partnerId": self.partner_id, "screenName": user_id, "fullName": user_id,
+                "email": email, "status": 1, "createdAt": now, "updatedAt": now, "type": 0, "isAdmin": False,
+                "firstName": "", "lastName": "", "loginEnabled": False, **fields,
+            }  # fmt: skip
+            self.users[user_id] = user
+            return public(user)
+
     def delete_entry(self, entry_id: str) -> None:
         with self.lock:
             entry = self.entries[entry_id]

@@ -157,3 +157,16 @@ def sign_in(page):
 
 def pytest_report_header(config):
     return f"database: {django_settings.DATABASES['default']['ENGINE']}, redis: {django_settings.REDIS_URL}"
+
+
+# --- Policies and owner notices -----------------------------------------------------
+
+
+@pytest.fixture
+def policy_world(kaltura_sim, s3, rq_queue, settings, make_user):
+    """Old entries tagged "forgotten" owned by alice (2), bob, carol (no e-mail) and ghost (no Kaltura user)."""
+    from tests.policy_world import make_world
+
+    settings.KALTURA_RETRY_DELAYS = (0.01, 0.01)
+    settings.ARCHIVE_REPLACEMENT_WAIT_SECONDS = 20
+    return make_world(kaltura_sim, make_user)

@@ -936,6 +936,11 @@ def test_http_control_endpoints(sim, client, state):
     tagged = requests.post(f"{sim.url}/sim/entries/{added}/tags", json={"tags": "A, bb"}, timeout=10).json()
     assert tagged["tags"] == "bb"
 
+    requests.post(f"{sim.url}/sim/users", json={"user_id": "jdoe", "email": "jdoe@example.edu"}, timeout=10)
+    assert client.user.get("jdoe").email == "jdoe@example.edu"
+    sim.state.add_user("jdoe", email=None)  # the address removed: an account without one
+    assert client.user.get("jdoe").email in ("", None, NotImplemented)
+
     requests.post(f"{sim.url}/sim/sessions/expire", timeout=10)
     assert error_of(client.media.list).code == "INVALID_KS"
 
