@@ -402,11 +402,14 @@ def auto_restore(*, kaltura: Kaltura | None = None, store: ArchiveStore | None =
         else:
             trigger = replaced or entry.created_at
             counts["protected"] += 1
-        answered = Restore.objects.filter(
-            Q(requested_at__gte=trigger) | Q(status__in=Restore.ACTIVE), entry_id=entry_id
-        ).exists() or AuditEvent.objects.filter(
-            action="restore_request", entry_id=entry_id, outcome=AuditEvent.Outcome.REFUSED, created_at__gte=trigger
-        ).exists()
+        answered = (
+            Restore.objects.filter(
+                Q(requested_at__gte=trigger) | Q(status__in=Restore.ACTIVE), entry_id=entry_id
+            ).exists()
+            or AuditEvent.objects.filter(
+                action="restore_request", entry_id=entry_id, outcome=AuditEvent.Outcome.REFUSED, created_at__gte=trigger
+            ).exists()
+        )
         if answered:
             counts["already_answered"] += 1
             continue
@@ -532,13 +535,9 @@ def _finish(context: Context, status: str, error: str) -> None:
 
 
 def _fail(restore: Restore, token: str, message: str, user, outcome: str) -> None:
-    try:
-        with transaction.atomic():
-            Restore.objects.filter(pk=restore.pk, job_id=token).update(
-                status=Restore.Status.FAILED, error=message[:4000], finished_at=timezone.now()
-            )
-    except IntegrityError:
-        pass
+    Restore.objects.filter(pk=restore.pk, job_id=token).update(
+        status=Restore.Status.FAILED, error=message[:4000], finished_at=timezone.now()
+    )
     audit.record("restore_failed", user=user, entry_id=restore.entry_id, dry_run=False, outcome=outcome,
                  message=message, details={"restore": restore.pk})  # fmt: skip
 
@@ -562,7 +561,12 @@ def step_s3_wait(context: Context) -> dict:
     if s3 is None:
         raise Refused("the S3 object disappeared while restoring")
     if not s3.readable:
-        context.save(status=Restore.Status.WAITING)
+        waiting = {"status": Restore.Status.WAITING}
+        if context.restore.expected_ready_at is None:
+            # A restore someone else asked for: its tier is unknown, so assume ours.
+            bound = EXPECTED_WAIT.get((s3.storage_class, context.restore.tier), ("", timedelta(hours=12)))[1]
+            waiting["expected_ready_at"] = timezone.now() + bound
+        context.save(**waiting)
         raise WaitOnGlacier(f"{context.entry_id}: S3 is still restoring the object")
     return {"restored_until": s3.restored_until.isoformat() if s3.restored_until else None}
 
