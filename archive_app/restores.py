@@ -176,12 +176,15 @@ def plan_restore(state: LiveState, *, tier: str) -> RestorePlan:
         and original.status == FlavorStatus.READY
         and sizes_agree(s3.size, original)
     )
+    # Our updateContent was sent, and Kaltura shows it (pending, or done). If Kaltura shows neither, it never
+    # took (refused, or its conversion failed): start again from the upload.
+    started = state.replacement_started and (bool(state.entry.replacing_entry_id) or content_back)
     placeholder = TAG_REPLACED in state.tags
     if not placeholder:
-        if state.replacement_started and content_back:
+        if started and content_back:
             return RestorePlan(entry_id, already_restored=True, **facts)
         return RestorePlan(entry_id, skip_reason=NOT_A_PLACEHOLDER, **facts)
-    if state.entry.replacing_entry_id and not state.replacement_started:
+    if state.entry.replacing_entry_id and not started:
         return RestorePlan(entry_id, skip_reason="a replacement is already pending in Kaltura", **facts)
     warnings = []
     if not facts["recorded_sha256"]:
@@ -192,7 +195,7 @@ def plan_restore(state: LiveState, *, tier: str) -> RestorePlan:
         # The original is back (a rerun after the conversion, or restored by other means): only the tag is left.
         steps.append(Step("untag_replaced", f"remove tag {TAG_REPLACED}"))
         return RestorePlan(entry_id, tuple(steps), warnings=tuple(warnings), **facts)
-    if not state.replacement_started:
+    if not started:
         if s3.storage_class in ARCHIVE_CLASSES and not s3.readable:
             if (s3.storage_class, tier) not in EXPECTED_WAIT:
                 return RestorePlan(

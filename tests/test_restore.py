@@ -100,6 +100,13 @@ def test_plan_by_storage_class_and_tier():
     for storage_class in ("STANDARD", "STANDARD_IA", "GLACIER_IR"):
         plan = restores.plan_restore(live(s3=Head(storage_class=storage_class, readable=True)), tier="Bulk")
         assert plan.step_names[0] == "upload_original", storage_class
+    # After our updateContent: wait for it; if Kaltura shows no replacement and no original, upload again.
+    converting = live(
+        entry=k_entry(tags="archived_to_s3, flavors_deleted", replacing_entry_id="0_tmp"), replacement_started=True
+    )
+    assert restores.plan_restore(converting, tier="Bulk").step_names == ["wait_conversion", "untag_replaced"]
+    never_took = restores.plan_restore(live(replacement_started=True), tier="Bulk")
+    assert "upload_original" in never_took.step_names
     # A restore S3 already works on is waited for, not asked again.
     assert restores.plan_restore(live(s3=Head(ongoing=True)), tier="Standard").step_names[0] == "s3_wait"
 
@@ -242,6 +249,26 @@ def test_an_upload_cut_short_resumes_where_kaltura_stopped(world, rq_queue, monk
     upload = AuditEvent.objects.filter(entry_id=entry_id, action="upload_original").get()
     assert upload.details["resumed_at"] == 2 * restores.CHUNK_BYTES
     assert sim.state.original_bytes_sha256(entry_id) == originals[entry_id]
+
+
+def test_a_refused_replacement_fails_clearly_and_a_retry_finishes(world, rq_queue):
+    sim, admin = world
+    entry_ids, originals = make_placeholders(sim, rq_queue, admin, count=1)
+    entry_id = entry_ids[0]
+    sim.state.inject_fault("kaltura_error", service="media", action="updateContent", code="SERVICE_FORBIDDEN")
+    restore, _ = restores.restore_request(entry_id=entry_id, tier="Bulk", source=Restore.Source.MANUAL, user=admin)
+    run_jobs(rq_queue)
+    restore.refresh_from_db()
+    assert restore.status == Restore.Status.FAILED and "SERVICE_FORBIDDEN" in restore.error
+    assert "flavors_deleted" in tags(sim, entry_id)
+    # The retry sees that Kaltura never started the replacement and sends it again (the upload is kept).
+    restores.restore_retry(restore, user=admin)
+    run_jobs(rq_queue)
+    restore.refresh_from_db()
+    assert restore.status == Restore.Status.DONE, restore.error
+    assert sim.state.original_bytes_sha256(entry_id) == originals[entry_id]
+    uploads = AuditEvent.objects.filter(entry_id=entry_id, action="upload_original").order_by("id")
+    assert [event.details.get("resumed") for event in uploads] == [None, "already complete and verified"]
 
 
 def test_a_played_placeholder_is_restored_by_the_next_automatic_run(world, rq_queue, settings):
