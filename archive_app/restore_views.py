@@ -140,3 +140,16 @@ def restore_retry(request: HttpRequest, restore_id: int) -> HttpResponse:
     else:
         messages.info(request, f"Restore of {restore.entry_id} queued again; it starts from the live state.")
     return redirect("restore_detail", restore_id=restore_id)
+
+
+@require_POST
+@permission_required(RESTORE, raise_exception=True)
+def restore_cancel(request: HttpRequest, restore_id: int) -> HttpResponse:
+    restore = get_object_or_404(Restore, pk=restore_id)
+    try:
+        restores.restore_cancel(restore, user=request.user)
+    except restores.RestoreError as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.info(request, f"Restore of {restore.entry_id} cancelled; the placeholder stays.")
+    return redirect("restore_detail", restore_id=restore_id)

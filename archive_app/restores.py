@@ -319,6 +319,19 @@ def restore_retry(restore: Restore, *, user) -> Restore:
     return restore
 
 
+def restore_cancel(restore: Restore, *, user) -> None:
+    """Cancel a restore that has not touched Kaltura yet (requested, or waiting on Glacier)."""
+    cancelled = Restore.objects.filter(
+        pk=restore.pk, status__in=[Restore.Status.REQUESTED, Restore.Status.WAITING]
+    ).update(status=Restore.Status.CANCELLED, job_id="", finished_at=timezone.now(), error="cancelled")
+    if cancelled != 1:
+        raise RestoreError(
+            f"restore {restore.pk} is {restore.get_status_display()}: only one not yet uploading can be cancelled"
+        )
+    audit.record("restore_cancel", user=user, entry_id=restore.entry_id, dry_run=False,
+                 details={"restore": restore.pk})  # fmt: skip
+
+
 def _enqueue_on_commit(restore: Restore, delay: timedelta | None = None) -> None:
     from archive_app.jobs import enqueue_restore
 
@@ -464,7 +477,8 @@ class Context:
         fields["heartbeat_at"] = timezone.now()
         if "progress" in fields:
             fields["progress"] = {**self.restore.progress, **fields["progress"]}
-        if Restore.objects.filter(pk=self.restore.pk, job_id=self.restore.job_id).update(**fields) != 1:
+        held = Restore.objects.filter(pk=self.restore.pk, job_id=self.restore.job_id, status__in=Restore.ACTIVE)
+        if held.update(**fields) != 1:
             raise Superseded(f"restore {self.restore.pk} is now held by another job")
         for name, value in fields.items():
             setattr(self.restore, name, value)

@@ -19,4 +19,5 @@ urlpatterns = [
     path("restores/new/confirm/", restore_views.restore_create, name="restore_create"),
     path("restores/<int:restore_id>/", restore_views.restore_detail, name="restore_detail"),
     path("restores/<int:restore_id>/retry/", restore_views.restore_retry, name="restore_retry"),
+    path("restores/<int:restore_id>/cancel/", restore_views.restore_cancel, name="restore_cancel"),
 ]

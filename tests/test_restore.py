@@ -8,6 +8,7 @@ import urllib.request
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from rq import SimpleWorker
@@ -26,13 +27,20 @@ def run_jobs(queue) -> None:
     SimpleWorker([queue], connection=queue.connection).work(burst=True)
 
 
-def hold_restores_ongoing(moto_server, reads: int) -> None:
-    """moto keeps a restore "ongoing" for this many reads of the object (DOMAIN.md §4)."""
+def hold_restores_ongoing(moto_server, s3, key: str, reads: int) -> None:
+    """Keep the next restore of `key` "ongoing" for `reads` reads of the object (DOMAIN.md §4).
+
+    moto counts every read of an object from its creation; the first look at a requested restore moves it to
+    "ongoing" only if `reads` reads were made already (else it shows as restored), and `reads` more finish it.
+    So the object is read that often first.
+    """
     body = {"model_name": "s3::keyrestore", "transition": {"progression": "manual", "times": reads}}
     request = urllib.request.Request(
         f"{moto_server.url}/moto-api/state-manager/set-transition", data=json.dumps(body).encode(), method="POST"
     )
     urllib.request.urlopen(request, timeout=10)
+    for _ in range(reads):
+        s3.head_object(Bucket=settings.AWS_BUCKET, Key=key)
 
 
 def tags(sim, entry_id: str) -> set[str]:
@@ -169,11 +177,11 @@ def test_a_placeholder_comes_back_as_its_original(world, rq_queue, settings, sto
     assert AuditEvent.objects.get(entry_id=entry_id, action="restore_request").username == "ada"
 
 
-def test_a_restore_held_ongoing_is_polled_until_readable_and_never_duplicated(world, rq_queue, moto_server):
+def test_a_restore_held_ongoing_is_polled_until_readable_and_never_duplicated(world, rq_queue, moto_server, s3):
     sim, admin = world
     entry_ids, originals = make_placeholders(sim, rq_queue, admin, count=1)
     entry_id = entry_ids[0]
-    hold_restores_ongoing(moto_server, reads=24)
+    hold_restores_ongoing(moto_server, s3, entry_id, reads=30)
     restore, _ = restores.restore_request(entry_id=entry_id, tier="Standard", source=Restore.Source.MANUAL, user=admin)
     run_jobs(rq_queue)
     restore.refresh_from_db()
@@ -199,6 +207,31 @@ def test_a_restore_held_ongoing_is_polled_until_readable_and_never_duplicated(wo
     assert AuditEvent.objects.filter(entry_id=entry_id, action="s3_restore").count() == 1
     assert AuditEvent.objects.filter(entry_id=entry_id, action="s3_wait").count() == 1
     assert restores.restore_poll() == {"queued": 0}
+
+
+def test_a_restore_waiting_on_glacier_can_be_cancelled(world, rq_queue, moto_server, s3):
+    sim, admin = world
+    entry_ids, _ = make_placeholders(sim, rq_queue, admin, count=1)
+    hold_restores_ongoing(moto_server, s3, entry_ids[0], reads=50)
+    restore, _ = restores.restore_request(entry_id=entry_ids[0], tier="Bulk", source=Restore.Source.MANUAL, user=admin)
+    run_jobs(rq_queue)
+    restore.refresh_from_db()
+    assert restore.status == Restore.Status.WAITING
+    restores.restore_cancel(restore, user=admin)
+    assert restores.restore_poll() == {"queued": 0}
+    restore.refresh_from_db()
+    assert restore.status == Restore.Status.CANCELLED
+    assert "flavors_deleted" in tags(sim, entry_ids[0])
+    # A job still queued for it finds it no longer its own.
+    assert restores.execute_restore(restore.pk, "an-old-token") is None
+    with pytest.raises(restores.RestoreError, match="only one not yet uploading"):
+        restores.restore_cancel(restore, user=admin)
+    # Cancelled is not under way: a new request makes a new restore.
+    again, created = restores.restore_request(
+        entry_id=entry_ids[0], tier="Bulk", source=Restore.Source.MANUAL, user=admin
+    )
+    assert created and again.pk != restore.pk
+    assert AuditEvent.objects.filter(action="restore_cancel", username="ada").exists()
 
 
 def test_a_corrupted_s3_object_is_refused_and_the_placeholder_stays(world, rq_queue, s3, settings):
