@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 import urllib.request
@@ -355,6 +356,25 @@ def test_an_entry_replaced_within_the_protected_age_is_restored(world, rq_queue,
     assert Restore.objects.get().status == Restore.Status.DONE
     assert sim.state.original_bytes_sha256(entry_ids[0]) == originals[entry_ids[0]]
     assert restores.auto_restore()["requested"] == 0
+
+
+def test_a_placeholder_of_the_old_tool_is_restored_from_its_glacier_object(world, rq_queue, s3):
+    sim, admin = world
+    # The old tool left the tag and an S3 object (key = entry id) without any hash; we never recorded a copy.
+    entry_id = next(e["id"] for e in sim.state.all_entries() if "flavors_deleted" in e["tags"] and e["status"] == 2)
+    original = bytes(range(256)) * 800
+    s3.put_object(Bucket=settings.AWS_BUCKET, Key=entry_id, Body=original, StorageClass="GLACIER")
+    plan = restores.restore_preview(entry_id, tier="Bulk", user=admin)
+    assert plan.step_names[:3] == ["s3_restore", "s3_wait", "upload_original"]
+    assert "archived by the old tool" in plan.warnings[0]
+    restore, _ = restores.restore_request(entry_id=entry_id, tier="Bulk", source=Restore.Source.MANUAL, user=admin)
+    run_jobs(rq_queue)
+    restore.refresh_from_db()
+    assert restore.status == Restore.Status.DONE, restore.error
+    assert sim.state.original_bytes_sha256(entry_id) == hashlib.sha256(original).hexdigest()
+    assert "flavors_deleted" not in tags(sim, entry_id) and "archived_to_s3" in tags(sim, entry_id)
+    upload = AuditEvent.objects.get(entry_id=entry_id, action="upload_original")
+    assert upload.details["compared_with"] == "(none recorded)"
 
 
 def test_nothing_to_restore_is_a_clear_refusal(world, rq_queue):
