@@ -139,7 +139,9 @@ class RestorePlan:
 
 
 def _size_text(size: int) -> str:
-    return f"{size / 1024**3:.2f} GiB" if size >= 1024**3 else f"{size / 1024**2:.1f} MiB"
+    if size >= 1024**3:
+        return f"{size / 1024**3:.2f} GiB"
+    return f"{size / 1024**2:.1f} MiB" if size >= 1024**2 else f"{size:,} bytes"
 
 
 def recorded_sha256(state: LiveState) -> str:

@@ -113,8 +113,8 @@ def test_an_admin_restores_a_video_from_the_restore_page(page, sign_in, make_use
 
     # A real worker (in this process, sharing the test database) does the job.
     SimpleWorker([rq_queue], connection=rq_queue.connection).work(burst=True)
-    page.reload()
-    page.wait_for_selector("[data-testid=restore-status][data-status=done]")
+    # The page follows the restore by itself (htmx) while it is under way.
+    page.wait_for_selector("[data-testid=restore-status][data-status=done]", timeout=20_000)
     assert "untag_replaced" in page.get_by_test_id("restore-events").inner_text()
     assert sim.state.original_bytes_sha256(entry_id) == originals[entry_id]
     assert "flavors_deleted" not in tags(sim, entry_id)
