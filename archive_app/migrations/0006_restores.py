@@ -6,38 +6,91 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('archive_app', '0005_browse_indexes'),
+        ("archive_app", "0005_browse_indexes"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='Restore',
+            name="Restore",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('entry_id', models.CharField(db_index=True, max_length=32)),
-                ('source', models.CharField(choices=[('manual', 'requested by an admin'), ('auto_played', 'placeholder was played'), ('auto_protected', 'replaced within the protected age')], max_length=20)),
-                ('tier', models.CharField(choices=[('Expedited', 'Expedited'), ('Standard', 'Standard'), ('Bulk', 'Bulk')], default='Standard', max_length=10)),
-                ('status', models.CharField(choices=[('requested', 'requested'), ('waiting', 'waiting on Glacier'), ('uploading', 'uploading to Kaltura'), ('converting', 'Kaltura is converting'), ('done', 'restored'), ('failed', 'failed'), ('cancelled', 'cancelled')], db_index=True, default='requested', max_length=20)),
-                ('storage_class', models.CharField(blank=True, help_text="the S3 object's class when last read", max_length=32)),
-                ('size_bytes', models.BigIntegerField(default=0)),
-                ('bytes_uploaded', models.BigIntegerField(default=0)),
-                ('requested_at', models.DateTimeField(auto_now_add=True)),
-                ('s3_requested_at', models.DateTimeField(blank=True, null=True)),
-                ('expected_ready_at', models.DateTimeField(blank=True, null=True)),
-                ('finished_at', models.DateTimeField(blank=True, null=True)),
-                ('error', models.TextField(blank=True)),
-                ('progress', models.JSONField(blank=True, default=dict)),
-                ('job_id', models.CharField(blank=True, help_text='the claim token of the job allowed to work', max_length=64)),
-                ('attempts', models.PositiveSmallIntegerField(default=0)),
-                ('heartbeat_at', models.DateTimeField(blank=True, null=True)),
-                ('requested_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='+', to=settings.AUTH_USER_MODEL)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("entry_id", models.CharField(db_index=True, max_length=32)),
+                (
+                    "source",
+                    models.CharField(
+                        choices=[
+                            ("manual", "requested by an admin"),
+                            ("auto_played", "placeholder was played"),
+                            ("auto_protected", "replaced within the protected age"),
+                        ],
+                        max_length=20,
+                    ),
+                ),
+                (
+                    "tier",
+                    models.CharField(
+                        choices=[("Expedited", "Expedited"), ("Standard", "Standard"), ("Bulk", "Bulk")],
+                        default="Standard",
+                        max_length=10,
+                    ),
+                ),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("requested", "requested"),
+                            ("waiting", "waiting on Glacier"),
+                            ("uploading", "uploading to Kaltura"),
+                            ("converting", "Kaltura is converting"),
+                            ("done", "restored"),
+                            ("failed", "failed"),
+                            ("cancelled", "cancelled"),
+                        ],
+                        db_index=True,
+                        default="requested",
+                        max_length=20,
+                    ),
+                ),
+                (
+                    "storage_class",
+                    models.CharField(blank=True, help_text="the S3 object's class when last read", max_length=32),
+                ),
+                ("size_bytes", models.BigIntegerField(default=0)),
+                ("bytes_uploaded", models.BigIntegerField(default=0)),
+                ("requested_at", models.DateTimeField(auto_now_add=True)),
+                ("s3_requested_at", models.DateTimeField(blank=True, null=True)),
+                ("expected_ready_at", models.DateTimeField(blank=True, null=True)),
+                ("finished_at", models.DateTimeField(blank=True, null=True)),
+                ("error", models.TextField(blank=True)),
+                ("progress", models.JSONField(blank=True, default=dict)),
+                (
+                    "job_id",
+                    models.CharField(blank=True, help_text="the claim token of the job allowed to work", max_length=64),
+                ),
+                ("attempts", models.PositiveSmallIntegerField(default=0)),
+                ("heartbeat_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "requested_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-requested_at', '-id'],
-                'constraints': [models.UniqueConstraint(condition=models.Q(('status__in', ['requested', 'waiting', 'uploading', 'converting'])), fields=('entry_id',), name='one_active_restore_per_entry')],
+                "ordering": ["-requested_at", "-id"],
+                "constraints": [
+                    models.UniqueConstraint(
+                        condition=models.Q(("status__in", ["requested", "waiting", "uploading", "converting"])),
+                        fields=("entry_id",),
+                        name="one_active_restore_per_entry",
+                    )
+                ],
             },
         ),
     ]
