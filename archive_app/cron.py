@@ -23,3 +23,20 @@ cron.register(
     job_timeout=3 * 3600,
     name="run_policies",
 )
+
+from archive_app.jobs import auto_restore_job, restore_poll_job  # noqa: E402
+
+cron.register(
+    restore_poll_job,
+    queue_name="default",
+    interval=settings.ARCHIVE_RESTORE_POLL_MINUTES * 60,
+    job_timeout=600,
+    name="restore_poll",
+)
+cron.register(
+    auto_restore_job,
+    queue_name="default",
+    interval=settings.ARCHIVE_RESTORE_POLL_MINUTES * 60,
+    job_timeout=3600,
+    name="auto_restore",
+)

@@ -71,3 +71,37 @@ def run_policies_job() -> dict:
         "notices_resent": notices.resend_unfinished(execute=True),
         "released": notices.release_due_batches(execute=True),
     }
+
+
+def run_restore(restore_id: int, token: str) -> str:
+    from archive_app.restores import execute_restore
+
+    restore = execute_restore(restore_id, token)
+    return restore.status if restore is not None else "not ours"
+
+
+def enqueue_restore(restore_id: int, token: str, size_bytes: int = 0, delay: timedelta | None = None):
+    """Queue one step of a restore, with retries and a timeout sized to what it uploads."""
+    queue = django_rq.get_queue("default")
+    options = {
+        "retry": Retry(max=3, interval=[10, 60, 300]),
+        "job_timeout": job_timeout_seconds(size_bytes),
+        "description": f"restore {restore_id}",
+    }
+    if delay is not None:
+        return queue.enqueue_in(delay, run_restore, restore_id, token, **options)
+    return queue.enqueue(run_restore, restore_id, token, **options)
+
+
+def restore_poll_job() -> dict:
+    """Scheduled: queue the restores waiting on Glacier (they check S3's Restore header) and any whose job died."""
+    from archive_app.restores import restore_poll
+
+    return restore_poll()
+
+
+def auto_restore_job() -> dict:
+    """Scheduled: request restores of played placeholders and of ones replaced although recent."""
+    from archive_app.restores import auto_restore
+
+    return auto_restore()

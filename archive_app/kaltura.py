@@ -498,23 +498,46 @@ class Kaltura:
 
     def upload(self, stream: BinaryIO, *, file_name: str, size: int, chunk_bytes: int = 8 * 1024 * 1024) -> str:
         """Upload a stream in chunks (the client gives a file upload only 10 s); returns the upload token id."""
-        token = self._call(
-            lambda c: c.uploadToken.add(KalturaUploadToken(fileName=file_name, fileSize=size)),
-            what="uploadToken.add",
-        )
+        token_id = self.add_upload_token(file_name=file_name, size=size)
         offset = 0
         while True:
             chunk = stream.read(chunk_bytes)
             final = offset + len(chunk) >= size or not chunk
-            self._call(
-                lambda c, chunk=chunk, offset=offset, final=final: c.uploadToken.upload(
-                    token.id, _NamedBytes(chunk, file_name), offset > 0, final, offset
-                ),
-                what=f"uploadToken.upload at {offset}",
-            )
+            self.upload_chunk(token_id, chunk, file_name=file_name, offset=offset, final=final)
             offset += len(chunk)
             if final:
-                return token.id
+                return token_id
+
+    def add_upload_token(self, *, file_name: str, size: int) -> str:
+        token = self._call(
+            lambda c: c.uploadToken.add(KalturaUploadToken(fileName=file_name, fileSize=size)),
+            what="uploadToken.add",
+        )
+        return token.id
+
+    def upload_chunk(self, token_id: str, chunk: bytes, *, file_name: str, offset: int, final: bool) -> None:
+        """Send `chunk` at `offset` (uploadToken.upload with resume/resumeAt/finalChunk).
+
+        Sending the same chunk again at the same offset is harmless (the server writes it at its offset),
+        so a retry after a lost answer is safe. The first chunk (offset 0) starts the file afresh.
+        """
+        self._call(
+            lambda c: c.uploadToken.upload(token_id, _NamedBytes(chunk, file_name), offset > 0, final, offset),
+            what=f"uploadToken.upload at {offset}",
+        )
+
+    def upload_token_state(self, token_id: str) -> tuple[int, int] | None:
+        """(status, bytes received) of an upload token, or None if Kaltura no longer knows it.
+
+        Status: 0 PENDING, 1 PARTIAL_UPLOAD, 2 FULL_UPLOAD, 3 CLOSED (used), 4 TIMED_OUT, 5 DELETED.
+        """
+        try:
+            token = self._call(lambda c: c.uploadToken.get(token_id), what=f"uploadToken.get {token_id}")
+        except KalturaError as exc:
+            if exc.code == "UPLOAD_TOKEN_NOT_FOUND":
+                return None
+            raise
+        return _int(token.status), _int(token.uploadedFileSize)
 
     def replace_content(self, entry_id: str, upload_token_id: str) -> KEntry:
         """Start a replacement: the entry stays READY and playable until the new flavors are made."""

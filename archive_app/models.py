@@ -488,3 +488,71 @@ class ExcludedCategory(models.Model):
 
     def __str__(self) -> str:
         return f"excluded category {self.category_id}"
+
+
+class Restore(models.Model):
+    """Bringing one entry's original back from S3 in place of the placeholder.
+
+    requested → waiting (on a Glacier/Deep Archive restore) → uploading (S3 to Kaltura, hashed on the way)
+    → converting (Kaltura makes the flavors again) → done; or failed / cancelled. The status is also the
+    entry's claim: at most one active restore per entry, so a second request while one is under way
+    finds the first instead of adding another.
+    """
+
+    class Source(models.TextChoices):
+        MANUAL = "manual", "requested by an admin"
+        AUTO_PLAYED = "auto_played", "placeholder was played"
+        AUTO_PROTECTED = "auto_protected", "replaced within the protected age"
+
+    class Tier(models.TextChoices):
+        EXPEDITED = "Expedited", "Expedited"
+        STANDARD = "Standard", "Standard"
+        BULK = "Bulk", "Bulk"
+
+    class Status(models.TextChoices):
+        REQUESTED = "requested", "requested"
+        WAITING = "waiting", "waiting on Glacier"
+        UPLOADING = "uploading", "uploading to Kaltura"
+        CONVERTING = "converting", "Kaltura is converting"
+        DONE = "done", "restored"
+        FAILED = "failed", "failed"
+        CANCELLED = "cancelled", "cancelled"
+
+    ACTIVE = (Status.REQUESTED, Status.WAITING, Status.UPLOADING, Status.CONVERTING)
+
+    entry_id = models.CharField(max_length=32, db_index=True)
+    source = models.CharField(max_length=20, choices=Source.choices)
+    # Null when the system asked (automatic restores); audit events then name the system user.
+    requested_by = models.ForeignKey("auth.User", null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    tier = models.CharField(max_length=10, choices=Tier.choices, default=Tier.STANDARD)
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.REQUESTED, db_index=True)
+    storage_class = models.CharField(max_length=32, blank=True, help_text="the S3 object's class when last read")
+    size_bytes = models.BigIntegerField(default=0)
+    bytes_uploaded = models.BigIntegerField(default=0)
+    requested_at = models.DateTimeField(auto_now_add=True)
+    s3_requested_at = models.DateTimeField(null=True, blank=True)
+    expected_ready_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    error = models.TextField(blank=True)
+    # What is done so far (upload token, replacement started...), so a rerun after a crash continues.
+    progress = models.JSONField(default=dict, blank=True)
+    job_id = models.CharField(max_length=64, blank=True, help_text="the claim token of the job allowed to work")
+    attempts = models.PositiveSmallIntegerField(default=0)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-requested_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["entry_id"],
+                condition=models.Q(status__in=["requested", "waiting", "uploading", "converting"]),
+                name="one_active_restore_per_entry",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"restore of {self.entry_id}: {self.status}"
+
+    @property
+    def active(self) -> bool:
+        return self.status in self.ACTIVE

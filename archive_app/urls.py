@@ -1,6 +1,6 @@
 from django.urls import path, re_path
 
-from archive_app import batch_views, views
+from archive_app import batch_views, restore_views, views
 
 urlpatterns = [
     path("", views.home, name="home"),
@@ -14,6 +14,12 @@ urlpatterns = [
     path("batches/<int:batch_id>/approve/", batch_views.batch_approve, name="batch_approve"),
     path("batches/<int:batch_id>/cancel/", batch_views.batch_cancel, name="batch_cancel"),
     path("batches/<int:batch_id>/retry/", batch_views.batch_retry, name="batch_retry"),
+    path("restores/", restore_views.restore_list, name="restore_list"),
+    path("restores/new/", restore_views.restore_new, name="restore_new"),
+    path("restores/new/confirm/", restore_views.restore_create, name="restore_create"),
+    path("restores/<int:restore_id>/", restore_views.restore_detail, name="restore_detail"),
+    path("restores/<int:restore_id>/retry/", restore_views.restore_retry, name="restore_retry"),
+    path("restores/<int:restore_id>/cancel/", restore_views.restore_cancel, name="restore_cancel"),
 ]
 
 from archive_app import policy_views  # noqa: E402

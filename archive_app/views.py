@@ -16,6 +16,7 @@ from django.views.decorators.http import require_GET
 from archive_app import costs, selectors
 from archive_app.filters import DEFAULT_SORT
 from archive_app.models import ArchiveCopy, ArchiveState, AuditEvent, Entry
+from archive_app.restores import restore_counts
 
 BROWSE = "archive_app.browse_entries"
 PAGE_SIZE = 50
@@ -73,6 +74,7 @@ def home(request: HttpRequest) -> HttpResponse:
             "kaltura_price": settings.PRICE_KALTURA_STORAGE_GB_MONTH,
             "placeholder_bytes": costs.placeholder_entry_bytes(),
             "sync_run": selectors.sync_run_latest(),
+            "restore_counts": restore_counts(),
         },
     )
 

@@ -143,6 +143,16 @@ ARCHIVE_REPLACEMENT_WAIT_SECONDS = envint("ARCHIVE_REPLACEMENT_WAIT_SECONDS", 12
 
 PLACEHOLDER_VIDEO = Path(envstr("PLACEHOLDER_VIDEO") or BASE_DIR / "assets" / "placeholder.mp4")
 
+# --- Restoring ----------------------------------------------------------------------
+# Restore played placeholders (and ones replaced although recent) by themselves.
+ARCHIVE_AUTO_RESTORE = envbool("ARCHIVE_AUTO_RESTORE", True)
+# The Glacier retrieval tier automatic restores use (Expedited falls back to Standard on Deep Archive).
+ARCHIVE_RESTORE_TIER = envchoice("ARCHIVE_RESTORE_TIER", ["BULK", "STANDARD", "EXPEDITED"], "STANDARD").capitalize()
+# How long S3 keeps the temporary readable copy of a Glacier object.
+ARCHIVE_RESTORE_DAYS = envint("ARCHIVE_RESTORE_DAYS", 7, minimum=1)
+# How often the scheduled job checks restores waiting on Glacier (and looks for played placeholders).
+ARCHIVE_RESTORE_POLL_MINUTES = envint("ARCHIVE_RESTORE_POLL_MINUTES", 10, minimum=1)
+
 
 LOGGING = {
     "version": 1,

@@ -309,13 +309,22 @@ class SimState:
         action: str | None = None,
         code: str = "INTERNAL_SERVER_ERROR",
         message: str | None = None,
+        after: int = 0,
     ) -> None:
+        """Fail the next `count` matching calls, once `after` matching calls have gone through unharmed."""
         if kind not in FAULT_KINDS:
             raise ValueError(f"fault kind must be one of {FAULT_KINDS}")
         with self.lock:
             self.faults.append(
-                {"kind": kind, "remaining": int(count), "service": service, "action": action, "code": code,
-                 "message": message}  # fmt: skip
+                {
+                    "kind": kind,
+                    "remaining": int(count),
+                    "service": service,
+                    "action": action,
+                    "code": code,
+                    "message": message,
+                    "after": int(after),
+                }  # fmt: skip
             )
 
     def clear_faults(self) -> None:
@@ -392,7 +401,7 @@ class SimState:
                     hit = True
                 else:
                     hit = fault["kind"] != "kaltura_error" and any(self._fault_hits(fault, s, a) for s, a in subcalls)
-                if hit:
+                if hit and not self._let_through(fault):
                     return self._use(fault)
             return None
 
@@ -404,9 +413,18 @@ class SimState:
                     and fault["kind"] == "kaltura_error"
                     and fault["service"] not in (None, "multirequest")
                     and self._fault_hits(fault, service, action)
+                    and not self._let_through(fault)
                 ):
                     return self._use(fault)
             return None
+
+    @staticmethod
+    def _let_through(fault: dict) -> bool:
+        """True (and one fewer to let through) while the fault still lets matching calls pass."""
+        if fault.get("after", 0) > 0:
+            fault["after"] -= 1
+            return True
+        return False
 
     def _use(self, fault: dict) -> dict:
         fault["remaining"] -= 1

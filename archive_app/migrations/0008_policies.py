@@ -7,7 +7,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("archive_app", "0005_browse_indexes"),
+        ("archive_app", "0006_restores"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
