@@ -425,7 +425,7 @@ class Kaltura:
             responses = self._call(run_group, what="flavorAsset.list (multirequest)", fields=FLAVOR_RESPONSE_FIELDS)
             for chunk, response in zip(group, responses, strict=True):
                 if isinstance(response, KalturaException):
-                    raise KalturaError(f"flavorAsset.list: {response.message}", response.code)
+                    raise KalturaError(f"flavorAsset.list: {redact_session(response.message)}", response.code)
                 flavors = list(response.objects or [])
                 # A chunk with unusually many flavors spills onto further pages.
                 page = 1
