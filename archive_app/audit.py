@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from archive_app.models import AuditEvent
-from archive_app.security import redact
+from archive_app.redaction import redact
 
 SYSTEM_USERNAME = "system"
 

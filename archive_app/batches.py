@@ -34,7 +34,7 @@ from archive_app.models import (
     Entry,
     split_tags,
 )
-from archive_app.security import redact
+from archive_app.redaction import redact
 from archive_app.storage import ArchiveStore, StorageError
 from archive_app.workflow import LiveState, Policy, plan_for, read_live_state, read_live_states, sizes_agree
 

@@ -1,10 +1,6 @@
-"""Hardening that cuts across the app: secrets kept out of logs and stored text, the
-Content-Security-Policy header, and sign-in throttling.
+"""Hardening of the web side: the Content-Security-Policy header and sign-in throttling.
 
-Secrets are the configured Kaltura secret, AWS keys, Django's signing key and database
-password, and any Kaltura session (KS). They are redacted from every log record as it is
-made (so no handler, whether ours, RQ's or a test's, ever sees them), from audit events and
-from batch item messages.
+(Secrets are kept out of logs and stored text by archive_app.redaction.)
 """
 
 from __future__ import annotations
@@ -22,57 +18,7 @@ from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse
 from redis.exceptions import RedisError
 
-from archive_app.kaltura import redact_session
-
 log = logging.getLogger(__name__)
-
-# --- Secrets ------------------------------------------------------------------------
-
-SECRET_SETTINGS = ("KALTURA_SECRET", "AWS_SECRET_ACCESS_KEY", "AWS_ACCESS_KEY_ID", "SECRET_KEY")
-# Shorter values would be replaced inside ordinary words; no real secret is this short.
-MIN_SECRET_LENGTH = 8
-REDACTED = "<secret>"
-
-
-def known_secrets() -> list[str]:
-    values = [getattr(settings, name, "") or "" for name in SECRET_SETTINGS]
-    values.append(settings.DATABASES.get("default", {}).get("PASSWORD") or "")
-    return [value for value in values if len(value) >= MIN_SECRET_LENGTH]
-
-
-def redact(text) -> str:
-    """The text with Kaltura sessions and the configured secrets replaced."""
-    text = redact_session(text)
-    for secret in known_secrets():
-        text = text.replace(secret, REDACTED)
-    return text
-
-
-def install_log_redaction() -> None:
-    """Redact every log record when it is made: a handler filter would miss handlers added by
-    others (RQ's, pytest's caplog), and exception text is formatted here, once, redacted."""
-    make_record = logging.getLogRecordFactory()
-    if getattr(make_record, "redacts_secrets", False):
-        return
-
-    def redacting_record_factory(*args, **kwargs) -> logging.LogRecord:
-        record = make_record(*args, **kwargs)
-        try:
-            message = record.getMessage()
-        except Exception:  # a bad format string: logging reports it itself when it is emitted
-            return record
-        clean = redact(message)
-        if clean != message:
-            record.msg, record.args = clean, ()
-        if record.exc_info and record.exc_info[1] is not None:
-            text = logging.Formatter().formatException(record.exc_info)
-            clean = redact(text)
-            if clean != text:
-                record.exc_text = clean  # formatters use this instead of formatting exc_info again
-        return record
-
-    redacting_record_factory.redacts_secrets = True
-    logging.setLogRecordFactory(redacting_record_factory)
 
 
 # --- Content-Security-Policy ----------------------------------------------------------
@@ -231,6 +177,7 @@ class AdminSignInForm(ThrottledSignIn, AdminAuthenticationForm):
 
 class SignInView(LoginView):
     authentication_form = SignInForm
+    http_method_names = ["get", "post", "head", "options"]  # Django's form views would take a PUT as a POST
 
     def form_invalid(self, form):
         response = super().form_invalid(form)
