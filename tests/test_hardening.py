@@ -241,6 +241,19 @@ def test_pages_load_without_csp_violations_and_htmx_progress_works(page, sign_in
 
 
 @pytest.mark.browser
+def test_the_admin_works_under_the_csp(page, sign_in, make_user):
+    console = []
+    page.on("console", lambda message: console.append(message.text))
+    page.add_init_script(CSP_LISTENER)
+    sign_in(make_user("boss", role="admin"))
+    for url in ("/admin/", "/admin/auth/user/", "/admin/archive_app/entry/"):
+        page.goto(url)
+        page.wait_for_load_state("load")
+        assert page.evaluate("window.cspViolations") == [], url
+    assert not [text for text in console if "Content Security Policy" in text]
+
+
+@pytest.mark.browser
 def test_a_filter_too_long_for_a_url_is_refused_in_the_page_and_the_ids_are_kept(page, sign_in, make_user):
     sign_in(make_user("lena"))
     page.goto("/entries/")
