@@ -49,6 +49,7 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "archive_app.security.ContentSecurityPolicyMiddleware",
+    "archive_app.security.refuse_nul_bytes",
 ]
 
 ROOT_URLCONF = "kaltura_archive.urls"

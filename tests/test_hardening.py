@@ -473,3 +473,13 @@ def test_redaction_covers_every_configured_secret(settings):
     settings.SECRET_KEY = "django-signing-key-" + "x" * 40
     text = " ".join([settings.KALTURA_SECRET, settings.AWS_ACCESS_KEY_ID, AWS_SECRET, settings.SECRET_KEY])
     assert redact(text + " djJ8MTIzfGFiYw==") == " ".join(["<secret>"] * 4) + " <ks>"
+
+
+@pytest.mark.parametrize(
+    "url", ["/admin/archive_app/entry/1_abcd%00/change/", "/admin/auth/user/?q=a%00", "/entries/%00/"]
+)
+def test_a_nul_byte_in_the_address_is_a_400_even_where_no_form_checks(client, admin, url):
+    admin.is_superuser = True
+    admin.save()
+    client.force_login(admin)
+    assert client.get(url).status_code == 400
