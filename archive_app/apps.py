@@ -7,3 +7,6 @@ class ArchiveAppConfig(AppConfig):
 
     def ready(self) -> None:
         from archive_app import checks  # noqa: F401  (registers the system checks)
+        from archive_app.redaction import install_log_redaction
+
+        install_log_redaction()

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.conf import settings
-
-from archive_app.kaltura import redact_session
 from archive_app.models import AuditEvent
+from archive_app.redaction import redact
 
 SYSTEM_USERNAME = "system"
 
@@ -18,13 +16,7 @@ def _scrub(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [_scrub(item) for item in value]
     if isinstance(value, str):
-        # Never stored: Kaltura sessions and the configured secrets.
-        value = redact_session(value)
-        secrets = (settings.KALTURA_SECRET, settings.AWS_SECRET_ACCESS_KEY, settings.SECRET_KEY)
-        for secret in (*secrets, settings.EMAIL_HOST_PASSWORD):
-            if secret and len(secret) >= 8:
-                value = value.replace(secret, "<secret>")
-        return value
+        return redact(value)  # never stored: Kaltura sessions and the configured secrets
     return value
 
 

@@ -13,9 +13,9 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
 from archive_app import batches, selectors
-from archive_app.kaltura import KalturaError
+from archive_app.kaltura import Kaltura, KalturaError
 from archive_app.models import Batch, BatchItem
-from archive_app.storage import StorageError
+from archive_app.storage import ArchiveStore, StorageError
 
 RUN = "archive_app.run_batches"
 ITEMS_PER_PAGE = 100
@@ -36,8 +36,10 @@ def batch_create(request: HttpRequest) -> HttpResponse:
         return redirect(back)
     entry_ids = list(entries.values_list("id", flat=True)[: 1 + settings.ARCHIVE_MAX_BATCH_SIZE])
     try:
+        # Settings first: a batch that could never be previewed is not made at all.
+        kaltura, store = Kaltura.from_settings(), ArchiveStore.from_settings()
         batch = batches.batch_create(user=request.user, action=action, entry_ids=entry_ids, filter_query=filter_query)
-        batches.batch_preview(batch, user=request.user)
+        batches.batch_preview(batch, user=request.user, kaltura=kaltura, store=store)
     except batches.BatchError as exc:
         messages.error(request, str(exc))
         return redirect(back)

@@ -34,6 +34,7 @@ from archive_app.models import (
     Entry,
     split_tags,
 )
+from archive_app.redaction import redact
 from archive_app.storage import ArchiveStore, StorageError
 from archive_app.workflow import LiveState, Policy, plan_for, read_live_state, read_live_states, sizes_agree
 
@@ -359,7 +360,8 @@ def execute_item(item_id: int, token: str, *, kaltura: Kaltura | None = None, st
 
 
 def _finish(item: BatchItem, status: str, message: str, *, user, action: str | None) -> None:
-    item.status, item.message, item.finished_at = status, message[:4000], timezone.now()
+    # The message may quote an error from Kaltura, S3 or a download URL: no secrets in the page.
+    item.status, item.message, item.finished_at = status, redact(message)[:4000], timezone.now()
     item.save(update_fields=["status", "message", "finished_at", "bytes_copied", "bytes_freed"])
     if action:
         outcome = {
@@ -553,4 +555,3 @@ STEPS = {
     "thumbnail": step_thumbnail,
     "tag_replaced": step_tag_replaced,
 }
-

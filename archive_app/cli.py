@@ -154,3 +154,34 @@ def entries_from_options(options: Mapping, *, now: dt.datetime | None = None) ->
         return entry_list(data=filter_data_from_options(options), now=now)
     except InvalidSelection as exc:
         raise CommandError(describe_errors(exc.errors)) from None
+
+
+# Far above any selection, far below what a database LIMIT accepts.
+MAX_COUNT_OPTION = 10**9
+
+
+def positive_int_option(option: str, value: str | None) -> int | None:
+    """A count typed on the command line, 1 to a billion; CommandError naming the option otherwise."""
+    if value is None:
+        return None
+    text = str(value).strip()
+    # isascii: str.isdigit accepts "²" and other digits int() refuses.
+    digits = text.lstrip("0")
+    if not (text.isascii() and text.isdigit()) or len(digits) > 10 or not 1 <= int(digits or "0") <= MAX_COUNT_OPTION:
+        raise CommandError(f"{option}: enter a whole number from 1 to {MAX_COUNT_OPTION:,}, got {text[:40]!r}")
+    return int(text)
+
+
+def username_option(option: str, value: str) -> str:
+    """A user name as Django's sign-in accepts it (letters, digits and @.+-_, at most 150)."""
+    from django.contrib.auth.validators import UnicodeUsernameValidator
+    from django.core.exceptions import ValidationError
+
+    text = (value or "").strip()
+    try:
+        if not text or len(text) > 150:
+            raise ValidationError("enter 1 to 150 characters")
+        UnicodeUsernameValidator()(text)
+    except ValidationError as exc:
+        raise CommandError(f"{option}: {' '.join(exc.messages)} (got {text[:40]!r})") from None
+    return text

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import io
 import logging
-import re
 import threading
 import time
 from collections.abc import Iterable, Iterator
@@ -34,6 +33,10 @@ from KalturaClient.Plugins.Core import (
 )
 
 from archive_app.config import require_kaltura
+
+# Kaltura quotes the session in some error messages (and could quote anything): every message is
+# redacted of sessions and configured secrets before it leaves this module.
+from archive_app.redaction import redact as redact_session
 
 log = logging.getLogger(__name__)
 
@@ -68,17 +71,10 @@ TRANSIENT_CLIENT_CODES = {
 # Kaltura's own spelling of its internal error includes the typo.
 TRANSIENT_KALTURA_CODES = {"INTERNAL_SERVERL_ERROR", "INTERNAL_SERVER_ERROR", "SERVICE_UNAVAILABLE"}
 SESSION_CODES = {"INVALID_KS", "EXPIRED_KS", "MISSING_KS"}
-# Kaltura quotes the session in some error messages; it must never reach a log or a page.
-KS_PATTERN = re.compile(r"djJ8[A-Za-z0-9_\-+/=|]+")
 
 
 def _only(fields: str) -> KalturaDetachedResponseProfile:
     return KalturaDetachedResponseProfile(type=KalturaResponseProfileType.INCLUDE_FIELDS, fields=fields)
-
-
-def redact_session(message) -> str:
-    """The text with any Kaltura session string replaced by <ks>."""
-    return KS_PATTERN.sub("<ks>", str(message))
 
 
 class KalturaError(Exception):
@@ -317,7 +313,7 @@ class Kaltura:
             raise KalturaError(f"cannot start a Kaltura session: {redact_session(exc.message)}", exc.code) from None
         except KalturaClientException as exc:
             raise KalturaError(
-                f"cannot reach Kaltura at {self.service_url}: {exc.message}", exc.code, transient=True
+                f"cannot reach Kaltura at {self.service_url}: {redact_session(exc.message)}", exc.code, transient=True
             ) from None
         self._client.setKs(ks)
         # Renew well before Kaltura would refuse it; INVALID_KS is handled too.
@@ -425,7 +421,7 @@ class Kaltura:
             responses = self._call(run_group, what="flavorAsset.list (multirequest)", fields=FLAVOR_RESPONSE_FIELDS)
             for chunk, response in zip(group, responses, strict=True):
                 if isinstance(response, KalturaException):
-                    raise KalturaError(f"flavorAsset.list: {response.message}", response.code)
+                    raise KalturaError(f"flavorAsset.list: {redact_session(response.message)}", response.code)
                 flavors = list(response.objects or [])
                 # A chunk with unusually many flavors spills onto further pages.
                 page = 1

@@ -8,7 +8,7 @@ from django.contrib.auth.decorators import login_not_required, permission_requir
 from django.core import signing
 from django.core.exceptions import ImproperlyConfigured
 from django.db.models import ProtectedError
-from django.http import HttpRequest, HttpResponse, QueryDict
+from django.http import Http404, HttpRequest, HttpResponse, QueryDict
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
@@ -190,6 +190,8 @@ def exemption_add(request: HttpRequest) -> HttpResponse:
 @require_POST
 @permission_required(RUN, raise_exception=True)
 def exemption_remove(request: HttpRequest, entry_id: str) -> HttpResponse:
+    if not ENTRY_ID_RE.match(entry_id):
+        raise Http404("not a Kaltura entry id")
     kaltura = _kaltura_or_message(request)
     if kaltura is not None:
         try:

@@ -95,6 +95,8 @@ def entry_category_ids(*, entry_ids: list[str]) -> dict[str, list[int]]:
 
 def entry_detail(*, entry_id: str) -> Entry:
     """One entry with its flavors and categories; raises Entry.DoesNotExist."""
+    if not entry_id or len(entry_id) > Entry._meta.pk.max_length or "\x00" in entry_id:
+        raise Entry.DoesNotExist  # never an id; PostgreSQL would refuse a NUL in the query
     return Entry.objects.prefetch_related("flavors", "categories").get(pk=entry_id)
 
 

@@ -39,6 +39,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from django.conf import settings
 
 from archive_app.config import require_s3
+from archive_app.redaction import redact
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +61,7 @@ class StorageError(Exception):
     """Anything that went wrong with the archive bucket; `code` is S3's error code or one of ours."""
 
     def __init__(self, message: str, code: str | None = None) -> None:
-        super().__init__(message)
+        super().__init__(redact(message))  # it may quote botocore or a download URL: never the keys
         self.code = code
 
 

@@ -111,6 +111,7 @@ def run_one(kind: str, entries: int, repeat: int, keep: bool) -> None:
     os.environ.setdefault("DJANGO_SECRET_KEY", "bench-only-secret-key")
     os.environ["DJANGO_DEBUG"] = "0"
     os.environ["DJANGO_ALLOWED_HOSTS"] = "testserver"
+    os.environ["DJANGO_SECURE_SSL_REDIRECT"] = "0"  # the test client speaks plain HTTP
     os.environ["DJANGO_SETTINGS_MODULE"] = "kaltura_archive.settings"
     os.environ.setdefault("LOG_LEVEL", "WARNING")
     sys.path.insert(0, str(ROOT))

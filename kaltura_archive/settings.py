@@ -48,6 +48,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    "archive_app.security.ContentSecurityPolicyMiddleware",
+    "archive_app.security.refuse_nul_bytes",
 ]
 
 ROOT_URLCONF = "kaltura_archive.urls"
@@ -200,3 +202,33 @@ DEFAULT_FROM_EMAIL = envstr("DEFAULT_FROM_EMAIL", "kaltura-archive@localhost")
 ARCHIVE_SITE_URL = envstr("ARCHIVE_SITE_URL", "http://127.0.0.1:8000").rstrip("/")
 # How often the scheduler makes due policies' batches and queues batches whose notice period ended.
 POLICY_INTERVAL_MINUTES = envint("POLICY_INTERVAL_MINUTES", 60, minimum=1)
+
+# --- Production hardening (see "Production settings" in the README) ----------------
+# Secure by default whenever DEBUG is off; each can be turned off for a plain-HTTP trial.
+SECURE_SSL_REDIRECT = envbool("DJANGO_SECURE_SSL_REDIRECT", not DEBUG)
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = envbool("DJANGO_SECURE_COOKIES", not DEBUG)
+SECURE_HSTS_SECONDS = envint("DJANGO_SECURE_HSTS_SECONDS", 0 if DEBUG else 31_536_000, minimum=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = envbool("DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS", True)
+# The preload directive only matters once the domain is submitted to the browsers' preload list.
+SECURE_HSTS_PRELOAD = envbool("DJANGO_SECURE_HSTS_PRELOAD", True)
+# Behind an HTTPS proxy: the header it sets to "https", e.g. X-Forwarded-Proto (else redirects loop).
+_proxy_ssl_header = envstr("DJANGO_SECURE_PROXY_SSL_HEADER")
+if _proxy_ssl_header:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_" + _proxy_ssl_header.upper().replace("-", "_"), "https")
+# Behind a proxy: the header carrying the client's address (its last entry), e.g. X-Forwarded-For.
+CLIENT_IP_HEADER = envstr("DJANGO_CLIENT_IP_HEADER")
+# More image sources for entry thumbnails, beyond Kaltura's service host (and *.kaltura.com).
+CSP_IMG_SOURCES = envlist("CSP_IMG_SOURCES")
+
+# Sign-in throttling: after this many failures in the window, sign-in is refused until it passes.
+SIGN_IN_MAX_FAILURES = envint("SIGN_IN_MAX_FAILURES", 5, minimum=1)  # per username
+SIGN_IN_MAX_FAILURES_PER_IP = envint("SIGN_IN_MAX_FAILURES_PER_IP", 20, minimum=1)
+SIGN_IN_LOCKOUT_SECONDS = envint("SIGN_IN_LOCKOUT_SECONDS", 900, minimum=1)
+# Shared by every gunicorn process and worker, so the counts are too.
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": REDIS_URL,
+        "KEY_PREFIX": "kaltura_archive",
+    }
+}

@@ -12,7 +12,7 @@ from django.utils import timezone
 from tqdm import tqdm
 
 from archive_app import batches
-from archive_app.cli import add_filter_arguments, entries_from_options
+from archive_app.cli import add_filter_arguments, entries_from_options, positive_int_option, username_option
 from archive_app.kaltura import Kaltura, KalturaError
 from archive_app.models import AuditEvent, Batch, BatchItem
 from archive_app.storage import ArchiveStore, StorageError
@@ -34,7 +34,7 @@ class BatchCommand(BaseCommand):
 
     def add_arguments(self, parser):
         add_filter_arguments(parser)
-        parser.add_argument("--max-entries", type=int, help="at most this many entries of the selection")
+        parser.add_argument("--max-entries", metavar="N", help="at most this many entries of the selection")
         parser.add_argument("--execute", action="store_true", help="really do it (default: print the plan only)")
         parser.add_argument("--user", default="cli", help="who the audit log names (default: cli)")
         parser.add_argument("--no-wait", action="store_true", help="with --execute: return once queued")
@@ -46,16 +46,16 @@ class BatchCommand(BaseCommand):
         return self.action
 
     def handle(self, *args, **options):
-        if options["max_entries"] is not None and options["max_entries"] < 1:
-            raise CommandError("--max-entries must be at least 1")
+        max_entries = positive_int_option("--max-entries", options["max_entries"])
+        username = username_option("--user", options["user"])
         action = self.batch_action(options)
         entries = entries_from_options(options)
-        entry_ids = list(entries.values_list("id", flat=True)[: options["max_entries"]])
+        entry_ids = list(entries.values_list("id", flat=True)[:max_entries])
         if not entry_ids:
             raise CommandError("the selection is empty")
-        user, _ = User.objects.get_or_create(username=options["user"])
         try:
             kaltura, store = Kaltura.from_settings(), ArchiveStore.from_settings()
+            user, _ = User.objects.get_or_create(username=username)  # only once it can be used
             if options["execute"]:
                 return self.run_batch(action, entry_ids, user, kaltura, store, options)
             return self.dry_run(action, entry_ids, user, kaltura, store)

@@ -7,7 +7,10 @@ from django.contrib.auth.models import User
 from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
+from django.core.validators import validate_email
+from django.db import transaction
 
+from archive_app.cli import username_option
 from archive_app.roles import ROLE_GROUPS, assign_role
 
 
@@ -27,26 +30,30 @@ class Command(BaseCommand):
         parser.add_argument("--keep-password", action="store_true", help="for an existing user: leave the password")
 
     def handle(self, *args, username, role, email, password_stdin, password_file, keep_password, **options):
-        username = username.strip()
-        if not username or len(username) > 150:
-            raise CommandError("username must be 1 to 150 characters")
-        user, created = User.objects.get_or_create(username=username)
-        generated = None
-        if created or not keep_password:
-            password = self._read_password(password_stdin, password_file)
-            if password is None:
-                password = generated = secrets.token_urlsafe(12)
-            try:
-                validate_password(password, user)
-            except ValidationError as exc:
-                if created:
-                    user.delete()
-                raise CommandError("password rejected: " + " ".join(exc.messages)) from None
-            user.set_password(password)
+        username = username_option("username", username)
+        email = email.strip()
         if email:
-            user.email = email
-        user.save()
-        assign_role(user, role)
+            try:
+                validate_email(email)
+            except ValidationError:
+                raise CommandError(f"--email: not an email address: {email[:80]!r}") from None
+        given_password = self._read_password(password_stdin, password_file)
+        generated = None
+        with transaction.atomic():  # a refused password leaves no new user behind
+            user, created = User.objects.get_or_create(username=username)
+            if created or not keep_password:
+                password = given_password
+                if password is None:
+                    password = generated = secrets.token_urlsafe(12)
+                try:
+                    validate_password(password, user)
+                except ValidationError as exc:
+                    raise CommandError("password rejected: " + " ".join(exc.messages)) from None
+                user.set_password(password)
+            if email:
+                user.email = email
+            user.save()
+            assign_role(user, role)
         verb = "created" if created else "updated"
         self.stdout.write(f"{verb} {role} {username}")
         if generated:
@@ -61,4 +68,6 @@ class Command(BaseCommand):
                     return handle.readline().rstrip("\n")
             except OSError as exc:
                 raise CommandError(f"cannot read --password-file {path}: {exc.strerror}") from None
+            except UnicodeDecodeError:
+                raise CommandError(f"cannot read --password-file {path}: not a text file") from None
         return None

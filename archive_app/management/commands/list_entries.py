@@ -1,8 +1,8 @@
 from __future__ import annotations
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand
 
-from archive_app.cli import add_filter_arguments, entries_from_options
+from archive_app.cli import add_filter_arguments, entries_from_options, positive_int_option
 from archive_app.selectors import delimited_lines, entry_export_rows
 
 
@@ -18,11 +18,9 @@ class Command(BaseCommand):
         parser.add_argument("--max-entries", metavar="N", help="stop after N entries")
 
     def handle(self, *args, **options):
-        max_entries = options["max_entries"]
-        if max_entries is not None and (not max_entries.isdigit() or int(max_entries) < 1):
-            raise CommandError(f"--max-entries: enter a whole number of at least 1, got {max_entries!r}")
+        max_entries = positive_int_option("--max-entries", options["max_entries"])
         entries = entries_from_options(options)
         if max_entries is not None:
-            entries = entries[: int(max_entries)]
+            entries = entries[:max_entries]
         for line in delimited_lines(entry_export_rows(queryset=entries), fmt=options["format"]):
             self.stdout.write(line, ending="")
