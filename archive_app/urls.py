@@ -1,6 +1,6 @@
 from django.urls import path, re_path
 
-from archive_app import batch_views, views
+from archive_app import audit_views, batch_views, liveness, views
 
 urlpatterns = [
     path("", views.home, name="home"),
@@ -14,4 +14,7 @@ urlpatterns = [
     path("batches/<int:batch_id>/approve/", batch_views.batch_approve, name="batch_approve"),
     path("batches/<int:batch_id>/cancel/", batch_views.batch_cancel, name="batch_cancel"),
     path("batches/<int:batch_id>/retry/", batch_views.batch_retry, name="batch_retry"),
+    path("audit/", audit_views.audit_log, name="audit_log"),
+    path("audit/export.csv", audit_views.audit_export, name="audit_export"),
+    path("healthz", liveness.healthz, name="healthz"),
 ]
