@@ -89,3 +89,17 @@ def test_redis_down_is_503_and_tells_nothing_more(client, services, settings):
 
 def test_only_get(client):
     assert client.post(reverse("healthz")).status_code == 405
+
+
+def test_a_load_balancer_asks_only_what_a_web_machine_needs(client, services):
+    services["worker"].register_death()
+    response = client.get(reverse("healthz"), {"checks": "database,redis"})
+    assert response.status_code == 200
+    assert json.loads(response.content)["checks"] == {"database": {"ok": True}, "redis": {"ok": True}}
+    assert client.get(reverse("healthz"), {"checks": "workers"}).status_code == 503
+
+
+@pytest.mark.parametrize("checks", ["", "database,disk", "redis;workers", "x" * 5000])
+def test_unknown_checks_are_a_400(client, checks):
+    response = client.get(reverse("healthz"), {"checks": checks})
+    assert response.status_code == 400
