@@ -448,7 +448,7 @@ class AuditFilterForm(forms.Form):
 class AuditEventFilterSet(django_filters.FilterSet):
     """Which audit events: every field is optional; a value that is not valid is a form error."""
 
-    user = django_filters.CharFilter(field_name="username", lookup_expr="iexact", label="User", max_length=150)
+    user = django_filters.CharFilter(field_name="username", label="User", max_length=150)  # as Django: exact
     action = django_filters.ChoiceFilter(label="Action", empty_label="any")
     entry = django_filters.CharFilter(
         field_name="entry_id",

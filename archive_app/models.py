@@ -270,6 +270,10 @@ class AuditEvent(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-id"]
+        indexes = [
+            # The audit log's "what did this person do", newest first.
+            models.Index(fields=["username", "-created_at"], name="auditevent_user_created"),
+        ]
 
     def __str__(self) -> str:
         mode = "dry run" if self.dry_run else "real"

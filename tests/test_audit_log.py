@@ -48,7 +48,8 @@ def _ids(events, *indexes) -> list[int]:
     ("query", "expected"),
     [
         ({}, [0, 1, 2, 3, 4, 5]),
-        ({"user": "LENA"}, [0, 1]),
+        ({"user": "lena"}, [0, 1]),
+        ({"user": "LENA"}, []),
         ({"user": "system"}, [3, 4]),
         ({"action": "copy"}, [3, 4]),
         ({"entry": "1_aaaaaaaa"}, [0, 3, 5]),

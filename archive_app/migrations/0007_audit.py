@@ -1,6 +1,6 @@
 """Archive admins may view audit events in the Django admin (read-only there; the app has its own page)."""
 
-from django.db import migrations
+from django.db import migrations, models
 
 
 def grant(apps, schema_editor):
@@ -30,4 +30,10 @@ def revoke(apps, schema_editor):
 class Migration(migrations.Migration):
     dependencies = [("archive_app", "0005_browse_indexes")]
 
-    operations = [migrations.RunPython(grant, revoke)]
+    operations = [
+        migrations.RunPython(grant, revoke),
+        migrations.AddIndex(
+            model_name="auditevent",
+            index=models.Index(fields=["username", "-created_at"], name="auditevent_user_created"),
+        ),
+    ]
