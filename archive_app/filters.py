@@ -456,7 +456,7 @@ class AuditEventFilterSet(django_filters.FilterSet):
         max_length=40,
         validators=[RegexValidator(ENTRY_ID_RE, "Not an entry id (like 1_abcd1234).")],
     )
-    batch = django_filters.NumberFilter(field_name="batch_id", label="Batch", min_value=1, max_value=2**63 - 1)
+    batch = IntegerFilter(field_name="batch_id", label="Batch", min_value=1, max_value=2**63 - 1)
     since = django_filters.DateFilter(
         method="filter_since", label="From", widget=forms.DateInput(attrs={"type": "date"}), validators=DATE_VALIDATORS
     )

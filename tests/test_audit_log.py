@@ -82,6 +82,7 @@ def test_filters(client, events, query, expected):
         {"entry": "not an id"},
         {"entry": "1_a'; DROP TABLE"},
         {"batch": "x"},
+        {"batch": "1.5"},
         {"batch": "-1"},
         {"batch": "99999999999999999999999"},
         {"since": "2026-02-30"},

@@ -153,9 +153,9 @@ def _fill(text: str, placeholders: dict) -> str:
 
 
 @pytest.mark.parametrize("role", ROLES)
-def test_role_matrix(client, world, role, kaltura_sim, s3):
+def test_role_matrix(client, world, role, kaltura_sim, s3, rq_queue):
     """Every URL for one role; all differences are listed at once. (The simulator and S3 make the
-    Health page answer 200: it reads live state.)"""
+    Health page answer 200: it reads live state; rq_queue empties Redis, so /healthz sees no worker.)"""
     users, placeholders = world
     if role != "anonymous":
         client.force_login(users[role])
