@@ -7,6 +7,7 @@ import json
 from collections.abc import Iterator
 from urllib.parse import quote, urlencode
 
+from django.core.cache import cache
 from django.core.paginator import Paginator
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
@@ -20,6 +21,8 @@ from archive_app.models import AuditEvent
 from archive_app.selectors import delimited_lines
 
 PAGE_SIZE = 100
+ACTIONS_CACHE_KEY = "audit_log_actions"
+ACTIONS_CACHE_SECONDS = 300
 EXPORT_CHUNK_SIZE = 2000
 TABLE_FIELDS = [
     "id",
@@ -54,6 +57,16 @@ def _export_rows(queryset: QuerySet[AuditEvent]) -> Iterator[list]:
             event.message,
             json.dumps(event.details, sort_keys=True) if event.details else "",
         ]
+
+
+def recorded_actions() -> list[str]:
+    """Every action in the log, for the filter's suggestions; a DISTINCT over the whole log, so
+    remembered for a few minutes (per process: a new action shows up in the list a little later)."""
+    return cache.get_or_set(
+        ACTIONS_CACHE_KEY,
+        lambda: list(AuditEvent.objects.order_by("action").values_list("action", flat=True).distinct()),
+        ACTIONS_CACHE_SECONDS,
+    )
 
 
 def _table_rows(events: list[dict]) -> list[dict]:
@@ -94,7 +107,8 @@ def audit_log(request: HttpRequest) -> HttpResponse:
     if filterset.is_valid():
         page = Paginator(filterset.qs.values(*TABLE_FIELDS), PAGE_SIZE).get_page(request.GET.get("page"))
         rows = _table_rows(list(page.object_list))
-    return render(request, "archive_app/audit_log.html", {"form": filterset.form, "page": page, "rows": rows})
+    context = {"form": filterset.form, "page": page, "rows": rows, "actions": recorded_actions()}
+    return render(request, "archive_app/audit_log.html", context)
 
 
 @require_GET

@@ -272,7 +272,7 @@ class AuditEvent(models.Model):
         ordering = ["-created_at", "-id"]
         indexes = [
             # The audit log's "what did this person do", newest first.
-            models.Index(fields=["username", "-created_at"], name="auditevent_user_created"),
+            models.Index(fields=["username", "-created_at", "-id"], name="auditevent_user_created"),
         ]
 
     def __str__(self) -> str:

@@ -7,11 +7,12 @@ import datetime as dt
 import io
 
 import pytest
+from django.core.cache import cache
 from django.urls import reverse
 from django.utils import timezone
 
 from archive_app import audit
-from archive_app.audit_views import EXPORT_COLUMNS, PAGE_SIZE
+from archive_app.audit_views import ACTIONS_CACHE_KEY, EXPORT_COLUMNS, PAGE_SIZE
 from archive_app.models import AuditEvent, Batch
 from tests.factories import make_entry
 
@@ -52,6 +53,7 @@ def _ids(events, *indexes) -> list[int]:
         ({"user": "LENA"}, []),
         ({"user": "system"}, [3, 4]),
         ({"action": "copy"}, [3, 4]),
+        ({"action": "never_recorded"}, []),
         ({"entry": "1_aaaaaaaa"}, [0, 3, 5]),
         ({"batch": "<second>"}, [5]),
         ({"outcome": "failed"}, [4]),
@@ -90,7 +92,8 @@ def test_filters(client, events, query, expected):
         {"since": "2026-05-02", "until": "2026-05-01"},
         {"outcome": "deleted"},
         {"mode": "both"},
-        {"action": "no_such_action"},
+        {"action": "Copy; DROP"},
+        {"action": "x" * 51},
         {"user": "x" * 151},
         {"user": "nul\x00"},
     ],
@@ -225,3 +228,13 @@ def test_librarian_filters_the_log_to_one_entry_and_exports_it(page, sign_in, ma
     page.get_by_test_id("entry-audit-link").click()
     page.wait_for_url("**/audit/?entry=1_wantedwa")
     assert page.get_by_test_id("audit-table").locator("tbody tr").count() == 2
+
+
+def test_recorded_actions_are_offered_as_suggestions(client, events):
+    cache.delete(ACTIONS_CACHE_KEY)  # remembered for minutes, also across tests
+    client.force_login(events["lena"])
+    page = client.get(reverse("audit_log")).content.decode()
+    datalist = page.split('<datalist id="audit-actions">')[1].split("</datalist>")[0]
+    assert datalist == "".join(
+        f'<option value="{action}">' for action in ["batch_approve", "copy", "preview_archive", "replace"]
+    )

@@ -34,6 +34,6 @@ class Migration(migrations.Migration):
         migrations.RunPython(grant, revoke),
         migrations.AddIndex(
             model_name="auditevent",
-            index=models.Index(fields=["username", "-created_at"], name="auditevent_user_created"),
+            index=models.Index(fields=["username", "-created_at", "-id"], name="auditevent_user_created"),
         ),
     ]
