@@ -14,6 +14,7 @@ from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import render
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.functional import cached_property
 from django.views.decorators.http import require_GET
 
 from archive_app.filters import AuditEventFilterSet
@@ -21,6 +22,7 @@ from archive_app.models import AuditEvent
 from archive_app.selectors import delimited_lines
 
 PAGE_SIZE = 100
+COUNT_LIMIT = 10_000  # events counted and paged; a multiple of PAGE_SIZE
 ACTIONS_CACHE_KEY = "audit_log_actions"
 ACTIONS_CACHE_SECONDS = 300
 EXPORT_CHUNK_SIZE = 2000
@@ -57,6 +59,23 @@ def _export_rows(queryset: QuerySet[AuditEvent]) -> Iterator[list]:
             event.message,
             json.dumps(event.details, sort_keys=True) if event.details else "",
         ]
+
+
+class CappedPaginator(Paginator):
+    """Counts at most COUNT_LIMIT events: counting a large log took most of the page's time
+    (bench/bench_audit_log.py), and nobody pages through more; filters and the export reach the rest."""
+
+    @cached_property
+    def count(self) -> int:
+        return self.object_list[: COUNT_LIMIT + 1].count()
+
+    @property
+    def capped(self) -> bool:
+        return self.count > COUNT_LIMIT
+
+    @cached_property
+    def num_pages(self) -> int:
+        return min(super().num_pages, COUNT_LIMIT // self.per_page)
 
 
 def recorded_actions() -> list[str]:
@@ -105,9 +124,10 @@ def audit_log(request: HttpRequest) -> HttpResponse:
     page = None
     rows = []
     if filterset.is_valid():
-        page = Paginator(filterset.qs.values(*TABLE_FIELDS), PAGE_SIZE).get_page(request.GET.get("page"))
+        page = CappedPaginator(filterset.qs.values(*TABLE_FIELDS), PAGE_SIZE).get_page(request.GET.get("page"))
         rows = _table_rows(list(page.object_list))
     context = {"form": filterset.form, "page": page, "rows": rows, "actions": recorded_actions()}
+    context["count_limit"] = COUNT_LIMIT
     return render(request, "archive_app/audit_log.html", context)
 
 

@@ -11,7 +11,7 @@ from django.core.cache import cache
 from django.urls import reverse
 from django.utils import timezone
 
-from archive_app import audit
+from archive_app import audit, audit_views
 from archive_app.audit_views import ACTIONS_CACHE_KEY, EXPORT_COLUMNS, PAGE_SIZE
 from archive_app.models import AuditEvent, Batch
 from tests.factories import make_entry
@@ -238,3 +238,21 @@ def test_recorded_actions_are_offered_as_suggestions(client, events):
     assert datalist == "".join(
         f'<option value="{action}">' for action in ["batch_approve", "copy", "preview_archive", "replace"]
     )
+
+
+def test_a_large_log_is_counted_and_paged_up_to_the_limit(client, make_user, monkeypatch):
+    monkeypatch.setattr(audit_views, "COUNT_LIMIT", 200)
+    user = make_user("lena")
+    AuditEvent.objects.bulk_create(
+        [AuditEvent(username="system", action="copy", dry_run=False, outcome="ok") for _ in range(250)]
+    )
+    client.force_login(user)
+    response = client.get(reverse("audit_log"))
+    assert response.context["page"].paginator.num_pages == 2
+    assert b"More than 200 events" in response.content
+    last = client.get(reverse("audit_log"), {"page": 2})
+    assert len(last.context["rows"]) == PAGE_SIZE and b"Older</a>" not in last.content
+    export = client.get(reverse("audit_export"))
+    assert b"".join(export.streaming_content).count(b"\r\n") == 1 + 250  # the export has them all
+    under = client.get(reverse("audit_log"), {"user": "nobody-at-all"})
+    assert b"0 events" in under.content
