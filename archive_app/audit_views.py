@@ -67,7 +67,8 @@ class CappedPaginator(Paginator):
 
     @cached_property
     def count(self) -> int:
-        return self.object_list[: COUNT_LIMIT + 1].count()
+        # Unordered: the database may stop at the limit in whatever order it reads rows.
+        return self.object_list.order_by()[: COUNT_LIMIT + 1].count()
 
     @property
     def capped(self) -> bool:

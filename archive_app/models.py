@@ -273,6 +273,8 @@ class AuditEvent(models.Model):
         indexes = [
             # The audit log's "what did this person do", newest first.
             models.Index(fields=["username", "-created_at", "-id"], name="auditevent_user_created"),
+            # The unfiltered log, newest first, in the page's exact order (no sort of ties).
+            models.Index(fields=["-created_at", "-id"], name="auditevent_newest"),
         ]
 
     def __str__(self) -> str:

@@ -36,4 +36,8 @@ class Migration(migrations.Migration):
             model_name="auditevent",
             index=models.Index(fields=["username", "-created_at", "-id"], name="auditevent_user_created"),
         ),
+        migrations.AddIndex(
+            model_name="auditevent",
+            index=models.Index(fields=["-created_at", "-id"], name="auditevent_newest"),
+        ),
     ]
