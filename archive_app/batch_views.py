@@ -53,7 +53,7 @@ def batch_create(request: HttpRequest) -> HttpResponse:
 @permission_required(RUN, raise_exception=True)
 def batch_list(request: HttpRequest) -> HttpResponse:
     page = Paginator(
-        Batch.objects.select_related("created_by", "approved_by").annotate(entries=Count("items")), 50
+        Batch.objects.select_related("created_by", "approved_by").annotate(entries=Count("items")).order_by("-pk"), 50
     ).get_page(request.GET.get("page"))
     return render(request, "archive_app/batch_list.html", {"page": page})
 

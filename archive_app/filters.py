@@ -14,7 +14,7 @@ from decimal import Decimal
 
 import django_filters
 from django import forms
-from django.core.validators import MaxValueValidator, MinValueValidator
+from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import connections
 from django.db.models import F, Func
 from django.db.models.functions import Coalesce
@@ -23,7 +23,7 @@ from django.utils import timezone
 from django.utils.datastructures import MultiValueDict
 from django.utils.functional import cached_property
 
-from archive_app.models import ArchiveState, Category, Entry, EntryStatus, MediaType
+from archive_app.models import ArchiveState, AuditEvent, Category, Entry, EntryStatus, MediaType
 
 MAX_YEARS = 100
 MAX_IDS = 10_000
@@ -425,3 +425,69 @@ class EntryFilterSet(django_filters.FilterSet):
             order = F(name).desc() if descending else F(name).asc()
         # Ties go by id in the same direction, so one (column, id) index serves both directions.
         return queryset.order_by(order, F("id").desc() if descending else F("id").asc())
+
+
+# --- The audit log ------------------------------------------------------------------
+
+
+ACTION_RE = re.compile(r"^[a-z0-9_]+$")
+
+
+class AuditFilterForm(forms.Form):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        for field in self.fields.values():
+            css = "form-select" if isinstance(field.widget, forms.Select) else "form-control"
+            field.widget.attrs.setdefault("class", f"{css} {css}-sm")
+
+    def clean(self):
+        cleaned = super().clean()
+        since, until = cleaned.get("since"), cleaned.get("until")
+        if since is not None and until is not None and since > until:
+            self.add_error("until", "Must not be before the start date.")
+        return cleaned
+
+
+class AuditEventFilterSet(django_filters.FilterSet):
+    """Which audit events: every field is optional; a value that is not valid is a form error."""
+
+    user = django_filters.CharFilter(field_name="username", label="User", max_length=150)  # as Django: exact
+    # Text checked by its form, not a choice among the recorded actions: listing those is a DISTINCT
+    # over the whole log (the page offers them as suggestions, from audit_views.recorded_actions).
+    action = django_filters.CharFilter(
+        label="Action",
+        max_length=50,
+        validators=[RegexValidator(ACTION_RE, "An action is lower-case letters, digits and _.")],
+        widget=forms.TextInput(attrs={"list": "audit-actions", "autocomplete": "off"}),
+    )
+    entry = django_filters.CharFilter(
+        field_name="entry_id",
+        label="Entry id",
+        max_length=40,
+        validators=[RegexValidator(ENTRY_ID_RE, "Not an entry id (like 1_abcd1234).")],
+    )
+    batch = IntegerFilter(field_name="batch_id", label="Batch", min_value=1, max_value=2**63 - 1)
+    since = django_filters.DateFilter(
+        method="filter_since", label="From", widget=forms.DateInput(attrs={"type": "date"}), validators=DATE_VALIDATORS
+    )
+    until = django_filters.DateFilter(
+        method="filter_until", label="To", widget=forms.DateInput(attrs={"type": "date"}), validators=DATE_VALIDATORS
+    )
+    outcome = django_filters.ChoiceFilter(choices=AuditEvent.Outcome.choices, label="Outcome", empty_label="any")
+    mode = django_filters.ChoiceFilter(
+        method="filter_mode", choices=[("real", "real"), ("dry_run", "dry run")], label="Mode", empty_label="any"
+    )
+
+    class Meta:
+        model = AuditEvent
+        fields: list[str] = []
+        form = AuditFilterForm
+
+    def filter_since(self, queryset, name, value):
+        return queryset.filter(created_at__gte=start_of_day(value))
+
+    def filter_until(self, queryset, name, value):
+        return queryset.filter(created_at__lt=start_of_day(value + dt.timedelta(days=1)))
+
+    def filter_mode(self, queryset, name, value):
+        return queryset.filter(dry_run=value == "dry_run")

@@ -270,6 +270,12 @@ class AuditEvent(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-id"]
+        indexes = [
+            # The audit log's "what did this person do", newest first.
+            models.Index(fields=["username", "-created_at", "-id"], name="auditevent_user_created"),
+            # The unfiltered log, newest first, in the page's exact order (no sort of ties).
+            models.Index(fields=["-created_at", "-id"], name="auditevent_newest"),
+        ]
 
     def __str__(self) -> str:
         mode = "dry run" if self.dry_run else "real"

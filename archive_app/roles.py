@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from functools import wraps
+
 from django.contrib.auth.models import Group, Permission, User
+from django.core.exceptions import PermissionDenied
 
 LIBRARIANS = "Librarians"
 ARCHIVE_ADMINS = "Archive admins"
@@ -21,6 +24,7 @@ ADMIN_PERMISSIONS = LIBRARIAN_PERMISSIONS + [
     ("auth", "add_user"),
     ("auth", "change_user"),
     ("auth", "view_group"),
+    ("archive_app", "view_auditevent"),  # the admin's read-only list of events (0007_audit)
 ]
 GROUP_PERMISSIONS = {LIBRARIANS: LIBRARIAN_PERMISSIONS, ARCHIVE_ADMINS: ADMIN_PERMISSIONS}
 
@@ -28,14 +32,14 @@ GROUP_PERMISSIONS = {LIBRARIANS: LIBRARIAN_PERMISSIONS, ARCHIVE_ADMINS: ADMIN_PE
 def ensure_role_groups() -> None:
     """Create the role groups with their permissions if they are missing (idempotent)."""
     for name, permissions in GROUP_PERMISSIONS.items():
-        group, created = Group.objects.get_or_create(name=name)
-        if created or not group.permissions.exists():
-            group.permissions.set(
-                [
-                    Permission.objects.get(content_type__app_label=app_label, codename=codename)
-                    for app_label, codename in permissions
-                ]
-            )
+        group, _ = Group.objects.get_or_create(name=name)
+        # Adds what is missing (a permission introduced later, too); never removes what an admin added.
+        group.permissions.add(
+            *[
+                Permission.objects.get(content_type__app_label=app_label, codename=codename)
+                for app_label, codename in permissions
+            ]
+        )
 
 
 def user_role(user: User) -> str | None:
@@ -56,3 +60,21 @@ def assign_role(user: User, role: str) -> None:
     user.groups.add(group)
     user.is_staff = role == "admin"
     user.save(update_fields=["is_staff"])
+
+
+MANAGE = "archive_app.manage_archive"
+
+
+def archive_admin_required(view):
+    """For views that only archive admins may use (the RQ dashboard): a signed-in user without the
+    role gets 403; an anonymous one is sent to sign in by LoginRequiredMiddleware before this runs."""
+
+    # updated=(): django-rq's attributes (its login_url, the admin's sign-in) are not carried over.
+    @wraps(view, updated=())
+    def guarded(request, *args, **kwargs):
+        if not request.user.has_perm(MANAGE):
+            raise PermissionDenied
+        return view(request, *args, **kwargs)
+
+    guarded.archive_admin_only = True  # tests check every RQ view carries this guard
+    return guarded

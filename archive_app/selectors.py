@@ -171,13 +171,13 @@ class _Line:
         return text
 
 
-def delimited_lines(rows: Iterable[list], *, fmt: str) -> Iterator[str]:
-    """CSV (RFC 4180 line ends) or TSV lines, the header first."""
+def delimited_lines(rows: Iterable[list], *, fmt: str, columns: list[str] = EXPORT_COLUMNS) -> Iterator[str]:
+    """CSV (RFC 4180 line ends) or TSV lines, the header (`columns`) first."""
     if fmt == "csv":
         writer = csv.writer(_Line(), lineterminator="\r\n")
     else:
         writer = csv.writer(_Line(), delimiter="\t", lineterminator="\n")
-    yield writer.writerow(EXPORT_COLUMNS)
+    yield writer.writerow(columns)
     for row in rows:
         yield writer.writerow([safe_cell(value) for value in row])
 

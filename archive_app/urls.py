@@ -1,6 +1,6 @@
 from django.urls import path, re_path
 
-from archive_app import batch_views, restore_views, views
+from archive_app import audit_views, batch_views, liveness, restore_views, views
 
 urlpatterns = [
     path("", views.home, name="home"),
@@ -35,4 +35,7 @@ urlpatterns += [
     path("exemptions/categories/", policy_views.category_exclude, name="category_exclude"),
     path("exemptions/categories/<int:category_id>/remove/", policy_views.category_include, name="category_include"),
     path("keep/<str:token>/", policy_views.keep_entries, name="keep_entries"),
+    path("audit/", audit_views.audit_log, name="audit_log"),
+    path("audit/export.csv", audit_views.audit_export, name="audit_export"),
+    path("healthz", liveness.healthz, name="healthz"),
 ]

@@ -52,8 +52,10 @@ EXPORT_TYPES = {"csv": "text/csv; charset=utf-8", "tsv": "text/tab-separated-val
 
 
 @require_GET
-@permission_required(BROWSE, raise_exception=True)
 def home(request: HttpRequest) -> HttpResponse:
+    if not request.user.has_perm(BROWSE):
+        # Signed in without a role: say so, rather than a bare 403 on the first page they see.
+        return render(request, "archive_app/no_role.html")
     savings = selectors.unplayed_savings()
     return render(
         request,

@@ -206,6 +206,8 @@ POLICY_INTERVAL_MINUTES = envint("POLICY_INTERVAL_MINUTES", 60, minimum=1)
 # --- Production hardening (see "Production settings" in the README) ----------------
 # Secure by default whenever DEBUG is off; each can be turned off for a plain-HTTP trial.
 SECURE_SSL_REDIRECT = envbool("DJANGO_SECURE_SSL_REDIRECT", not DEBUG)
+# Load balancers probe /healthz over plain HTTP inside the network; a redirect would read as "down".
+SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
 SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = envbool("DJANGO_SECURE_COOKIES", not DEBUG)
 SECURE_HSTS_SECONDS = envint("DJANGO_SECURE_HSTS_SECONDS", 0 if DEBUG else 31_536_000, minimum=0)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = envbool("DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS", True)

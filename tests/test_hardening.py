@@ -58,6 +58,9 @@ ROUTES = {
     "category_exclude": ({"POST"}, {}),
     "category_include": ({"POST"}, {"category_id": 1}),
     "keep_entries": ({"GET", "POST"}, {"token": "not-a-signed-token"}),
+    "audit_log": ({"GET"}, {}),
+    "audit_export": ({"GET"}, {}),
+    "healthz": ({"GET"}, {}),
     "login": ({"GET", "POST"}, {}),
     "logout": ({"POST"}, {}),
 }
@@ -73,7 +76,7 @@ def project_url_names(patterns=None) -> set[str]:
     for pattern in get_resolver().url_patterns if patterns is None else patterns:
         if isinstance(pattern, URLResolver):
             module = getattr(pattern.urlconf_module, "__name__", "")
-            if pattern.namespace == "admin" or module.startswith("django_rq"):
+            if pattern.namespace in ("admin", "django_rq") or module.startswith("django_rq"):
                 continue
             names |= project_url_names(pattern.url_patterns)
         elif isinstance(pattern, URLPattern) and pattern.name:

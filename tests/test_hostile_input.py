@@ -113,6 +113,8 @@ WEB_FORMS = [
     WebForm("batch_detail", ("page",), url_kwargs={"batch_id": BATCH}),
     WebForm("batch_create", ("action", "filter_query"), method="post"),
     WebForm("login", (*SignInForm.base_fields, "next"), method="post", signed_in=False),
+    WebForm("audit_log", ("user", "action", "entry", "batch", "since", "until", "outcome", "mode", "page")),
+    WebForm("audit_export", ("user", "action", "entry", "batch", "since", "until", "outcome", "mode")),
     WebForm("restore_list", ("page", "status")),
     WebForm("restore_new", ("entry_id", "tier")),
     WebForm("restore_create", ("entry_id", "tier"), method="post"),

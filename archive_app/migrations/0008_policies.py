@@ -7,7 +7,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("archive_app", "0006_restores"),
+        ("archive_app", "0007_audit"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
