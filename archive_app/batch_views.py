@@ -36,8 +36,9 @@ def batch_create(request: HttpRequest) -> HttpResponse:
         return redirect(back)
     entry_ids = list(entries.values_list("id", flat=True)[: 1 + settings.ARCHIVE_MAX_BATCH_SIZE])
     try:
-        batch = batches.batch_create(user=request.user, action=action, entry_ids=entry_ids, filter_query=filter_query)
-        batches.batch_preview(batch, user=request.user)
+        batch = batches.batch_create(
+            user=request.user, action=action, entry_ids=entry_ids, filter_query=filter_query, preview=True
+        )
     except batches.BatchError as exc:
         messages.error(request, str(exc))
         return redirect(back)

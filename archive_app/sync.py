@@ -11,18 +11,17 @@ at most the page in flight and a rerun continues from the cursor.
 
 from __future__ import annotations
 
-import json
 import logging
-import sqlite3
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from operator import itemgetter
 
-from django.db import connection, models, transaction
+from django.db import models, transaction
 from django.utils import timezone
 
+from archive_app import bulk
 from archive_app.kaltura import MAX_ID_LIST, MAX_MATCHES, PAGE_SIZE, Kaltura, KEntry, KFlavor
 from archive_app.models import (
     Category,
@@ -266,96 +265,10 @@ def flavor_row(flavor: KFlavor) -> dict:
     }
 
 
-def _insert(model: type[models.Model], names: list[str], rows: list[tuple], *, upsert: bool) -> None:
-    """INSERT rows of plain values for these fields, a page per statement or so; with `upsert`, a row whose
-    id exists updates its other fields instead (ON CONFLICT DO UPDATE: SQLite 3.24+ and PostgreSQL).
-
-    Not bulk_create(update_conflicts=True): it prepares every value of every row through its field's
-    get_db_prep_save and compiles SQL per batch of 37 rows on SQLite, which was 40% of a full sync. Not
-    executemany: the drivers release and retake the GIL, and PostgreSQL parses and plans, once per row.
-    """
-    if not rows:
-        return
-    ops = connection.ops
-    table = ops.quote_name(model._meta.db_table)
-    columns = [model._meta.get_field(name).column for name in names]
-    quoted = [ops.quote_name(column) for column in columns]
-    conflict = ""
-    if upsert:
-        conflict = f" ON CONFLICT ({quoted[0]}) DO UPDATE SET " + ", ".join(f"{q} = excluded.{q}" for q in quoted[1:])
-    with connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
-            # The page as one JSON parameter: psycopg's client-side binding (Django's default) would
-            # scan for every one of 40,000 %s placeholders per page in Python.
-            payload = json.dumps([dict(zip(columns, row, strict=True)) for row in rows], default=str)
-            cursor.execute(
-                f"INSERT INTO {table} ({', '.join(quoted)}) SELECT {', '.join(quoted)} "
-                f"FROM json_populate_recordset(NULL::{table}, %s){conflict}",
-                [payload],
-            )
-            return
-        if connection.vendor == "sqlite":
-            # As many rows as SQLite's limit on parameters allows (32,766 by default since 3.32;
-            # Django assumes the old 999, which would mean 37 entries per statement). Through the
-            # DB-API cursor with sqlite3's own "?": Django's cursor rewrites every one of those %s
-            # markers with a regular expression, per statement.
-            limit = connection.connection.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
-            per_statement = max(1, limit // len(names))
-            row_sql = "(" + ", ".join(["?"] * len(names)) + ")"
-            raw = connection.connection.cursor()
-            try:
-                for start in range(0, len(rows), per_statement):
-                    chunk = rows[start : start + per_statement]
-                    raw.execute(
-                        f"INSERT INTO {table} ({', '.join(quoted)}) VALUES {', '.join([row_sql] * len(chunk))}"
-                        f"{conflict}",
-                        [value for row in chunk for value in row],
-                    )
-            finally:
-                raw.close()
-            return
-        per_statement = max(1, ops.bulk_batch_size(names, rows))
-        row_sql = "(" + ", ".join(["%s"] * len(names)) + ")"
-        for start in range(0, len(rows), per_statement):
-            chunk = rows[start : start + per_statement]
-            cursor.execute(
-                f"INSERT INTO {table} ({', '.join(quoted)}) VALUES {', '.join([row_sql] * len(chunk))}{conflict}",
-                [value for row in chunk for value in row],
-            )
-
-
-def _datetime_adapter() -> Callable[[datetime | None], object]:
-    """The database's form of an aware datetime, as connection.ops.adapt_datetimefield_value gives it.
-
-    On SQLite that is str() of the time made naive in the connection's time zone; done here without
-    Django's per-value checks, which cost more than the rest of a flavor's row (rows come from
-    Kaltura's epoch seconds, so every value is aware).
-    """
-    if connection.vendor != "sqlite":
-        return connection.ops.adapt_datetimefield_value
-    zone = connection.timezone
-    return lambda value: None if value is None else str(value.astimezone(zone).replace(tzinfo=None))
-
-
 def _upsert(model: type[models.Model], rows: list[dict], fields: list[str]) -> None:
-    """Insert these rows (dicts of plain values by field name), or update `fields` of those whose id exists.
-
-    Our values are already plain str/int/bool/None, as the database takes them; only datetimes need the
-    backend's form.
-    """
-    if not rows:
-        return
+    """Insert these rows (dicts of plain values by field name), or update `fields` of those whose id exists."""
     names = ["id", *fields]
-    dates = [i for i, name in enumerate(names) if isinstance(model._meta.get_field(name), models.DateTimeField)]
-    adapt = _datetime_adapter()
-    values = itemgetter(*names)
-    prepared = []
-    for row in rows:
-        row_values = list(values(row))
-        for i in dates:
-            row_values[i] = adapt(row_values[i])
-        prepared.append(row_values)
-    _insert(model, names, prepared, upsert=True)
+    bulk.insert(model, names, list(map(itemgetter(*names), rows)), upsert=True)
 
 
 def _entry_signature(values: dict) -> tuple:
@@ -410,7 +323,7 @@ def store_entries(
     _upsert(Flavor, [flavor_row(f) for entry_id in changed_ids for f in flavors.get(entry_id, [])], FLAVOR_FIELDS)
     links = [(entry_id, category_id) for entry_id in changed_ids for category_id in wanted_categories[entry_id]]
     if links:
-        _insert(through, ["entry", "category"], links, upsert=False)
+        bulk.insert(through, ["entry", "category"], links)
     return result
 
 
