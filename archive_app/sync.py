@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from operator import itemgetter
 
-from django.db import models, transaction
+from django.db import connection, models, transaction
 from django.utils import timezone
 
 from archive_app import bulk
@@ -42,6 +42,8 @@ STALE_AFTER = timedelta(minutes=10)
 PLAYS_LOOKBACK = timedelta(days=3)
 # Overlap incremental windows a little: clocks differ and updates land late.
 INCREMENTAL_OVERLAP = timedelta(minutes=5)
+# SQLite's page cache while a sync writes (its default is 2 MB), in KiB.
+SQLITE_CACHE_KIB = 64 * 1024
 
 ENTRY_FIELDS = [
     "name",
@@ -379,6 +381,11 @@ def _walk_and_store(
     **extra_filter,
 ) -> None:
     category_ids = set(Category.objects.values_list("id", flat=True))
+    if connection.vendor == "sqlite":
+        # A page of 500 entries touches thousands of pages of Entry's indexes: in SQLite's default 2 MB
+        # cache they spill to the journal in the middle of each transaction and are read back from the file.
+        with connection.cursor() as sql:
+            sql.execute(f"PRAGMA cache_size = -{SQLITE_CACHE_KIB}")
     pages = _fetch_pages(kaltura, cursor, **extra_filter)
     # Fetch the next page (Kaltura's time, and the client's parsing) on a second thread while this
     # one is being stored: exactly one page ahead, so memory stays bounded and a failure costs at most
