@@ -203,7 +203,7 @@ class KEntry:
         return cls.from_fields(_client_fields(entry, ENTRY_FIELD_NAMES))
 
     @classmethod
-    def from_fields(cls, fields: dict[str, str]) -> KEntry:
+    def from_fields(cls, fields: dict[str, str | None]) -> KEntry:
         """From the text of the entry's XML fields (a missing or empty field reads as Kaltura's null)."""
         get = fields.get
         created_at = _time_text(get("createdAt"))
@@ -263,7 +263,7 @@ class KFlavor:
         return cls.from_fields(_client_fields(flavor, FLAVOR_FIELD_NAMES))
 
     @classmethod
-    def from_fields(cls, fields: dict[str, str]) -> KFlavor:
+    def from_fields(cls, fields: dict[str, str | None]) -> KFlavor:
         """From the text of the flavor's XML fields (a missing or empty field reads as Kaltura's null)."""
         get = fields.get
         return cls(
