@@ -121,6 +121,15 @@ def test_a_failed_multirequest_leaves_the_next_call_a_plain_one(kaltura_sim):
     assert dict(kaltura_sim.state.counters) == {"media.list": 1}
 
 
+def test_an_expired_session_inside_a_multirequest_is_renewed(kaltura_sim):
+    kaltura = kaltura_for(kaltura_sim)
+    ids = [e.id for e in kaltura.list_entries(page_size=200).entries]
+    kaltura_sim.state.expire_sessions()
+    kaltura_sim.state.reset_counters()
+    assert any(kaltura.flavors_for_entries(ids).values())
+    assert dict(kaltura_sim.state.counters) == {"multirequest": 2, "session.start": 1}
+
+
 def test_a_refused_call_inside_a_multirequest_is_one_clear_error(kaltura_sim):
     kaltura = kaltura_for(kaltura_sim)
     ids = [e.id for e in kaltura.list_entries(page_size=200).entries]
