@@ -38,8 +38,15 @@ def batch_create(request: HttpRequest) -> HttpResponse:
     try:
         # Settings first: a batch that could never be previewed is not made at all.
         kaltura, store = Kaltura.from_settings(), ArchiveStore.from_settings()
-        batch = batches.batch_create(user=request.user, action=action, entry_ids=entry_ids, filter_query=filter_query)
-        batches.batch_preview(batch, user=request.user, kaltura=kaltura, store=store)
+        batch = batches.batch_create(
+            user=request.user,
+            action=action,
+            entry_ids=entry_ids,
+            filter_query=filter_query,
+            preview=True,
+            kaltura=kaltura,
+            store=store,
+        )
     except batches.BatchError as exc:
         messages.error(request, str(exc))
         return redirect(back)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -21,7 +22,7 @@ from django.db.models import Count, F, Q, Sum
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from archive_app import audit
+from archive_app import audit, bulk
 from archive_app.kaltura import Kaltura, KalturaError
 from archive_app.models import (
     TAG_ARCHIVED,
@@ -36,7 +37,7 @@ from archive_app.models import (
 )
 from archive_app.redaction import redact
 from archive_app.storage import ArchiveStore, StorageError
-from archive_app.workflow import LiveState, Policy, plan_for, read_live_state, read_live_states, sizes_agree
+from archive_app.workflow import LiveState, Plan, Policy, plan_for, read_live_state, read_live_states, sizes_agree
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +49,19 @@ class BatchError(Exception):
 # --- creating, previewing, approving ----------------------------------------------------
 
 
-def batch_create(*, user, action: str, entry_ids: list[str], filter_query: str = "") -> Batch:
+def batch_create(
+    *,
+    user,
+    action: str,
+    entry_ids: list[str],
+    filter_query: str = "",
+    preview: bool = False,
+    kaltura: Kaltura | None = None,
+    store: ArchiveStore | None = None,
+) -> Batch:
+    """A draft batch of these entries. With `preview`, every entry's plan is computed from live Kaltura and
+    S3 state first (as batch_preview does) and each item is inserted once, with its plan and its audit event.
+    """
     entry_ids = list(dict.fromkeys(entry_ids))
     if not entry_ids:
         raise BatchError("the selection is empty")
@@ -58,12 +71,19 @@ def batch_create(*, user, action: str, entry_ids: list[str], filter_query: str =
             f"the selection has {len(entry_ids):,} entries; a batch may have at most {limit:,} "
             "(narrow the filter, or raise ARCHIVE_MAX_BATCH_SIZE)"
         )
+    # Read live state before the transaction: Kaltura and S3 may take seconds, and nothing needs the rows yet.
+    plans = _plan_entries(action, entry_ids, kaltura, store) if preview else {}
     with transaction.atomic():
         batch = Batch.objects.create(action=action, created_by=user, filter_query=filter_query[:4000])
-        BatchItem.objects.bulk_create([BatchItem(batch=batch, entry_id=entry_id) for entry_id in entry_ids])
+        items = [{"batch_id": batch.pk, "entry_id": entry_id} for entry_id in entry_ids]
+        if plans:
+            for item in items:
+                item.update(_plan_fields(plans[item["entry_id"]]))
+        bulk.create(BatchItem, items)
         audit.record(
             "batch_create", user=user, batch=batch, dry_run=True, details={"entries": len(entry_ids), "action": action}
         )
+        bulk.create(AuditEvent, _preview_events(batch, plans.values(), user))
     return batch
 
 
@@ -77,35 +97,52 @@ class PreviewTotals:
     skips_by_reason: dict[str, int] = field(default_factory=dict)
 
 
-def batch_preview(batch: Batch, *, user, kaltura: Kaltura | None = None, store: ArchiveStore | None = None) -> dict:
-    """Compute every item's plan from live Kaltura and S3 state, store it, and audit it as a dry run."""
+def _plan_entries(
+    action: str, entry_ids: list[str], kaltura: Kaltura | None, store: ArchiveStore | None
+) -> dict[str, Plan]:
+    """Each entry's plan from live Kaltura and S3 state, read in bulk (the dry run)."""
     kaltura = kaltura or Kaltura.from_settings()
     store = store or ArchiveStore.from_settings()
-    items = list(batch.items.filter(status=BatchItem.Status.PENDING))
-    states = read_live_states([item.entry_id for item in items], kaltura, store)
+    states = read_live_states(entry_ids, kaltura, store)
     policy = Policy.from_settings(timezone.now())
-    plans = {}
-    events = []
+    return {entry_id: plan_for(action, states[entry_id], policy) for entry_id in entry_ids}
+
+
+def _plan_fields(plan: Plan) -> dict:
+    return {
+        "planned_steps": plan.step_names,
+        "skip_reason": plan.skip_reason,
+        "bytes_to_copy": plan.bytes_to_copy,
+        "bytes_freed": plan.bytes_freed,
+    }
+
+
+def _preview_events(batch: Batch, plans: Iterable[Plan], user) -> list[dict]:
+    """The preview's audit events, one per entry, as rows for bulk.create."""
+    username = user.get_username() if user else audit.SYSTEM_USERNAME
+    return [
+        {
+            "user_id": user.pk if user else None,
+            "username": username,
+            "action": f"preview_{batch.action}",
+            "entry_id": plan.entry_id,
+            "batch_id": batch.pk,
+            "dry_run": True,
+            "outcome": AuditEvent.Outcome.SKIPPED if plan.skipped else AuditEvent.Outcome.OK,
+            "message": plan.summary()[:1000],
+            "details": {"steps": plan.step_names, "skip_reason": plan.skip_reason},
+        }
+        for plan in plans
+    ]
+
+
+def batch_preview(batch: Batch, *, user, kaltura: Kaltura | None = None, store: ArchiveStore | None = None) -> dict:
+    """Compute every pending item's plan from live Kaltura and S3 state, store it, and audit it as a dry run."""
+    items = list(batch.items.filter(status=BatchItem.Status.PENDING))
+    plans = _plan_entries(batch.action, [item.entry_id for item in items], kaltura, store)
     for item in items:
-        plan = plan_for(batch.action, states[item.entry_id], policy)
-        plans[item.entry_id] = plan
-        item.planned_steps = plan.step_names
-        item.skip_reason = plan.skip_reason
-        item.bytes_to_copy = plan.bytes_to_copy
-        item.bytes_freed = plan.bytes_freed
-        events.append(
-            AuditEvent(
-                user=user,
-                username=user.get_username() if user else audit.SYSTEM_USERNAME,
-                action=f"preview_{batch.action}",
-                entry_id=item.entry_id,
-                batch=batch,
-                dry_run=True,
-                outcome=AuditEvent.Outcome.SKIPPED if plan.skipped else AuditEvent.Outcome.OK,
-                message=plan.summary()[:1000],
-                details={"steps": plan.step_names, "skip_reason": plan.skip_reason},
-            )
-        )
+        for name, value in _plan_fields(plans[item.entry_id]).items():
+            setattr(item, name, value)
     with transaction.atomic():
         # Pending items have started nothing and nothing refers to them: writing them anew is one
         # insert, where bulk_update would be a CASE per row and field (seconds for thousands).
@@ -113,7 +150,7 @@ def batch_preview(batch: Batch, *, user, kaltura: Kaltura | None = None, store: 
         for item in items:
             item.pk = None
         BatchItem.objects.bulk_create(items, batch_size=500)
-        AuditEvent.objects.bulk_create(events, batch_size=500)
+        bulk.create(AuditEvent, _preview_events(batch, plans.values(), user))
     return plans
 
 

@@ -11,17 +11,17 @@ at most the page in flight and a rerun continues from the cursor.
 
 from __future__ import annotations
 
-import json
 import logging
-import sqlite3
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from operator import itemgetter
 
 from django.db import connection, models, transaction
 from django.utils import timezone
 
+from archive_app import bulk
 from archive_app.kaltura import MAX_ID_LIST, MAX_MATCHES, PAGE_SIZE, Kaltura, KEntry, KFlavor
 from archive_app.models import (
     Category,
@@ -42,6 +42,8 @@ STALE_AFTER = timedelta(minutes=10)
 PLAYS_LOOKBACK = timedelta(days=3)
 # Overlap incremental windows a little: clocks differ and updates land late.
 INCREMENTAL_OVERLAP = timedelta(minutes=5)
+# SQLite's page cache while a sync writes (its default is 2 MB), in KiB.
+SQLITE_CACHE_KIB = 64 * 1024
 
 ENTRY_FIELDS = [
     "name",
@@ -265,62 +267,10 @@ def flavor_row(flavor: KFlavor) -> dict:
     }
 
 
-def _insert(model: type[models.Model], names: list[str], rows: list[tuple], *, upsert: bool) -> None:
-    """INSERT rows of plain values for these fields, a page per statement or so; with `upsert`, a row whose
-    id exists updates its other fields instead (ON CONFLICT DO UPDATE: SQLite 3.24+ and PostgreSQL).
-
-    Not bulk_create(update_conflicts=True): it prepares every value of every row through its field's
-    get_db_prep_save and compiles SQL per batch of 37 rows on SQLite, which was 40% of a full sync. Not
-    executemany: the drivers release and retake the GIL, and PostgreSQL parses and plans, once per row.
-    """
-    if not rows:
-        return
-    ops = connection.ops
-    table = ops.quote_name(model._meta.db_table)
-    columns = [model._meta.get_field(name).column for name in names]
-    quoted = [ops.quote_name(column) for column in columns]
-    conflict = ""
-    if upsert:
-        conflict = f" ON CONFLICT ({quoted[0]}) DO UPDATE SET " + ", ".join(f"{q} = excluded.{q}" for q in quoted[1:])
-    with connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
-            # The page as one JSON parameter: psycopg's client-side binding (Django's default) would
-            # scan for every one of 40,000 %s placeholders per page in Python.
-            payload = json.dumps([dict(zip(columns, row, strict=True)) for row in rows], default=str)
-            cursor.execute(
-                f"INSERT INTO {table} ({', '.join(quoted)}) SELECT {', '.join(quoted)} "
-                f"FROM json_populate_recordset(NULL::{table}, %s){conflict}",
-                [payload],
-            )
-            return
-        if connection.vendor == "sqlite":
-            # As many rows as SQLite's limit on parameters allows (32,766 by default since 3.32;
-            # Django assumes the old 999, which would mean 37 entries per statement).
-            limit = connection.connection.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
-        else:
-            limit = ops.bulk_batch_size(names, rows) * len(names)
-        per_statement = max(1, limit // len(names))
-        row_sql = "(" + ", ".join(["%s"] * len(names)) + ")"
-        for start in range(0, len(rows), per_statement):
-            chunk = rows[start : start + per_statement]
-            cursor.execute(
-                f"INSERT INTO {table} ({', '.join(quoted)}) VALUES {', '.join([row_sql] * len(chunk))}{conflict}",
-                [value for row in chunk for value in row],
-            )
-
-
 def _upsert(model: type[models.Model], rows: list[dict], fields: list[str]) -> None:
-    """Insert these rows (dicts of plain values by field name), or update `fields` of those whose id exists.
-
-    Our values are already plain str/int/bool/None, as the database takes them; only datetimes need the
-    backend's form.
-    """
-    if not rows:
-        return
+    """Insert these rows (dicts of plain values by field name), or update `fields` of those whose id exists."""
     names = ["id", *fields]
-    dates = {name for name in names if isinstance(model._meta.get_field(name), models.DateTimeField)}
-    adapt = connection.ops.adapt_datetimefield_value
-    _insert(model, names, [tuple(adapt(row[n]) if n in dates else row[n] for n in names) for row in rows], upsert=True)
+    bulk.insert(model, names, list(map(itemgetter(*names), rows)), upsert=True)
 
 
 def _entry_signature(values: dict) -> tuple:
@@ -375,7 +325,7 @@ def store_entries(
     _upsert(Flavor, [flavor_row(f) for entry_id in changed_ids for f in flavors.get(entry_id, [])], FLAVOR_FIELDS)
     links = [(entry_id, category_id) for entry_id in changed_ids for category_id in wanted_categories[entry_id]]
     if links:
-        _insert(through, ["entry", "category"], links, upsert=False)
+        bulk.insert(through, ["entry", "category"], links)
     return result
 
 
@@ -431,6 +381,11 @@ def _walk_and_store(
     **extra_filter,
 ) -> None:
     category_ids = set(Category.objects.values_list("id", flat=True))
+    if connection.vendor == "sqlite":
+        # A page of 500 entries touches thousands of pages of Entry's indexes: in SQLite's default 2 MB
+        # cache they spill to the journal in the middle of each transaction and are read back from the file.
+        with connection.cursor() as sql:
+            sql.execute(f"PRAGMA cache_size = -{SQLITE_CACHE_KIB}")
     pages = _fetch_pages(kaltura, cursor, **extra_filter)
     # Fetch the next page (Kaltura's time, and the client's parsing) on a second thread while this
     # one is being stored: exactly one page ahead, so memory stays bounded and a failure costs at most

@@ -778,7 +778,9 @@ PROFILE_INCLUDE_FIELDS, PROFILE_EXCLUDE_FIELDS = 1, 2
 
 def _profiled(obj: dict[str, Any], fields: set[str], include: bool) -> dict[str, Any]:
     # objectType always stays: the client needs it to pick the class.
-    return {k: v for k, v in obj.items() if k == "objectType" or (k in fields) == include}
+    if include:
+        return {k: v for k, v in obj.items() if k in fields or k == "objectType"}
+    return {k: v for k, v in obj.items() if k not in fields or k == "objectType"}
 
 
 def apply_response_profile(result: Any, profile: dict[str, Any]) -> Any:

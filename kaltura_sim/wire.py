@@ -247,8 +247,16 @@ def parse_multipart(reader: Any, boundary: bytes, spool_dir: str) -> tuple[dict[
 def _text(value: str) -> str:
     if value.isalnum():
         return value
-    value = _INVALID_XML_CHARS.sub("", value)
-    return value.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    if not (value.isascii() and value.isprintable()):
+        # Printable ASCII holds none of the characters XML forbids: only other text needs the regex.
+        value = _INVALID_XML_CHARS.sub("", value)
+    if "&" in value:
+        value = value.replace("&", "&amp;")
+    if "<" in value:
+        value = value.replace("<", "&lt;")
+    if ">" in value:
+        value = value.replace(">", "&gt;")
+    return value
 
 
 def _write(out: list[str], value: Any) -> None:

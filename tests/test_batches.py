@@ -11,7 +11,7 @@ from django.conf import settings
 from rq import SimpleWorker
 
 from archive_app import batches, sync
-from archive_app.kaltura import Kaltura, KEntry, KFlavor
+from archive_app.kaltura import Kaltura, KalturaError, KEntry, KFlavor
 from archive_app.models import ArchiveCopy, AuditEvent, Batch, BatchItem, Entry
 from archive_app.storage import ArchiveStore
 from archive_app.workflow import CopyRecord, LiveState, Policy, plan_archive, plan_for, plan_replace
@@ -192,6 +192,33 @@ def test_archive_and_replace_end_to_end_through_a_real_worker(archive_world, rq_
     # Running the same batch again is harmless: nothing to do.
     again = batches.batch_create(user=librarian, action=Batch.Action.ARCHIVE_REPLACE, entry_ids=entry_ids)
     assert {p.skip_reason for p in batches.batch_preview(again, user=librarian).values()} == {"already replaced"}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_batch_created_with_its_preview_equals_one_previewed_afterwards(archive_world):
+    sim, entry_ids, librarian = archive_world
+    action = Batch.Action.ARCHIVE_REPLACE
+    at_once = batches.batch_create(user=librarian, action=action, entry_ids=entry_ids, preview=True)
+    afterwards = batches.batch_create(user=librarian, action=action, entry_ids=entry_ids)
+    batches.batch_preview(afterwards, user=librarian)
+    columns = ("entry_id", "status", "planned_steps", "skip_reason", "bytes_to_copy", "bytes_freed")
+    items = list(at_once.items.values(*columns))
+    assert [item["entry_id"] for item in items] == entry_ids
+    assert all(item["planned_steps"] and item["bytes_to_copy"] > 0 for item in items), items
+    assert items == list(afterwards.items.values(*columns))
+    events = ("action", "entry_id", "outcome", "message", "details", "dry_run")
+    assert list(AuditEvent.objects.filter(batch=at_once).exclude(action="batch_create").values(*events)) == list(
+        AuditEvent.objects.filter(batch=afterwards).exclude(action="batch_create").values(*events)
+    )
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_preview_that_cannot_read_kaltura_leaves_no_batch(archive_world):
+    sim, entry_ids, librarian = archive_world
+    sim.state.inject_fault("kaltura_error", service="media", action="list", code="SERVICE_FORBIDDEN")
+    with pytest.raises(KalturaError, match="SERVICE_FORBIDDEN"):
+        batches.batch_create(user=librarian, action=Batch.Action.ARCHIVE, entry_ids=entry_ids, preview=True)
+    assert not Batch.objects.exists() and not AuditEvent.objects.exists()
 
 
 @pytest.mark.django_db(transaction=True)

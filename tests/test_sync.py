@@ -109,6 +109,36 @@ def test_flavors_for_many_entries_come_in_one_request(kaltura_sim):
     assert any(f.is_original for flavor_list in flavors.values() for f in flavor_list)
 
 
+def test_a_failed_multirequest_leaves_the_next_call_a_plain_one(kaltura_sim):
+    # The client stays in multirequest mode when the request fails; the adapter must leave it.
+    kaltura = kaltura_for(kaltura_sim, retry_delays=())
+    ids = [e.id for e in kaltura.list_entries(page_size=200).entries]  # flavors of 80 entries a call
+    kaltura_sim.state.inject_fault("drop", count=1, service="multirequest")
+    with pytest.raises(KalturaError):
+        kaltura.flavors_for_entries(ids)
+    kaltura_sim.state.reset_counters()
+    assert [e.id for e in kaltura.list_entries(page_size=200).entries] == ids
+    assert dict(kaltura_sim.state.counters) == {"media.list": 1}
+
+
+def test_an_expired_session_inside_a_multirequest_is_renewed(kaltura_sim):
+    kaltura = kaltura_for(kaltura_sim)
+    ids = [e.id for e in kaltura.list_entries(page_size=200).entries]
+    kaltura_sim.state.expire_sessions()
+    kaltura_sim.state.reset_counters()
+    assert any(kaltura.flavors_for_entries(ids).values())
+    assert dict(kaltura_sim.state.counters) == {"multirequest": 2, "session.start": 1}
+
+
+def test_a_refused_call_inside_a_multirequest_is_one_clear_error(kaltura_sim):
+    kaltura = kaltura_for(kaltura_sim)
+    ids = [e.id for e in kaltura.list_entries(page_size=200).entries]
+    kaltura_sim.state.inject_fault("kaltura_error", service="flavorAsset", action="list", code="SERVICE_FORBIDDEN")
+    with pytest.raises(KalturaError) as refusal:
+        kaltura.flavors_for_entries(ids)
+    assert refusal.value.code == "SERVICE_FORBIDDEN" and "flavorAsset.list" in str(refusal.value)
+
+
 def test_response_profiles_keep_every_field_the_adapter_reads(kaltura_sim):
     """The adapter asks Kaltura for only the fields it reads: the result must equal reading everything."""
     kaltura = kaltura_for(kaltura_sim)

@@ -94,8 +94,15 @@ class BatchCommand(BaseCommand):
         )
 
     def run_batch(self, action, entry_ids, user, kaltura, store, options):
-        batch = batches.batch_create(user=user, action=action, entry_ids=entry_ids, filter_query="(command line)")
-        batches.batch_preview(batch, user=user, kaltura=kaltura, store=store)
+        batch = batches.batch_create(
+            user=user,
+            action=action,
+            entry_ids=entry_ids,
+            filter_query="(command line)",
+            preview=True,
+            kaltura=kaltura,
+            store=store,
+        )
         with transaction.atomic():
             batch = batches.batch_approve(batch, user=user)
         if batch.status == Batch.Status.DRAFT:
