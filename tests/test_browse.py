@@ -154,6 +154,15 @@ def test_browse_lists_visible_entries_with_totals(librarian_client, library):
     assert "1_gonegone" not in html
 
 
+def test_table_rows_escape_what_kaltura_sent(librarian_client, db):
+    lectures = make_category(70, 'Talks "A" & <B>')
+    make_entry("1_escape01", name="<script>alert(1)</script>", tags="a<b", categories=[lectures], gone=True)
+    html = librarian_client.get(reverse("entry_list"), {"include_gone": "on"}).content.decode()
+    assert "<script>alert(1)" not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert '<span title="Talks &quot;A&quot; &amp; &lt;B&gt;">Talks &quot;A&quot; &amp; &lt;B&gt;</span>' in html
+    assert "a&lt;b" in html and '<span class="badge text-bg-secondary">gone</span>' in html
+
+
 def test_filters_come_from_the_url(librarian_client, library):
     response = librarian_client.get(reverse("entry_list"), {"unplayed_years": "2", "state": ["initial", "archived"]})
     assert set(row_ids(response)) == {"1_oldoldol", "1_nevernev", "1_archived"}
