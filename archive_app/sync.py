@@ -240,7 +240,16 @@ def store_category_search(entry_ids: list[str]) -> None:
     rows = [(category_search_text(full_ids), entry_id) for entry_id, full_ids in paths.items()]
     table = connection.ops.quote_name(Entry._meta.db_table)
     with connection.cursor() as cursor:
-        cursor.executemany(f"UPDATE {table} SET category_search = %s WHERE id = %s", rows)
+        if connection.vendor == "postgresql":
+            # One statement, as in _insert: executemany parses and plans once per row there.
+            payload = json.dumps([{"id": entry_id, "category_search": text} for text, entry_id in rows])
+            cursor.execute(
+                f"UPDATE {table} SET category_search = page.category_search "
+                f"FROM json_populate_recordset(NULL::{table}, %s) AS page WHERE {table}.id = page.id",
+                [payload],
+            )
+        else:
+            cursor.executemany(f"UPDATE {table} SET category_search = %s WHERE id = %s", rows)
     # Entries left without categories; a new entry already has "" from the column's default.
     Entry.objects.filter(id__in=[pk for pk in entry_ids if pk not in paths]).exclude(category_search="").update(
         category_search=""
