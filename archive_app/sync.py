@@ -239,7 +239,8 @@ def store_category_search(entry_ids: list[str]) -> None:
         paths.setdefault(entry_id, []).append(full_ids)
     rows = [(category_search_text(full_ids), entry_id) for entry_id, full_ids in paths.items()]
     table = connection.ops.quote_name(Entry._meta.db_table)
-    with connection.cursor() as cursor:
+    # Atomic, so a caller outside a transaction does not commit (and sync to disk) once per row.
+    with transaction.atomic(), connection.cursor() as cursor:
         if connection.vendor == "postgresql":
             # One statement, as in _insert: executemany parses and plans once per row there.
             payload = json.dumps([{"id": entry_id, "category_search": text} for text, entry_id in rows])
@@ -250,10 +251,10 @@ def store_category_search(entry_ids: list[str]) -> None:
             )
         else:
             cursor.executemany(f"UPDATE {table} SET category_search = %s WHERE id = %s", rows)
-    # Entries left without categories; a new entry already has "" from the column's default.
-    Entry.objects.filter(id__in=[pk for pk in entry_ids if pk not in paths]).exclude(category_search="").update(
-        category_search=""
-    )
+        # Entries left without categories; a new entry already has "" from the column's default.
+        Entry.objects.filter(id__in=[pk for pk in entry_ids if pk not in paths]).exclude(category_search="").update(
+            category_search=""
+        )
 
 
 def entry_row(entry: KEntry, flavors: list[KFlavor], synced_at: datetime) -> dict:
