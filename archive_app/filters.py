@@ -16,7 +16,7 @@ import django_filters
 from django import forms
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import connections
-from django.db.models import F, Func
+from django.db.models import F, Func, Q
 from django.db.models.functions import Coalesce
 from django.db.models.lookups import GreaterThanOrEqual, In, IsNull, LessThan, LessThanOrEqual
 from django.utils import timezone
@@ -370,16 +370,12 @@ class EntryFilterSet(django_filters.FilterSet):
         return queryset.filter(LessThan(self.column("plays"), value))
 
     def filter_category(self, queryset, name, value):
-        prefixes = [self.categories[pk][0] for pk in value]
-        chosen = [
-            int(pk)
-            for pk, (full_ids, _, _) in self.categories.items()
-            # "1>2" must not take in "1>23": a sub-category's path continues after a ">".
-            if any(full_ids == prefix or full_ids.startswith(prefix + ">") for prefix in prefixes)
-        ]
-        # A subquery, not a join: a join repeats an entry once per matching category.
-        links = Entry.categories.through.objects.filter(category_id__in=chosen).values("entry_id")
-        return queryset.filter(pk__in=links)
+        # Entry.category_search holds every id on the paths of an entry's categories, so an
+        # entry of a sub-category carries the chosen id too ("1" never matches ",12,": commas).
+        matches = Q()
+        for pk in value:
+            matches |= Q(category_search__contains=f",{int(pk)},")
+        return queryset.filter(matches)
 
     def filter_tags(self, queryset, name, value):
         for tag in value:

@@ -62,6 +62,13 @@ def split_tags(tags: str) -> list[str]:
     return [tag.strip() for tag in (tags or "").split(",") if tag.strip()]
 
 
+def category_search_text(full_ids: list[str]) -> str:
+    """Every category id on the paths of an entry's categories ("1>100>5000"), wrapped in commas
+    (",1,100,5000,"), so "in this category or below" is one substring test; "" without categories."""
+    ids = {int(part) for path in full_ids for part in path.split(">") if part}
+    return "," + ",".join(map(str, sorted(ids))) + "," if ids else ""
+
+
 def archive_state_from_tags(tags: str) -> str:
     tag_set = set(split_tags(tags.lower()))
     if TAG_REPLACED in tag_set:
@@ -100,6 +107,10 @@ class Entry(models.Model):
     tags = models.TextField(blank=True)
     tags_search = models.TextField(blank=True)
     categories = models.ManyToManyField(Category, blank=True, related_name="entries")
+    # The ids on the paths of its categories, ",1,100,5000," (models.category_search_text), kept by
+    # sync.store_category_search: the category filter tests it like tags_search instead of
+    # matching tens of thousands of link rows against the entries.
+    category_search = models.TextField(blank=True, default="", db_default="")
     created_at = models.DateTimeField(db_index=True)
     updated_at = models.DateTimeField()
     last_played_at = models.DateTimeField(null=True, blank=True, db_index=True)
@@ -153,6 +164,15 @@ class Entry(models.Model):
                     "original_size_bytes",
                 ],
                 name="entry_browse",
+            ),
+            # The totals of an unfiltered selection (every sort of the whole mirror) from a small
+            # index of the visible entries, instead of every row.
+            models.Index(
+                fields=["archive_state", "total_flavor_bytes"], condition=models.Q(gone=False), name="entry_totals"
+            ),
+            # The dashboard's bars by year of last play (and never played) read this range by range.
+            models.Index(
+                fields=["last_played_at", "total_flavor_bytes"], condition=models.Q(gone=False), name="entry_played"
             ),
         ]
 

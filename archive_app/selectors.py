@@ -12,7 +12,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
 from django.conf import settings
-from django.db.models import Case, Count, IntegerField, Max, Min, Q, QuerySet, Sum, Value, When
+from django.db.models import Case, Count, IntegerField, Q, QuerySet, Sum, Value, When
 from django.utils import timezone
 
 from archive_app import costs
@@ -191,7 +191,8 @@ def entry_counts_by_state() -> list[dict]:
         for row in Entry.objects.filter(gone=False)
         .order_by()
         .values("archive_state")
-        .annotate(entries=Count("pk"), bytes=Sum("total_flavor_bytes"))
+        # COUNT(*), not COUNT(id): the entry_totals index then answers without reading the rows.
+        .annotate(entries=Count("*"), bytes=Sum("total_flavor_bytes"))
     }
     return [
         {
@@ -210,37 +211,30 @@ MAX_YEAR_BARS = 30
 def entry_bytes_by_year(*, field: str) -> list[dict]:
     """Entries and flavor bytes per calendar year (local time) of `field`, oldest first.
 
-    For last_played_at a "never" bar comes first. Rows are grouped by a CASE over the
-    year boundaries, one comparison chain per row: extracting a year is a Python call
-    per row in SQLite, and one filtered sum per year would test every row once per year.
+    For last_played_at a "never" bar comes first. One query per year over that year's range,
+    which reads just that part of an index in `field`'s order (entry_browse, entry_played);
+    grouping by a computed year instead read, computed and sorted every row (100-250 ms for
+    100,000 entries on SQLite, against about 1 ms a year).
     """
     entries = Entry.objects.filter(gone=False)
-    span = entries.aggregate(first=Min(field), last=Max(field))
+    # The ends of the span as two ordered lookups: an index seek each, where MIN and MAX in one
+    # query read every row on SQLite.
+    dated = entries.filter(**{f"{field}__isnull": False}).values_list(field, flat=True)
+    span = {"first": dated.order_by(field).first(), "last": dated.order_by(f"-{field}").first()}
     bars = []
     if span["first"]:
         last_year = timezone.localtime(span["last"]).year
         first_year = max(timezone.localtime(span["first"]).year, last_year - MAX_YEAR_BARS + 1)
         zone = timezone.get_current_timezone()
-        # Open-ended at both ends, so every dated row lands in exactly one year.
-        year_of = Case(
-            When(**{f"{field}__isnull": True}, then=Value(None)),
-            *(
-                When(**{f"{field}__lt": dt.datetime(year + 1, 1, 1, tzinfo=zone)}, then=Value(year))
-                for year in range(first_year, last_year)
-            ),
-            default=Value(last_year),
-            output_field=IntegerField(),
-        )
-        rows = {
-            row["year"]: row
-            for row in entries.order_by()
-            .annotate(year=year_of)
-            .values("year")
-            .annotate(entries=Count("*"), bytes=Sum("total_flavor_bytes"))
-        }
         for year in range(first_year, last_year + 1):
-            row = rows.get(year, {})
-            bars.append({"label": str(year), "entries": row.get("entries", 0), "bytes": row.get("bytes") or 0})
+            # Open-ended at both ends, so every dated row lands in exactly one year.
+            in_year = Q(**{f"{field}__isnull": False})
+            if year > first_year:
+                in_year &= Q(**{f"{field}__gte": dt.datetime(year, 1, 1, tzinfo=zone)})
+            if year < last_year:
+                in_year &= Q(**{f"{field}__lt": dt.datetime(year + 1, 1, 1, tzinfo=zone)})
+            row = entries.filter(in_year).aggregate(entries=Count("*"), bytes=Sum("total_flavor_bytes"))
+            bars.append({"label": str(year), "entries": row["entries"], "bytes": row["bytes"] or 0})
         if timezone.localtime(span["first"]).year < first_year:
             bars[0]["label"] = f"≤ {first_year}"  # the first bar is open-ended downwards
     if field == "last_played_at":

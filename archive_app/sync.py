@@ -11,6 +11,7 @@ at most the page in flight and a rerun continues from the cursor.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -31,6 +32,7 @@ from archive_app.models import (
     FlavorStatus,
     SyncRun,
     archive_state_from_tags,
+    category_search_text,
     split_tags,
 )
 
@@ -201,6 +203,7 @@ def store_categories(kaltura: Kaltura) -> int:
         for c in kaltura.categories()
     ]
     with transaction.atomic():
+        moved_entry_ids = entries_of_moved_categories({c.id: c.full_ids for c in rows})
         Category.objects.bulk_create(
             rows,
             update_conflicts=True,
@@ -209,7 +212,52 @@ def store_categories(kaltura: Kaltura) -> int:
             batch_size=500,
         )
         Category.objects.exclude(id__in=[c.id for c in rows]).delete()
+        store_category_search(moved_entry_ids)
     return len(rows)
+
+
+# --- Entry.category_search: the category filter's copy of the links (see models.py) ---
+
+
+def entries_of_moved_categories(full_ids_by_id: dict[int, str]) -> list[str]:
+    """Entries linked to a stored category that is about to move (other full_ids) or go away."""
+    moved = [
+        pk for pk, full_ids in Category.objects.values_list("id", "full_ids") if full_ids_by_id.get(pk) != full_ids
+    ]
+    if not moved:
+        return []
+    through = Entry.categories.through
+    return list(through.objects.filter(category_id__in=moved).values_list("entry_id", flat=True).distinct())
+
+
+def store_category_search(entry_ids: list[str]) -> None:
+    """Rewrite these entries' category_search from their category links; call after changing links."""
+    if not entry_ids:
+        return
+    through = Entry.categories.through
+    paths: dict[str, list[str]] = {}
+    for entry_id, full_ids in through.objects.filter(entry_id__in=entry_ids).values_list(
+        "entry_id", "category__full_ids"
+    ):
+        paths.setdefault(entry_id, []).append(full_ids)
+    rows = [(category_search_text(full_ids), entry_id) for entry_id, full_ids in paths.items()]
+    table = connection.ops.quote_name(Entry._meta.db_table)
+    # Atomic, so a caller outside a transaction does not commit (and sync to disk) once per row.
+    with transaction.atomic(), connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            # One statement, as bulk.insert does: executemany parses and plans once per row there.
+            payload = json.dumps([{"id": entry_id, "category_search": text} for text, entry_id in rows])
+            cursor.execute(
+                f"UPDATE {table} SET category_search = page.category_search "
+                f"FROM json_populate_recordset(NULL::{table}, %s) AS page WHERE {table}.id = page.id",
+                [payload],
+            )
+        else:
+            cursor.executemany(f"UPDATE {table} SET category_search = %s WHERE id = %s", rows)
+        # Entries left without categories; a new entry already has "" from the column's default.
+        Entry.objects.filter(id__in=[pk for pk in entry_ids if pk not in paths]).exclude(category_search="").update(
+            category_search=""
+        )
 
 
 def entry_row(entry: KEntry, flavors: list[KFlavor], synced_at: datetime) -> dict:
@@ -326,6 +374,7 @@ def store_entries(
     links = [(entry_id, category_id) for entry_id in changed_ids for category_id in wanted_categories[entry_id]]
     if links:
         bulk.insert(through, ["entry", "category"], links)
+    store_category_search(changed_ids)
     return result
 
 

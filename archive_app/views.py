@@ -10,6 +10,8 @@ from django.shortcuts import render
 from django.template.defaultfilters import filesizeformat
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.html import escape
+from django.utils.safestring import SafeString, mark_safe
 from django.utils.text import Truncator
 from django.views.decorators.http import require_GET
 
@@ -104,6 +106,39 @@ def _shorten(text: str, length: int) -> str:
     return text if len(text) <= length else Truncator(text).chars(length)
 
 
+ROW_HTML = (
+    '<tr data-entry-id="{id}"><td><a href="{url}">{id}</a>{gone}</td><td class="wrap">{name}</td>'
+    '<td>{owner}</td><td>{created}</td><td>{last_played}</td><td class="num">{plays}</td>'
+    '<td class="wrap">{categories}</td><td class="wrap">{tags}</td><td class="num">{original}</td>'
+    '<td class="num">{total}</td><td>{state}</td></tr>'
+)
+GONE_BADGE = ' <span class="badge text-bg-secondary">gone</span>'
+
+
+def _row_html(row: dict) -> SafeString:
+    """One table row's markup, escaped here: fifty rows of eleven cells through template
+    lookups took about a third of a page's CPU time."""
+    return mark_safe(  # every value below is escaped
+        ROW_HTML.format(
+            id=escape(row["id"]),
+            url=escape(row["url"]),
+            gone=GONE_BADGE if row["gone"] else "",
+            name=escape(row["name"]),
+            owner=escape(row["owner"]),
+            created=escape(row["created"]),
+            last_played=escape(row["last_played"]) if row["last_played"] else '<span class="text-muted">never</span>',
+            plays=escape(row["plays"]),
+            categories=", ".join(
+                f'<span title="{escape(full_name)}">{escape(name)}</span>' for name, full_name in row["categories"]
+            ),
+            tags=escape(row["tags"]),
+            original=escape(row["original"]) if row["original"] else '<span class="text-muted">none</span>',
+            total=escape(row["total"]),
+            state=escape(row["state"]),
+        )
+    )
+
+
 def _table_rows(entries: list[dict], categories: dict[str, tuple]) -> list[dict]:
     """The table's cells, formatted here rather than by template filters: fifty rows of eleven
     cells made lookups and filters most of the page's time. `categories` is the FilterSet's
@@ -136,6 +171,7 @@ def _table_rows(entries: list[dict], categories: dict[str, tuple]) -> list[dict]
                 "state": states.get(entry["archive_state"], entry["archive_state"]),
             }
         )
+        rows[-1]["html"] = _row_html(rows[-1])
     return rows
 
 

@@ -8,6 +8,9 @@ PostgreSQL database kaltura_archive_bench on 127.0.0.1 as user postgres), fills 
 tests.factories.save_dataset, then times GET /entries/?<filters> through Django's test
 client as a signed-in librarian: middleware, FilterSet, the totals query, the page query
 and the template, i.e. everything but the network. Target: p95 under 150 ms per case.
+Besides wall time it prints the CPU time per request (this process, plus on PostgreSQL the
+connection's backend process, read from /proc; parallel query workers are not counted),
+which moves far less than wall time when other work shares the machine.
 Each database runs in its own process (Django's settings are fixed once set up).
 """
 
@@ -28,6 +31,7 @@ SQLITE_PATH = Path("/tmp/kaltura_archive_bench.sqlite3")
 PG_SERVER = "postgres://postgres@127.0.0.1:5432"
 PG_NAME = "kaltura_archive_bench"
 TARGET_MS = 150
+TICKS = os.sysconf("SC_CLK_TCK")
 RESULT_MARK = "RESULT "
 
 CASES: list[tuple[str, dict]] = [
@@ -79,6 +83,22 @@ def percentile(samples: list[float], fraction: float) -> float:
     """Nearest-rank percentile: with 20 samples, p95 is the 19th smallest."""
     ordered = sorted(samples)
     return ordered[max(0, math.ceil(fraction * len(ordered)) - 1)]
+
+
+def server_cpu_reader(kind: str, connection):
+    """A function returning the CPU clock ticks used so far by this connection's PostgreSQL
+    backend (same machine, from /proc), or 0 for SQLite, which runs in this process."""
+    if kind != "postgres":
+        return lambda: 0
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        stat = Path(f"/proc/{cursor.fetchone()[0]}/stat")
+
+    def ticks() -> int:
+        fields = stat.read_text().rsplit(")", 1)[1].split()
+        return int(fields[11]) + int(fields[12])  # utime, stime
+
+    return ticks
 
 
 def prepare_database(kind: str) -> str:
@@ -144,35 +164,43 @@ def run_one(kind: str, entries: int, repeat: int, keep: bool) -> None:
         client = Client()
         client.force_login(user)
         pasted = list(Entry.objects.filter(gone=False).order_by("?").values_list("id", flat=True)[:500])
+        backend_ticks = server_cpu_reader(kind, connection)
+        print(f"[{kind}] load average at the first case: {os.getloadavg()[0]:.1f}", file=log)
         for name, params in CASES:
             if "ids" in params:
                 params = {**params, "ids": "\n".join(pasted)}
             for _ in range(2):  # warm caches and the connection
                 client.get("/entries/", params)
             samples = []
+            cpu_begin, ticks_begin = time.process_time(), backend_ticks()
             for _ in range(repeat):
                 begin = time.perf_counter()
                 response = client.get("/entries/", params)
                 samples.append((time.perf_counter() - begin) * 1000)
                 if response.status_code != 200 or b'data-testid="filter-errors"' in response.content:
                     raise SystemExit(f"[{kind}] {name}: status {response.status_code} or filter errors")
+            cpu_ms = (time.process_time() - cpu_begin + (backend_ticks() - ticks_begin) / TICKS) * 1000 / repeat
             count = response.content.split(b'data-testid="total-entries">', 1)[1].split(b"<", 1)[0].decode()
             result = {
                 "case": name,
                 "database": kind,
                 "p50": statistics.median(samples),
                 "p95": percentile(samples, 0.95),
+                "cpu": cpu_ms,
                 "entries": count,
             }
             print(RESULT_MARK + json.dumps(result), flush=True)
         samples = []
+        cpu_begin, ticks_begin = time.process_time(), backend_ticks()
         for _ in range(repeat):
             begin = time.perf_counter()
             client.get("/")
             samples.append((time.perf_counter() - begin) * 1000)
-        result = {"case": "(dashboard /, for information)", "database": kind, "entries": "",
+        cpu_ms = (time.process_time() - cpu_begin + (backend_ticks() - ticks_begin) / TICKS) * 1000 / repeat
+        result = {"case": "(dashboard /, for information)", "database": kind, "entries": "", "cpu": cpu_ms,
                   "p50": statistics.median(samples), "p95": percentile(samples, 0.95)}  # fmt: skip
         print(RESULT_MARK + json.dumps(result), flush=True)
+        print(f"[{kind}] load average at the end: {os.getloadavg()[0]:.1f}", file=log)
     finally:
         connection.close()
         if not keep:
@@ -185,7 +213,7 @@ def print_table(results: list[dict], databases: list[str]) -> None:
     width = max(len(case) for case in cases)
     header = f"{'case':<{width}}"
     for database in databases:
-        header += f" | {database + ' matches':>16} {'p50 ms':>7} {'p95 ms':>7}"
+        header += f" | {database + ' matches':>16} {'p50 ms':>7} {'p95 ms':>7} {'CPU ms':>7}"
     print(header)
     print("-" * len(header))
     worst = {}
@@ -194,9 +222,9 @@ def print_table(results: list[dict], databases: list[str]) -> None:
         for database in databases:
             result = by_key.get((case, database))
             if not result:
-                line += f" | {'':>16} {'':>7} {'':>7}"
+                line += f" | {'':>16} {'':>7} {'':>7} {'':>7}"
                 continue
-            line += f" | {result['entries']:>16} {result['p50']:7.1f} {result['p95']:7.1f}"
+            line += f" | {result['entries']:>16} {result['p50']:7.1f} {result['p95']:7.1f} {result.get('cpu', 0):7.1f}"
             if not case.startswith("("):
                 worst[database] = max(worst.get(database, 0), result["p95"])
         print(line)

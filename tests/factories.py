@@ -24,6 +24,7 @@ from archive_app.models import (
     FlavorStatus,
     MediaType,
 )
+from archive_app.sync import store_category_search
 
 ALPHABET = string.ascii_lowercase + string.digits
 YEAR = dt.timedelta(days=365.25)
@@ -114,6 +115,7 @@ def make_entry(
     entry.save()
     Flavor.objects.bulk_create(flavors)
     entry.categories.set(categories)
+    store_category_search([entry.id])
     return entry
 
 
@@ -265,6 +267,7 @@ def save_dataset(
         Flavor.objects.bulk_create([flavor for _, flavors, _ in batch for flavor in flavors])
         links = [through(entry_id=entry.id, category_id=pk) for entry, _, chosen in batch for pk in chosen]
         through.objects.bulk_create(links)
+        store_category_search([entry.id for entry, _, _ in batch])
         done += len(batch)
         if progress:
             progress(done)

@@ -7,6 +7,7 @@ import datetime as dt
 import io
 
 import pytest
+from django.db import connection
 from django.urls import reverse
 from django.utils import timezone
 
@@ -156,6 +157,15 @@ def test_browse_lists_visible_entries_with_totals(librarian_client, library):
     assert 'data-testid="total-entries">5<' in html
     assert "never" in html  # the never-played entry's last play
     assert "1_gonegone" not in html
+
+
+def test_table_rows_escape_what_kaltura_sent(librarian_client, db):
+    lectures = make_category(70, 'Talks "A" & <B>')
+    make_entry("1_escape01", name="<script>alert(1)</script>", tags="a<b", categories=[lectures], gone=True)
+    html = librarian_client.get(reverse("entry_list"), {"include_gone": "on"}).content.decode()
+    assert "<script>alert(1)" not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert '<span title="Talks &quot;A&quot; &amp; &lt;B&gt;">Talks &quot;A&quot; &amp; &lt;B&gt;</span>' in html
+    assert "a&lt;b" in html and '<span class="badge text-bg-secondary">gone</span>' in html
 
 
 def test_filters_come_from_the_url(librarian_client, library):
@@ -437,3 +447,16 @@ def test_browse_filter_sort_export_and_open_an_entry(page, sign_in, make_user, l
     assert page.get_by_test_id("entry-name").inner_text() == "Old unplayed"
     assert page.get_by_test_id("flavors-table").locator("tbody tr").count() == 3
     assert Entry.objects.get(pk="1_oldoldol").name == "Old unplayed"
+
+
+@pytest.mark.django_db
+def test_the_browse_indexes_exist_after_migrating():
+    """The hand-made indexes survive later migrations (SQLite rebuilds a table to add a column)."""
+    with connection.cursor() as cursor:
+        names = set(connection.introspection.get_constraints(cursor, "archive_app_entry"))
+    expected = {"entry_browse", "entry_totals", "entry_last_played_id", "entry_plays_id", "entry_name_id"}
+    if connection.vendor == "sqlite":
+        expected.add("entry_browse_text")
+    else:
+        expected |= {"entry_tags_trgm", "entry_categories_trgm"}
+    assert expected <= names

@@ -13,7 +13,8 @@ from rq import SimpleWorker
 
 from archive_app import sync
 from archive_app.kaltura import ALL_ENTRY_STATUSES, Kaltura, KalturaError, KEntry, KFlavor
-from archive_app.models import Entry, Flavor, SyncRun
+from archive_app.models import Entry, Flavor, SyncRun, category_search_text
+from archive_app.selectors import entry_list
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -314,3 +315,38 @@ def test_a_refused_session_never_shows_the_session_string(kaltura_sim):
         kaltura.list_entries()
     assert refused.value.code == "INVALID_KS"
     assert ks not in str(refused.value) and "<ks>" in str(refused.value)
+
+
+def assert_category_search_matches(sim):
+    """Every mirrored entry's category_search lists the ids on its categories' paths in Kaltura."""
+    paths = {c["id"]: c["fullIds"] for c in sim.state.categories.values()}
+    live = sim_entries(sim)
+    for entry_id, category_search in Entry.objects.filter(gone=False).values_list("id", "category_search"):
+        linked = [paths[int(c)] for c in (live[entry_id].get("categoriesIds") or "").split(",") if c]
+        assert category_search == category_search_text(linked), entry_id
+
+
+def test_category_search_follows_changed_links_and_moved_categories(kaltura_sim):
+    kaltura = kaltura_for(kaltura_sim)
+    sync.sync_full(kaltura)
+    assert_category_search_matches(kaltura_sim)
+    state = kaltura_sim.state
+    leaf = next(
+        c for c in state.categories.values() if c["_leaf"] and Entry.objects.filter(categories=c["id"]).exists()
+    )
+    new_root = next(
+        c for c in state.categories.values() if c["depth"] == 0 and not leaf["fullIds"].startswith(f"{c['id']}>")
+    )
+    in_leaf = set(Entry.objects.filter(categories=leaf["id"]).values_list("id", flat=True))
+    assert not in_leaf & set(entry_list(data={"category": str(new_root["id"])}).values_list("id", flat=True))
+
+    # In Kaltura the leaf moves under another root, and one of its entries changes categories.
+    with state.lock:
+        leaf.update(parentId=new_root["id"], depth=1, fullIds=f"{new_root['fullIds']}>{leaf['id']}")
+        changed = sorted(in_leaf)[0]
+        state.update_entry(state.entries[changed], {"categoriesIds": str(new_root["id"])})
+    sync.sync_full(kaltura)
+
+    assert_category_search_matches(kaltura_sim)
+    assert Entry.objects.get(id=changed).category_search == f",{new_root['id']},"
+    assert in_leaf <= set(entry_list(data={"category": str(new_root["id"])}).values_list("id", flat=True))
