@@ -55,8 +55,9 @@ class World:
         self.workers: list[subprocess.Popen] = []
         self.moto: MotoServer | None = None
         self.db_path = tmp_path / "db.sqlite3"
-        redis_base = ensure_redis().rsplit("/", 1)[0]
-        self.redis_url = f"{redis_base}/14"
+        redis_base, tests_db = ensure_redis().rsplit("/", 1)
+        # The database next to the tests' own: two test runs side by side (CI) never share one.
+        self.redis_url = f"{redis_base}/{int(tests_db) - 1 if int(tests_db) > 0 else 1}"
         redis.Redis.from_url(self.redis_url).flushdb()
         self.sim_port = free_port()
         self.sim_url = f"http://127.0.0.1:{self.sim_port}"
