@@ -25,9 +25,10 @@ import sys
 import time
 from pathlib import Path
 
+from benchdb import drop_database, prepare_database
+
 ROOT = Path(__file__).resolve().parent.parent
 SQLITE_PATH = Path("/tmp/kaltura_archive_audit_bench.sqlite3")
-PG_SERVER = "postgres://postgres@127.0.0.1:5432"
 PG_NAME = "kaltura_archive_audit_bench"
 TARGET_MS = 150
 RESULT_MARK = "RESULT "
@@ -73,30 +74,6 @@ def percentile(samples: list[float], fraction: float) -> float:
     return ordered[max(0, math.ceil(fraction * len(ordered)) - 1)]
 
 
-def prepare_database(kind: str) -> str:
-    if kind == "sqlite":
-        for suffix in ("", "-wal", "-shm", "-journal"):
-            Path(f"{SQLITE_PATH}{suffix}").unlink(missing_ok=True)
-        return f"sqlite:///{SQLITE_PATH}"
-    import psycopg
-
-    with psycopg.connect(f"{PG_SERVER}/postgres", autocommit=True) as connection:
-        connection.execute(f"DROP DATABASE IF EXISTS {PG_NAME}")
-        connection.execute(f"CREATE DATABASE {PG_NAME}")
-    return f"{PG_SERVER}/{PG_NAME}"
-
-
-def drop_database(kind: str) -> None:
-    if kind == "sqlite":
-        for suffix in ("", "-wal", "-shm", "-journal"):
-            Path(f"{SQLITE_PATH}{suffix}").unlink(missing_ok=True)
-        return
-    import psycopg
-
-    with psycopg.connect(f"{PG_SERVER}/postgres", autocommit=True) as connection:
-        connection.execute(f"DROP DATABASE IF EXISTS {PG_NAME} WITH (FORCE)")
-
-
 def fill(events: int, now: dt.datetime) -> None:
     from django.contrib.auth.models import User
 
@@ -135,10 +112,11 @@ def fill(events: int, now: dt.datetime) -> None:
 
 
 def run_one(kind: str, events: int, repeat: int, keep: bool) -> None:
-    os.environ["DATABASE_URL"] = prepare_database(kind)
+    os.environ["DATABASE_URL"] = prepare_database(kind, SQLITE_PATH, PG_NAME)
     os.environ.setdefault("DJANGO_SECRET_KEY", "bench-only-secret-key")
     os.environ["DJANGO_DEBUG"] = "0"
     os.environ["DJANGO_ALLOWED_HOSTS"] = "testserver"
+    os.environ["DJANGO_SECURE_SSL_REDIRECT"] = "0"  # the test client speaks plain HTTP
     os.environ["DJANGO_SETTINGS_MODULE"] = "kaltura_archive.settings"
     os.environ.setdefault("LOG_LEVEL", "WARNING")
     sys.path.insert(0, str(ROOT))
@@ -202,7 +180,7 @@ def run_one(kind: str, events: int, repeat: int, keep: bool) -> None:
     finally:
         connection.close()
         if not keep:
-            drop_database(kind)
+            drop_database(kind, SQLITE_PATH, PG_NAME)
 
 
 def print_table(results: list[dict], databases: list[str]) -> None:

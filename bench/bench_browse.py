@@ -26,9 +26,10 @@ import sys
 import time
 from pathlib import Path
 
+from benchdb import drop_database, prepare_database
+
 ROOT = Path(__file__).resolve().parent.parent
 SQLITE_PATH = Path("/tmp/kaltura_archive_bench.sqlite3")
-PG_SERVER = "postgres://postgres@127.0.0.1:5432"
 PG_NAME = "kaltura_archive_bench"
 TARGET_MS = 150
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -101,33 +102,9 @@ def server_cpu_reader(kind: str, connection):
     return ticks
 
 
-def prepare_database(kind: str) -> str:
-    if kind == "sqlite":
-        for suffix in ("", "-wal", "-shm", "-journal"):
-            Path(f"{SQLITE_PATH}{suffix}").unlink(missing_ok=True)
-        return f"sqlite:///{SQLITE_PATH}"
-    import psycopg
-
-    with psycopg.connect(f"{PG_SERVER}/postgres", autocommit=True) as connection:
-        connection.execute(f"DROP DATABASE IF EXISTS {PG_NAME}")
-        connection.execute(f"CREATE DATABASE {PG_NAME}")
-    return f"{PG_SERVER}/{PG_NAME}"
-
-
-def drop_database(kind: str) -> None:
-    if kind == "sqlite":
-        for suffix in ("", "-wal", "-shm", "-journal"):
-            Path(f"{SQLITE_PATH}{suffix}").unlink(missing_ok=True)
-        return
-    import psycopg
-
-    with psycopg.connect(f"{PG_SERVER}/postgres", autocommit=True) as connection:
-        connection.execute(f"DROP DATABASE IF EXISTS {PG_NAME} WITH (FORCE)")
-
-
 def run_one(kind: str, entries: int, repeat: int, keep: bool) -> None:
     """In this process: build the database, time every case, print one RESULT line of JSON per case."""
-    os.environ["DATABASE_URL"] = prepare_database(kind)
+    os.environ["DATABASE_URL"] = prepare_database(kind, SQLITE_PATH, PG_NAME)
     os.environ.setdefault("DJANGO_SECRET_KEY", "bench-only-secret-key")
     os.environ["DJANGO_DEBUG"] = "0"
     os.environ["DJANGO_ALLOWED_HOSTS"] = "testserver"
@@ -204,7 +181,7 @@ def run_one(kind: str, entries: int, repeat: int, keep: bool) -> None:
     finally:
         connection.close()
         if not keep:
-            drop_database(kind)
+            drop_database(kind, SQLITE_PATH, PG_NAME)
 
 
 def print_table(results: list[dict], databases: list[str]) -> None:

@@ -26,9 +26,10 @@ import time
 import urllib.request
 from pathlib import Path
 
+from benchdb import drop_database, prepare_database
+
 ROOT = Path(__file__).resolve().parent.parent
 SQLITE_PATH = Path("/tmp/kaltura_archive_bench_sync.sqlite3")
-PG_SERVER = "postgres://postgres@127.0.0.1:5432"
 PG_NAME = "kaltura_archive_bench_sync"
 PARTNER_ID = 1234567
 SECRET = "sim-admin-secret"
@@ -69,29 +70,6 @@ def start_simulator(entries: int) -> tuple[subprocess.Popen, str]:
     return process, url
 
 
-def prepare_database(kind: str) -> str:
-    if kind == "sqlite":
-        for suffix in ("", "-wal", "-shm", "-journal"):
-            Path(f"{SQLITE_PATH}{suffix}").unlink(missing_ok=True)
-        return f"sqlite:///{SQLITE_PATH}"
-    import psycopg
-
-    with psycopg.connect(f"{PG_SERVER}/postgres", autocommit=True) as connection:
-        connection.execute(f"DROP DATABASE IF EXISTS {PG_NAME} WITH (FORCE)")
-        connection.execute(f"CREATE DATABASE {PG_NAME}")
-    return f"{PG_SERVER}/{PG_NAME}"
-
-
-def drop_database(kind: str) -> None:
-    if kind == "sqlite":
-        SQLITE_PATH.unlink(missing_ok=True)
-        return
-    import psycopg
-
-    with psycopg.connect(f"{PG_SERVER}/postgres", autocommit=True) as connection:
-        connection.execute(f"DROP DATABASE IF EXISTS {PG_NAME} WITH (FORCE)")
-
-
 def requests_made(url: str) -> tuple[int, dict]:
     counters = sim_json(url, "/sim/counters")["counters"]
     return sum(counters.values()), counters
@@ -108,7 +86,7 @@ def run_child(kind: str, url: str, sim_pid: int) -> None:
     os.environ.update(
         DJANGO_SETTINGS_MODULE="kaltura_archive.settings",
         DJANGO_SECRET_KEY="bench",
-        DATABASE_URL=prepare_database(kind),
+        DATABASE_URL=prepare_database(kind, SQLITE_PATH, PG_NAME),
         KALTURA_SERVICE_URL=url,
         KALTURA_PARTNERID=str(PARTNER_ID),
         KALTURA_SECRET=SECRET,
@@ -207,7 +185,7 @@ def main() -> int:
             else:
                 report(json.loads(lines[-1][len(RESULT_MARK) :]))
             if not args.keep:
-                drop_database(kind)
+                drop_database(kind, SQLITE_PATH, PG_NAME)
     finally:
         simulator.send_signal(signal.SIGTERM)
         try:
