@@ -6,8 +6,9 @@ from archive_app.models import AuditEvent, Category, Entry, Flavor
 from archive_app.roles import ARCHIVE_ADMINS
 
 
-class ReadOnlyMirrorAdmin(admin.ModelAdmin):
-    """The mirror is written by sync only: editing it here would be overwritten and misleading."""
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Shown, never edited here: the mirror is written by sync only (an edit would be overwritten and
+    misleading), and the audit log is append-only."""
 
     def has_add_permission(self, request, obj=None):
         return False
@@ -32,7 +33,7 @@ class FlavorInline(admin.TabularInline):
 
 
 @admin.register(Entry)
-class EntryAdmin(ReadOnlyMirrorAdmin):
+class EntryAdmin(ReadOnlyAdmin):
     list_display = ["id", "name", "owner_id", "created_at", "last_played_at", "plays", "archive_state"]
     list_filter = ["archive_state", "status", "media_type", "gone"]
     search_fields = ["id", "name", "owner_id"]
@@ -40,13 +41,13 @@ class EntryAdmin(ReadOnlyMirrorAdmin):
 
 
 @admin.register(Category)
-class CategoryAdmin(ReadOnlyMirrorAdmin):
+class CategoryAdmin(ReadOnlyAdmin):
     list_display = ["id", "full_name", "entries_count"]
     search_fields = ["full_name"]
 
 
 @admin.register(AuditEvent)
-class AuditEventAdmin(admin.ModelAdmin):
+class AuditEventAdmin(ReadOnlyAdmin):
     """Read-only: the audit log is append-only (the model refuses changes too); the app's own
     audit log page filters and exports it."""
 
@@ -56,15 +57,6 @@ class AuditEventAdmin(admin.ModelAdmin):
     date_hierarchy = "created_at"
     list_select_related = ["batch"]
     actions = None  # not even the "delete selected" action
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 class ArchiveUserAdmin(UserAdmin):
