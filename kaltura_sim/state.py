@@ -59,6 +59,7 @@ class SimState:
         partner_id: int = 1234567,
         admin_secret: str = "sim-admin-secret",
         now: float | None = None,
+        archive_tags: bool = True,
     ) -> None:
         self.lock = threading.RLock()
         self.seed = seed
@@ -67,7 +68,8 @@ class SimState:
         self.conversion_delay = conversion_delay
         self.ks_expiry_cap = ks_expiry_cap
         self.base_url = "http://127.0.0.1"
-        self.generator = Generator(seed, partner_id, int(time.time() if now is None else now), content_scale)
+        self.generator = Generator(seed, partner_id, int(time.time() if now is None else now), content_scale,
+                                   archive_tags)  # fmt: skip
         self._added_rng = random.Random(f"{seed}:added")
         self._seq = 0
         self._entries_version = 0  # moves on every entry insertion

@@ -989,3 +989,15 @@ def test_command_line_runs_until_terminated():
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+def test_a_library_without_the_old_tools_tags():
+    # The demo's: nothing claims an S3 copy; everything else is there (placeholders only come from real jobs).
+    catalogue = SimState(entries=600, seed=11, content_scale=1e-4, archive_tags=False)
+    entries = catalogue.all_entries()
+    assert len(entries) == 600
+    state_tags = {"archived_to_s3", "flavors_deleted", "not_archived"}
+    assert not any(state_tags & set(e["tags"].split(", ")) for e in entries)
+    assert {1, 2, 5} <= {e["mediaType"] for e in entries} and any(e["tags"] for e in entries)
+    tagged = SimState(entries=600, seed=11, content_scale=1e-4).all_entries()
+    assert any(state_tags & set(e["tags"].split(", ")) for e in tagged)
