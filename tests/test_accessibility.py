@@ -6,11 +6,16 @@ Serious and critical violations fail; moderate and minor ones are printed, to be
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 from axe_playwright_python.sync_playwright import Axe
 from django.urls import reverse
+from django.utils import timezone
 
-from tests.test_roles import MATRIX, NAMESPACES, ROLES, _fill, world  # noqa: F401 (world is a fixture)
+from archive_app import notices
+from archive_app.models import Batch, BatchItem, BatchNotice, OwnerNotice
+from tests.test_roles import ENTRY_ID, MATRIX, NAMESPACES, ROLES, _fill, world  # noqa: F401 (world is a fixture)
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.browser]
 
@@ -29,6 +34,16 @@ def pages_by_role(placeholders: dict) -> dict[str, list[str]]:
         if role is not None:
             by_role[role].append(url)
     return by_role
+
+
+def keep_link(librarian) -> str:
+    """An owner's keep link for a batch in its notice period (as notices.send_notices leaves it)."""
+    batch = Batch.objects.create(action=Batch.Action.ARCHIVE, created_by=librarian, status=Batch.Status.APPROVED)
+    BatchItem.objects.create(batch=batch, entry_id=ENTRY_ID, planned_steps=["copy"])
+    BatchNotice.objects.create(batch=batch, notice_days=14, runs_after=timezone.now() + timedelta(days=14))
+    OwnerNotice.objects.create(batch=batch, owner_id="alice", email="alice@example.edu", entry_ids=[ENTRY_ID],
+                               status=OwnerNotice.Status.SENT)  # fmt: skip
+    return reverse("keep_entries", args=[notices.keep_token(batch.pk, "alice")])
 
 
 def violations(page, url: str) -> list[str]:
@@ -65,6 +80,8 @@ def test_every_page_has_no_serious_accessibility_violation(browser, live_server,
                                                            rq_queue):  # fmt: skip
     users, placeholders = world
     urls = pages_by_role(placeholders)[role]
+    if role == "anonymous":  # the owner's keep page, and its refusal of a link that is not signed
+        urls += [keep_link(users["librarian"]), reverse("keep_entries", args=["not-a-signed-link"])]
     if role == "none":
         urls += [reverse("entry_list")]  # the 403 page
     urls += ["/no/such/page/"]  # the 404 page, signed in or not
@@ -72,6 +89,9 @@ def test_every_page_has_no_serious_accessibility_violation(browser, live_server,
     found = []
     try:
         for url in urls:
+            if "/keep/" in url and "not-a-signed" not in url:
+                page.goto(url)
+                assert page.locator("input[name=keep]").count() == 1, page.content()[:2000]  # the real page
             if not page.request.get(url).headers.get("content-type", "").startswith("text/html"):
                 continue  # exports, JSON: no page to read
             page.goto(url)
