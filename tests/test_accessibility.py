@@ -16,6 +16,7 @@ from django.utils import timezone
 from archive_app import notices
 from archive_app.models import Batch, BatchItem, BatchNotice, OwnerNotice
 from tests.test_roles import ENTRY_ID, MATRIX, NAMESPACES, ROLES, _fill, world  # noqa: F401 (world is a fixture)
+from tests.test_screenshots import library, main_pages  # noqa: F401 (library is a fixture)
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.browser]
 
@@ -94,6 +95,20 @@ def test_every_page_has_no_serious_accessibility_violation(browser, live_server,
                 assert page.locator("input[name=keep]").count() == 1, page.content()[:2000]  # the real page
             if not page.request.get(url).headers.get("content-type", "").startswith("text/html"):
                 continue  # exports, JSON: no page to read
+            page.goto(url)
+            found += violations(page, url)
+    finally:
+        context.close()
+    assert found == [], "\n".join(found)
+
+
+def test_the_main_pages_full_of_content_have_no_serious_violation(browser, live_server, library):  # noqa: F811
+    # Batches with items, placeholders, restores, a policy, exemptions: what the empty world above lacks.
+    admin, replaced, placeholder = library
+    context, page = open_as(browser, live_server, "admin", {"admin": admin})
+    found = []
+    try:
+        for _, url in main_pages(replaced, placeholder):
             page.goto(url)
             found += violations(page, url)
     finally:

@@ -20,11 +20,7 @@ from archive_app import batches, exemptions, restores, selectors, sync
 from archive_app.kaltura import Kaltura
 from archive_app.models import ArchivePolicy, Batch, Entry, Restore
 
-pytestmark = [
-    pytest.mark.django_db(transaction=True),
-    pytest.mark.browser,
-    pytest.mark.skipif(not os.environ.get("SCREENSHOTS"), reason="set SCREENSHOTS=<directory> to take them"),
-]
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.browser]
 
 VIEWPORT = {"width": 1366, "height": 768}
 
@@ -67,11 +63,8 @@ def library(make_kaltura_sim, s3, rq_queue, settings, make_user):
     return admin, replaced, placeholder
 
 
-def test_screenshots_of_the_main_pages(browser, live_server, library):
-    admin, replaced, placeholder = library
-    folder = Path(os.environ["SCREENSHOTS"])
-    folder.mkdir(parents=True, exist_ok=True)
-    pages = [
+def main_pages(replaced: Batch, placeholder: Entry) -> list[tuple[str, str]]:
+    return [
         ("sign-in", "/login/"),
         ("dashboard", "/"),
         ("entries", "/entries/?unplayed_years=3"),
@@ -84,6 +77,14 @@ def test_screenshots_of_the_main_pages(browser, live_server, library):
         ("restores", "/restores/"),
         ("audit-log", "/audit/"),
     ]
+
+
+@pytest.mark.skipif(not os.environ.get("SCREENSHOTS"), reason="set SCREENSHOTS=<directory> to take them")
+def test_screenshots_of_the_main_pages(browser, live_server, library):
+    admin, replaced, placeholder = library
+    folder = Path(os.environ["SCREENSHOTS"])
+    folder.mkdir(parents=True, exist_ok=True)
+    pages = main_pages(replaced, placeholder)
     context = browser.new_context(base_url=live_server.url, viewport=VIEWPORT)
     page = context.new_page()
     try:
