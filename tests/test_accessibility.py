@@ -144,3 +144,11 @@ def test_the_keyboard_reaches_the_skip_link_first_and_every_control_shows_focus(
         assert unfocused == []
     finally:
         context.close()
+
+
+def test_the_navigation_says_which_page_is_open(client, world):  # noqa: F811
+    users, _ = world
+    client.force_login(users["librarian"])
+    html = client.get(reverse("batch_list")).content.decode()
+    assert html.count('aria-current="page"') == 1
+    assert 'class="nav-link active" aria-current="page" href="/batches/"' in html
