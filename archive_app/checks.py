@@ -29,6 +29,9 @@ def check_service_settings(app_configs, **kwargs):
                 id="archive.W004",
             )
         )
+    for name in ("PLACEHOLDER_AUDIO", "PLACEHOLDER_CAPTIONS"):
+        if not getattr(settings, name).is_file():
+            warnings.append(Warning(f"{name} {getattr(settings, name)} is not a file.", id="archive.W005"))
     return warnings
 
 

@@ -144,6 +144,9 @@ ARCHIVE_REQUIRE_SECOND_APPROVAL = envbool("ARCHIVE_REQUIRE_SECOND_APPROVAL", Fal
 ARCHIVE_REPLACEMENT_WAIT_SECONDS = envint("ARCHIVE_REPLACEMENT_WAIT_SECONDS", 120, minimum=1)
 
 PLACEHOLDER_VIDEO = Path(envstr("PLACEHOLDER_VIDEO") or BASE_DIR / "assets" / "placeholder.mp4")
+# Audio entries get a spoken notice rather than a video; the video's captions say what it says.
+PLACEHOLDER_AUDIO = Path(envstr("PLACEHOLDER_AUDIO") or BASE_DIR / "assets" / "placeholder.m4a")
+PLACEHOLDER_CAPTIONS = Path(envstr("PLACEHOLDER_CAPTIONS") or BASE_DIR / "assets" / "placeholder.en.vtt")
 
 # --- Restoring ----------------------------------------------------------------------
 # Restore played placeholders (and ones replaced although recent) by themselves.

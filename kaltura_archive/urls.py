@@ -22,3 +22,5 @@ urlpatterns = [
     path("rq/", include((rq_urlpatterns, "django_rq"))),
     path("", include("archive_app.urls")),
 ]
+
+handler404 = "archive_app.error_views.page_not_found"
