@@ -115,18 +115,19 @@ def _apply_role(user: User, role: str | None, identity: IdpIdentity) -> None:
         )
 
 
-def refused_page(
-    request: HttpRequest, *, protocol: str, reason: str, idp: str = "", subject: str = "", status: int = 403
-) -> HttpResponse:
-    """The page for a refused sign-in, and its audit event (the reason, never the assertion or token)."""
+def refused_page(request: HttpRequest, *, protocol: str, reason: str, idp: str = "", status: int = 403) -> HttpResponse:
+    """The page for a refused sign-in, and its audit event (the reason, never the assertion or token).
+    The IdP's subject and username are known when the answer was verified but then refused."""
     log.warning("%s sign-in refused: %s", protocol, reason)
+    identity = getattr(request, "sso_attempt", None)
+    subject = identity.subject if identity else ""
     audit.record(
         "sso_sign_in_refused",
-        username=subject[:150] or "anonymous",
+        username=(identity.username[:150] if identity else "") or "anonymous",
         dry_run=False,
         outcome=AuditEvent.Outcome.REFUSED,
         message=reason,
-        details={"protocol": protocol, "idp": idp, "subject": subject},
+        details={"protocol": protocol, "idp": identity.idp if identity else idp, "subject": subject},
     )
     return render(request, "archive_app/sso_refused.html", {"reason": reason}, status=status)
 

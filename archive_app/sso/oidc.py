@@ -89,6 +89,21 @@ class OidcBackend(OIDCAuthenticationBackend):
             return None
         return super().authenticate(request, nonce=nonce, code_verifier=code_verifier)
 
+    def retrieve_matching_jwk(self, token):
+        """The provider's key for this token: by `kid` when the token names one, else its only key of the
+        token's algorithm (the library insists on a `kid`, which a provider with one key may leave out)."""
+        response = requests.get(self.OIDC_OP_JWKS_ENDPOINT, timeout=settings.OIDC_TIMEOUT)
+        response.raise_for_status()
+        header = jwt.get_unverified_header(token)
+        keys = [
+            key for key in response.json().get("keys", []) if key.get("alg", header.get("alg")) == header.get("alg")
+        ]
+        if header.get("kid"):
+            keys = [key for key in keys if key.get("kid") == header["kid"]]
+        if len(keys) != 1:
+            raise SuspiciousOperation("the provider's keys do not name one key for this token")
+        return jwt.PyJWK(keys[0])
+
     def _verify_jws(self, payload, key):
         """The library skips the audience and issuer; a token for another client or issuer is refused."""
         header = jwt.get_unverified_header(payload)
@@ -181,11 +196,4 @@ class OidcCallbackView(oidc_views.OIDCAuthenticationCallbackView):
         )
 
     def _refused(self, reason: str):
-        identity = getattr(self.request, "sso_attempt", None)
-        return refused_page(
-            self.request,
-            protocol="oidc",
-            reason=reason,
-            idp=settings.OIDC_ISSUER,
-            subject=identity.subject if identity else "",
-        )
+        return refused_page(self.request, protocol="oidc", reason=reason, idp=settings.OIDC_ISSUER)

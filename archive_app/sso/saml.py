@@ -144,10 +144,16 @@ class ReplayedAssertion(Exception):
     pass
 
 
+class NotForUs(Exception):
+    """pysaml2 answers a response whose Destination or InResponseTo is not ours with no assertion at all."""
+
+
 def _reason(exception) -> str:
     """What a person (and the audit log) is told; pysaml2's own text, cut before any XML, follows."""
     if isinstance(exception, ReplayedAssertion):
         return "This sign-in answer was already used once (a replay)."
+    if isinstance(exception, NotForUs):
+        return "The answer is addressed to another service, or answers another sign-in request."
     if isinstance(exception, SignatureError | IncorrectlySigned | MissingKey):
         plain = "The identity provider's signature on the assertion is missing or does not verify."
     elif isinstance(exception, ResponseLifetimeExceed | ToEarly):
@@ -192,6 +198,9 @@ class AcsView(saml_views.AssertionConsumerServiceView):
     def custom_validation(self, response):
         """Each assertion id is accepted once, in any process, until the assertion expires anyway."""
         assertion = response.assertion
+        if assertion is None:
+            self.refusal = NotForUs()
+            raise self.refusal
         expires = [
             confirmation.subject_confirmation_data.not_on_or_after
             for confirmation in assertion.subject.subject_confirmation
@@ -206,15 +215,8 @@ class AcsView(saml_views.AssertionConsumerServiceView):
             raise self.refusal
 
     def handle_acs_failure(self, request, exception=None, status=403, **kwargs):
-        identity = getattr(request, "sso_attempt", None)
         reason = getattr(request, "sso_refusal", None) or _reason(getattr(self, "refusal", None) or exception)
-        return refused_page(
-            request,
-            protocol="saml",
-            reason=reason,
-            idp=identity.idp if identity else "",
-            subject=identity.subject if identity else "",
-        )
+        return refused_page(request, protocol="saml", reason=reason)
 
 
 @method_decorator(login_not_required, name="dispatch")
