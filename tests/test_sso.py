@@ -17,6 +17,7 @@ from django.contrib.sessions.backends.db import SessionStore
 from archive_app.models import AuditEvent
 from archive_app.roles import user_role
 from tests.saml_idp import SamlIdp, make_key_pair
+from tests.test_foundation import run_manage
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -169,6 +170,38 @@ def test_saml_assertion_is_accepted_once_even_when_its_request_is_still_outstand
     assert len(events("sign_in")) == 1 and len(events("sso_sign_in_refused")) == 1
 
 
+HOSTILE_ANSWERS = [
+    "",
+    "not base64 at all \x00",
+    base64.b64encode(b"<samlp:Response xmlns:samlp='urn:oasis:names:tc:SAML:2.0:protocol'/>").decode(),
+    base64.b64encode(b"<!DOCTYPE x [<!ENTITY e SYSTEM 'file:///etc/passwd'>]><x>&e;</x>").decode(),
+    base64.b64encode(b"<a>" * 50_000).decode(),
+    "1' OR '1'='1",
+]
+
+
+@pytest.mark.parametrize("answer", HOSTILE_ANSWERS, ids=range(len(HOSTILE_ANSWERS)))
+def test_hostile_saml_answers_are_refused_cleanly(client, saml_idp, answer):
+    client.get("/sso/saml/login/")  # a sign-in under way, so only the answer itself is wrong
+    response = client.post("/sso/saml/acs/", {"SAMLResponse": answer, "RelayState": "/\x00"})
+    assert response.status_code in (400, 403) and b"Traceback" not in response.content
+    assert b"root:" not in response.content
+    assert "_auth_user_id" not in client.session and not User.objects.exists()
+
+
+@pytest.mark.parametrize(
+    "query", ["code=x&state=", "state=x", "code=%00&state=%00", "error=" + "x" * 5000, "code=1' OR '1'='1&state=1"]
+)
+def test_hostile_oidc_callbacks_are_refused_cleanly(client, oidc_provider, query):
+    client.get("/sso/oidc/login/")
+    response = client.get(f"/sso/oidc/callback/?{query}")
+    # 400: a NUL byte is refused before any view (archive_app.security.refuse_nul_bytes).
+    assert response.status_code in (400, 403) and b"Traceback" not in response.content
+    assert "_auth_user_id" not in client.session and not User.objects.exists()
+    refusals = events("sso_sign_in_refused")
+    assert len(refusals) == (response.status_code == 403) and all(len(event.message) < 300 for event in refusals)
+
+
 def test_an_idp_cannot_sign_in_as_a_break_glass_account(page, saml_idp, settings, make_user):
     settings.SSO_BREAK_GLASS_USERS = ["jdoe@example.edu"]
     make_user("jdoe@example.edu", role="admin")
@@ -178,6 +211,22 @@ def test_an_idp_cannot_sign_in_as_a_break_glass_account(page, saml_idp, settings
     assert "break-glass" in refusal.inner_text()
     (event,) = events("sso_sign_in_refused")
     assert event.username == "jdoe@example.edu" and event.details["subject"]
+
+
+def test_an_idp_cannot_take_over_a_local_account_of_the_same_name(page, saml_idp, make_user):
+    local = make_user("jdoe@example.edu", role=None)
+    saml_sign_in(page, saml_idp)
+    page.get_by_test_id("sso-refused").wait_for()
+    assert "local account with a password" in page.get_by_test_id("sso-refused").inner_text()
+    local.refresh_from_db()
+    assert user_role(local) is None and local.check_password(local.raw_password)
+    # Once an admin removes the password, the IdP's sign-in takes the account over, with the mapped role.
+    local.set_unusable_password()
+    local.save()
+    saml_sign_in(page, saml_idp)
+    page.wait_for_selector("[data-testid=signed-in-user]")
+    local.refresh_from_db()
+    assert user_role(local) == "librarian"
 
 
 def test_sp_metadata_is_served_at_a_stable_url_for_the_idp_admins(client, settings, tmp_path, live_server):
@@ -357,3 +406,45 @@ def test_local_sign_in_off_refuses_local_passwords_except_break_glass(
     assert page.get_by_test_id("signed-in-user").inner_text() == "breakglass"
     assert [event.username for event in events("sign_in")] == ["breakglass"]
     assert events("sign_in")[0].details == {"protocol": "local"}
+
+
+# --- check --deploy ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def sso_production_env(tmp_path):
+    from tests.test_hardening import PRODUCTION_ENV
+
+    key, cert = make_key_pair(tmp_path, "sp")
+    (tmp_path / "idp.xml").write_text("<EntityDescriptor/>")
+    return {
+        **PRODUCTION_ENV,
+        "SAML_IDP_METADATA": str(tmp_path / "idp.xml"),
+        "SAML_SP_KEY_FILE": str(key),
+        "SAML_SP_CERT_FILE": str(cert),
+        "OIDC_ISSUER": "https://login.example.edu",
+        "OIDC_CLIENT_ID": "kaltura-archive",
+        "SSO_LOCAL_SIGN_IN": "0",
+        "SSO_BREAK_GLASS_USERS": "breakglass",
+    }
+
+
+def test_deploy_check_is_clean_with_university_sign_in_configured(sso_production_env):
+    result = run_manage("check", "--deploy", "--fail-level", "WARNING", env=sso_production_env)
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize(
+    ("changes", "warning"),
+    [
+        ({"SAML_WANT_ASSERTIONS_SIGNED": "0"}, "archive.W201"),
+        ({"SAML_SP_CERT_FILE": ""}, "archive.W202"),
+        ({"SAML_SP_KEY_FILE": "/nonexistent/sp.key"}, "archive.W202"),
+        ({"ARCHIVE_SITE_URL": "http://archive.example.edu"}, "archive.W203"),
+        ({"OIDC_ISSUER": "http://login.example.edu"}, "archive.W204"),
+    ],
+)
+def test_deploy_check_warns_about_weak_sign_in_settings(sso_production_env, changes, warning):
+    result = run_manage("check", "--deploy", "--fail-level", "WARNING", env={**sso_production_env, **changes})
+    assert result.returncode == 1
+    assert warning in result.stderr

@@ -80,6 +80,12 @@ def sign_in_from_idp(request: HttpRequest, identity: IdpIdentity) -> User:
         user, created = User.objects.select_for_update().get_or_create(username=username)
         if created:
             user.set_unusable_password()
+        elif user.has_usable_password():
+            # Else an IdP user whose name happens to be a local account's (a `sub` of "admin") would take it over.
+            raise SignInRefused(
+                f"{username} is a local account with a password; an archive admin must remove its password "
+                "(or the account) before it can sign in through the identity provider."
+            )
         if not user.is_active:
             raise SignInRefused("Your account here is deactivated; ask an archive admin.")
         user.email = identity.email[:254] or user.email
