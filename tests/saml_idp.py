@@ -72,8 +72,8 @@ class SamlIdp:
         self.url = f"http://{host}:{self.server_http.server_port}"
         self.key_file, self.cert_file = make_key_pair(directory, "test-idp")
         self.users: dict[str, dict[str, list[str]]] = {}
-        self.next_answer = "valid"  # or: tampered, expired, unsigned, other-audience, other-destination
-        self.last_answer_page = ""
+        self.next_answer = "valid"  # or: tampered, expired, unsigned, other-audience, other-destination, encrypted
+        self.last_answer_page = self.last_answer_xml = ""
         self.server = Server(config=IdPConfig().load(self._config()))
         self._thread = threading.Thread(target=self.server_http.serve_forever, daemon=True)
         self._thread.start()
@@ -162,6 +162,7 @@ class SamlIdp:
             authn={"class_ref": "urn:oasis:names:tc:SAML:2.0:ac:classes:PasswordProtectedTransport"},
             sign_assertion=mode != "unsigned",
             sign_response=False,
+            encrypt_assertion=mode == "encrypted",  # to the SP's certificate in its metadata
             **args,
         )
         xml = str(response)
@@ -173,6 +174,7 @@ class SamlIdp:
         if mode == "other-audience":  # validly signed, for another SP of the same IdP
             xml = re.sub(r"(<(?:\w+:)?Audience>)[^<]+", r"\1https://other-service.example.edu/shibboleth", xml)
             xml = self._resign(xml)
+        self.last_answer_xml = xml
         http = self.server.apply_binding(BINDING_HTTP_POST, xml, destination, form.get("RelayState", ""), response=True)
         return http["data"]
 

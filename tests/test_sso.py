@@ -31,20 +31,32 @@ def role_values(settings):
 
 
 @pytest.fixture
-def saml_idp(tmp_path, settings, live_server, role_values):
-    """The IdP trusts our SP from its metadata URL; we read the IdP's metadata from its URL."""
-    idp = SamlIdp(tmp_path, host=urlsplit(live_server.url).hostname)
-    settings.ARCHIVE_SITE_URL = live_server.url
-    settings.SAML_IDP_METADATA = f"{idp.url}/metadata"
-    idp.trust_sp(requests.get(f"{live_server.url}/sso/saml/metadata/", timeout=10).text)
-    idp.users["jdoe"] = {
-        "eduPersonPrincipalName": ["jdoe@example.edu"],
-        "mail": ["jane.doe@example.edu"],
-        "displayName": ["Jane Doe"],
-        "isMemberOf": [STAFF],
-    }
-    yield idp
-    idp.stop()
+def make_saml_idp(tmp_path, settings, live_server, role_values):
+    """An IdP that trusts our SP from its metadata URL; we read the IdP's metadata from its URL."""
+    started = []
+
+    def start():
+        idp = SamlIdp(tmp_path, host=urlsplit(live_server.url).hostname)
+        started.append(idp)
+        settings.ARCHIVE_SITE_URL = live_server.url
+        settings.SAML_IDP_METADATA = f"{idp.url}/metadata"
+        idp.trust_sp(requests.get(f"{live_server.url}/sso/saml/metadata/", timeout=10).text)
+        idp.users["jdoe"] = {
+            "eduPersonPrincipalName": ["jdoe@example.edu"],
+            "mail": ["jane.doe@example.edu"],
+            "displayName": ["Jane Doe"],
+            "isMemberOf": [STAFF],
+        }
+        return idp
+
+    yield start
+    for idp in started:
+        idp.stop()
+
+
+@pytest.fixture
+def saml_idp(make_saml_idp):
+    return make_saml_idp()
 
 
 def saml_sign_in(page, idp, user="jdoe"):
@@ -148,6 +160,17 @@ def test_saml_refuses_a_replayed_assertion(page, browser, live_server, saml_idp)
         other.close()
     assert len(events("sso_sign_in_refused")) == 2
     assert len(events("sign_in")) == 1
+
+
+def test_saml_signed_and_encrypted_assertions_with_our_certificate(page, make_saml_idp, settings, tmp_path):
+    settings.SAML_SP_KEY_FILE, settings.SAML_SP_CERT_FILE = map(str, make_key_pair(tmp_path, "sp"))
+    idp = make_saml_idp()  # registers our metadata, now with our certificate
+    idp.next_answer = "encrypted"
+    saml_sign_in(page, idp)
+    page.wait_for_selector("[data-testid=signed-in-user]")
+    assert "EncryptedAssertion" in idp.last_answer_xml
+    assert "jdoe@example.edu" not in idp.last_answer_xml  # only the IdP and we can read it
+    assert user_role(User.objects.get(username="jdoe@example.edu")) == "librarian"
 
 
 def test_saml_assertion_is_accepted_once_even_when_its_request_is_still_outstanding(client, saml_idp):
