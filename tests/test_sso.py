@@ -119,6 +119,20 @@ def test_saml_first_sign_in_creates_the_user_with_the_mapped_role_and_the_idp_ch
     assert User.objects.filter(username="jdoe@example.edu").count() == 1
 
 
+def test_saml_attribute_mapping_is_configurable(page, make_saml_idp, settings):
+    settings.SAML_ATTRIBUTE_USERNAME, settings.SAML_ATTRIBUTE_NAME = "mail", "cn"
+    settings.SAML_ROLE_ATTRIBUTES = ["eduPersonEntitlement"]
+    saml_idp = make_saml_idp()  # our metadata asks for the attributes the mapping reads; the IdP releases those
+    saml_idp.users["jdoe"].update(
+        cn=["J. Doe"], eduPersonEntitlement=["urn:mace:example.edu:entitlement:library"], isMemberOf=[ADMINS]
+    )
+    saml_sign_in(page, saml_idp)
+    page.wait_for_selector("[data-testid=signed-in-user]")
+    user = User.objects.get()
+    # isMemberOf is no longer read: the entitlement makes a librarian, not the admin group.
+    assert (user.username, user.get_full_name(), user_role(user)) == ("jane.doe@example.edu", "J. Doe", "librarian")
+
+
 @pytest.mark.parametrize(
     ("answer", "reason"),
     [
@@ -343,6 +357,16 @@ def test_oidc_first_sign_in_creates_the_user_and_the_groups_claim_changes_the_ro
     page.wait_for_selector("[data-testid=no-role]")
     assert [event.details["role"] for event in events("sso_role_removed")] == ["librarian", "admin"]
     assert [event.details["role"] for event in events("sso_role_granted")] == ["librarian", "admin"]
+
+
+def test_oidc_username_and_role_claims_are_configurable(page, oidc_provider, settings):
+    settings.OIDC_USERNAME_CLAIM, settings.OIDC_ROLE_CLAIM = "email", "roles"
+    set_claims(oidc_provider, "f81d4fae-7dec", email="bob@example.edu", roles=ADMINS, groups=[STAFF])
+    oidc_sign_in(page, oidc_provider, sub="f81d4fae-7dec")
+    page.wait_for_selector("[data-testid=signed-in-user]")
+    user = User.objects.get()
+    assert (user.username, user_role(user)) == ("bob@example.edu", "admin")  # a claim of one string counts too
+    assert events("sign_in")[0].details["subject"] == "f81d4fae-7dec"
 
 
 def test_oidc_pkce_challenge_matches_the_verifier_kept_in_the_session(client, oidc_provider):
