@@ -119,6 +119,21 @@ def test_saml_first_sign_in_creates_the_user_with_the_mapped_role_and_the_idp_ch
     assert User.objects.filter(username="jdoe@example.edu").count() == 1
 
 
+def test_each_sign_in_returns_to_the_page_that_asked_for_it(page, saml_idp, oidc_provider):
+    page.goto("/entries/?unplayed_years=3")
+    page.wait_for_url("**/login/?next=**")
+    page.get_by_test_id("saml_login").click()
+    page.fill("#idp-user", "jdoe")
+    page.click("text=Sign in at the IdP")
+    page.wait_for_url("**/entries/?unplayed_years=3")
+    sign_out(page)
+    page.goto("/health/")
+    page.get_by_test_id("oidc_login").click()
+    page.get_by_placeholder("sub").fill("alice")
+    page.get_by_role("button", name="Authorize").click()
+    page.wait_for_url("**/health/")
+
+
 def test_saml_attribute_mapping_is_configurable(page, make_saml_idp, settings):
     settings.SAML_ATTRIBUTE_USERNAME, settings.SAML_ATTRIBUTE_NAME = "mail", "cn"
     settings.SAML_ROLE_ATTRIBUTES = ["eduPersonEntitlement"]
