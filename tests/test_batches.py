@@ -35,7 +35,7 @@ def k_flavor(**fields) -> KFlavor:
     values = dict(
         id="0_original", entry_id="0_abcdefgh", flavor_params_id=0, is_original=True, status=2, size_kb=1000,
         size_in_bytes=1_024_000, tags="source", file_ext="mp4", width=1280, height=720, bitrate=900,
-        created_at=YEARS_AGO, updated_at=YEARS_AGO,
+        created_at=YEARS_AGO, updated_at=YEARS_AGO, version="3",
     )  # fmt: skip
     values.update(fields)
     return KFlavor(**values)
@@ -55,6 +55,8 @@ def state(**fields) -> LiveState:
 
 
 POLICY = Policy(now=NOW, placeholder_size=25_000)
+# A copy names the content it holds: the original flavor above, at its version.
+OF_ORIGINAL = {"flavor_id": "0_original", "flavor_version": "3"}
 
 
 class S3Object:
@@ -109,12 +111,14 @@ def test_an_object_already_in_s3_with_the_right_size_is_adopted_not_copied():
 
 def test_replace_needs_a_verified_copy_in_s3():
     assert plan_replace(state(), POLICY).skip_reason == "no archive copy recorded"
-    no_sha = state(copy=CopyRecord(size=1_024_000, sha256=""), s3=S3Object(1_024_000))
+    no_sha = state(copy=CopyRecord(size=1_024_000, sha256="", **OF_ORIGINAL), s3=S3Object(1_024_000))
     assert plan_replace(no_sha, POLICY).skip_reason.startswith("archive copy has no SHA-256")
-    missing = state(copy=CopyRecord(size=1_024_000, sha256="a" * 64), s3=None)
+    missing = state(copy=CopyRecord(size=1_024_000, sha256="a" * 64, **OF_ORIGINAL), s3=None)
     assert plan_replace(missing, POLICY).skip_reason == "the archive copy is missing from S3"
     ok = state(
-        copy=CopyRecord(size=1_024_000, sha256="a" * 64), s3=S3Object(1_024_000), entry=k_entry(tags="archived_to_s3")
+        copy=CopyRecord(size=1_024_000, sha256="a" * 64, **OF_ORIGINAL),
+        s3=S3Object(1_024_000),
+        entry=k_entry(tags="archived_to_s3"),
     )
     plan = plan_replace(ok, POLICY)
     assert plan.step_names == ["upload_placeholder", "replace_content", "wait_replacement", "thumbnail", "tag_replaced"]
@@ -129,7 +133,7 @@ def test_archive_and_replace_in_one_plan_and_already_done():
     replaced = state(
         entry=k_entry(tags="archived_to_s3, flavors_deleted"),
         flavors=[k_flavor(size_in_bytes=25_000)],
-        copy=CopyRecord(size=1_024_000, sha256="a" * 64, replaced=True),
+        copy=CopyRecord(size=1_024_000, sha256="a" * 64, **OF_ORIGINAL, replaced=True),
         s3=S3Object(1_024_000),
     )
     assert plan_for(Batch.Action.ARCHIVE_REPLACE, replaced, POLICY).skip_reason == "already replaced"
