@@ -150,8 +150,9 @@ HEALTH_LIMIT = 500
 @permission_required("archive_app.browse_entries", raise_exception=True)
 def health(request: HttpRequest) -> HttpResponse:
     """The archive's invariants checked on live Kaltura and S3 state, for a selection (default: archived)."""
-    from archive_app.health import entry_problems
+    from archive_app.health import UNVERSIONED_BUCKET, entry_problems
     from archive_app.kaltura import Kaltura
+    from archive_app.restores import known_placeholder_sizes
     from archive_app.storage import ArchiveStore
     from archive_app.workflow import read_live_states
 
@@ -162,16 +163,19 @@ def health(request: HttpRequest) -> HttpResponse:
     try:
         entries = selectors.entry_list(data=query)
         entry_ids = list(entries.values_list("id", flat=True)[:HEALTH_LIMIT])
-        states = read_live_states(entry_ids, Kaltura.from_settings(), ArchiveStore.from_settings())
+        store = ArchiveStore.from_settings()
+        states = read_live_states(entry_ids, Kaltura.from_settings(), store)
+        context["bucket_warning"] = "" if store.versioning_enabled() else UNVERSIONED_BUCKET
     except selectors.InvalidSelection:
         context["error"] = "The filter is not valid."
     except (KalturaError, StorageError, ImproperlyConfigured) as exc:
         context["error"] = f"Could not read the live state: {exc}"
     else:
         context["checked"] = len(entry_ids)
+        known = known_placeholder_sizes()
         context["rows"] = [
             {"entry_id": entry_id, "problems": problems}
             for entry_id in entry_ids
-            if (problems := entry_problems(states[entry_id]))
+            if (problems := entry_problems(states[entry_id], known_placeholder_sizes=known))
         ]
     return render(request, "archive_app/health.html", context, status=400 if context["error"] else 200)
