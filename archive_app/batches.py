@@ -7,6 +7,7 @@ steps that each read live state first, so a rerun after a crash at any line conv
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 import uuid
@@ -104,7 +105,11 @@ def _plan_entries(
     store = store or ArchiveStore.from_settings()
     states = read_live_states(entry_ids, kaltura, store)
     policy = Policy.from_settings(timezone.now())
-    return {entry_id: plan_for(action, states[entry_id], policy) for entry_id in entry_ids}
+    plans = {entry_id: plan_for(action, states[entry_id], policy) for entry_id in entry_ids}
+    return {
+        entry_id: dataclasses.replace(plan, identity=states[entry_id].identity()) if plan.skipped else plan
+        for entry_id, plan in plans.items()
+    }
 
 
 def _plan_fields(plan: Plan) -> dict:
@@ -129,7 +134,7 @@ def _preview_events(batch: Batch, plans: Iterable[Plan], user) -> list[dict]:
             "dry_run": True,
             "outcome": AuditEvent.Outcome.SKIPPED if plan.skipped else AuditEvent.Outcome.OK,
             "message": plan.summary()[:1000],
-            "details": {"steps": plan.step_names, "skip_reason": plan.skip_reason},
+            "details": {"steps": plan.step_names, "skip_reason": plan.skip_reason, **plan.identity},
         }
         for plan in plans
     ]

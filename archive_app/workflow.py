@@ -201,6 +201,8 @@ class Plan:
     skip_reason: str = ""
     bytes_to_copy: int = 0
     bytes_freed: int = 0
+    # Recorded versus live identity, for the audit event of a skip (set by whoever read the state).
+    identity: dict = field(default_factory=dict, compare=False)
 
     @property
     def skipped(self) -> bool:
