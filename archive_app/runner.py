@@ -316,8 +316,7 @@ def end(run: Run, status: str, message: str, *, outcome: str | None = None, acti
     operation = run.operation
     message = redact(message)[:4000]  # it may quote Kaltura, S3 or a download URL: no secrets in the page
     with transaction.atomic():
-        run.save(**{"status": status, operation.message_field: message, "finished_at": timezone.now(),
-                    **run.scratch.get("end_fields", {})})  # fmt: skip
+        run.save(**{"status": status, operation.message_field: message, "finished_at": timezone.now()})
         release_lock(operation, run.row)
     if action:
         run.audit(operation.audit_action(run.row, action), outcome=outcome, message=message, details=details)

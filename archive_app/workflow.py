@@ -306,6 +306,12 @@ def plan_archive(state: LiveState, policy: Policy) -> Plan:
     reason = _why_not(state, policy)
     if reason:
         return Plan(state.entry_id, "archive", skip_reason=reason)
+    if state.replacement_started:
+        # Our own replacement is under way or done (a rerun after a crash): what Kaltura holds, or is about to,
+        # is the placeholder we sent. Copying it as "new content" would put a placeholder in the archive.
+        if TAG_ARCHIVED in state.tags:
+            return Plan(state.entry_id, "archive", skip_reason="already archived")
+        return Plan(state.entry_id, "archive", (Step("tag_archived", f"add tag {TAG_ARCHIVED}"),))
     original = state.original
     steps: list[Step] = []
     copy_bytes = 0

@@ -464,3 +464,11 @@ def test_a_replacement_freeing_too_little_is_skipped():
     reason = plan_replace(archived(), policy).skip_reason
     assert reason == "replacing would free only 1.2 MiB, less than 10.0 MiB (ARCHIVE_MIN_BYTES_FREED)"
     assert plan_for(Batch.Action.ARCHIVE_REPLACE, state(), policy).step_names == ["copy", "verify", "tag_archived"]
+
+
+def test_a_rerun_after_our_own_replacement_never_archives_the_placeholder():
+    """Killed after Kaltura swapped our placeholder in, before the tag: the content is not "new content"."""
+    swapped = archived(flavors=[k_flavor(size_in_bytes=25_000, version="4")], replacement_started=True)
+    plan = plan_for(Batch.Action.ARCHIVE_REPLACE, swapped, POLICY)
+    assert plan.step_names == ["wait_replacement", "thumbnail", "tag_replaced"] and plan.bytes_to_copy == 0
+    assert plan_archive(swapped, POLICY).skip_reason == "already archived"

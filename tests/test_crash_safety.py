@@ -109,6 +109,8 @@ class World:
             "ARCHIVE_REPLACEMENT_WAIT_SECONDS": "20",
             # The simulator's scaled-down videos free far less than the default 10 MB.
             "ARCHIVE_MIN_BYTES_FREED": "0",
+            # Audio entries get the audio placeholder; here the same file, so one placeholder hash for all.
+            "PLACEHOLDER_AUDIO": str(ROOT / "assets" / "placeholder.mp4"),
         }
         for name in ("PYTEST_CURRENT_TEST", "PYTEST_XDIST_WORKER"):
             self.env.pop(name, None)
