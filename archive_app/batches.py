@@ -37,7 +37,15 @@ from archive_app.models import (
     MediaType,
 )
 from archive_app.storage import ArchiveStore, HashingReader, StorageError
-from archive_app.workflow import Plan, Policy, plan_for, read_live_states, replace_refusal, sizes_agree
+from archive_app.workflow import (
+    Plan,
+    Policy,
+    plan_for,
+    read_live_states,
+    replace_refusal,
+    sizes_agree,
+    with_progress,
+)
 
 log = logging.getLogger(__name__)
 
@@ -98,12 +106,15 @@ class PreviewTotals:
 
 
 def _plan_entries(
-    action: str, entry_ids: list[str], kaltura: Kaltura | None, store: ArchiveStore | None
+    action: str, entry_ids: list[str], kaltura: Kaltura | None, store: ArchiveStore | None, progress=None
 ) -> dict[str, Plan]:
-    """Each entry's plan from live Kaltura and S3 state, read in bulk (the dry run)."""
+    """Each entry's plan from live Kaltura and S3 state, read in bulk (the dry run); `progress`: what retried
+    items had asked of Kaltura, by entry id."""
     kaltura = kaltura or Kaltura.from_settings()
     store = store or ArchiveStore.from_settings()
     states = read_live_states(entry_ids, kaltura, store)
+    for entry_id, done in (progress or {}).items():
+        states[entry_id] = with_progress(states[entry_id], done)
     policy = Policy.from_settings(timezone.now())
     plans = {entry_id: plan_for(action, states[entry_id], policy) for entry_id in entry_ids}
     return {
@@ -143,7 +154,8 @@ def _preview_events(batch: Batch, plans: Iterable[Plan], user) -> list[dict]:
 def batch_preview(batch: Batch, *, user, kaltura: Kaltura | None = None, store: ArchiveStore | None = None) -> dict:
     """Compute every pending item's plan from live Kaltura and S3 state, store it, and audit it as a dry run."""
     items = list(batch.items.filter(status=BatchItem.Status.PENDING))
-    plans = _plan_entries(batch.action, [item.entry_id for item in items], kaltura, store)
+    progress = {item.entry_id: item.progress for item in items if item.progress}
+    plans = _plan_entries(batch.action, [item.entry_id for item in items], kaltura, store, progress)
     for item in items:
         for name, value in _plan_fields(plans[item.entry_id]).items():
             setattr(item, name, value)
@@ -262,9 +274,13 @@ def batch_retry_failed(batch: Batch, *, user, kaltura: Kaltura | None = None, st
     failed_ids = list(batch.items.filter(status__in=BatchItem.RETRYABLE).values_list("id", flat=True))
     if not failed_ids:
         return 0
-    BatchItem.objects.filter(id__in=failed_ids, status__in=BatchItem.RETRYABLE).update(
-        status=BatchItem.Status.PENDING, skip_reason="", progress={}, job_id=""
-    )
+    for item in BatchItem.objects.filter(id__in=failed_ids, status__in=BatchItem.RETRYABLE):
+        # What Kaltura was asked stays known: a replacement it finished after the item gave up is then
+        # recognised as ours (and finished), never taken for new content.
+        kept = {key: item.progress[key] for key in ("replace_requested", "replaced_from") if key in item.progress}
+        BatchItem.objects.filter(pk=item.pk, status__in=BatchItem.RETRYABLE).update(
+            status=BatchItem.Status.PENDING, skip_reason="", progress=kept, job_id=""
+        )
     batch_preview(batch, user=user, kaltura=kaltura, store=store)
     with transaction.atomic():
         audit.record("batch_retry", user=user, batch=batch, dry_run=False, details={"items": len(failed_ids)})

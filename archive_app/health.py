@@ -45,6 +45,8 @@ def entry_problems(state: LiveState, *, known_placeholder_sizes: frozenset[int] 
         s3_sha = getattr(state.s3, "sha256", None)
         if s3_sha and state.copy.sha256 and s3_sha.lower() != state.copy.sha256.lower():
             problems.append("the S3 object's SHA-256 differs from the recorded copy's")
+    if state.copy is not None and any(state.copy.size == size for size in known_placeholder_sizes):
+        problems.append("the recorded copy has a placeholder's size: check that it is not a copy of a placeholder")
     if replaced and (state.copy is None or not state.copy.sha256):
         problems.append(f"tagged {TAG_REPLACED} but no copy with a SHA-256 is recorded")
     if replaced and original is not None:
@@ -52,7 +54,11 @@ def entry_problems(state: LiveState, *, known_placeholder_sizes: frozenset[int] 
         if reason:
             problems.append(reason.split(". Nothing was changed")[0])
     if archived and not replaced and content_changed(state) and state.copy.flavor_version:
-        problems.append(f"content replaced in Kaltura after its copy ({content_changed(state)}): archive it again")
+        if any(sizes_agree(size, original) for size in known_placeholder_sizes):
+            problems.append(f"holds a placeholder without the tag {TAG_REPLACED} (a replacement finished after "
+                            "its job stopped): retry the batch item")  # fmt: skip
+        else:
+            problems.append(f"content replaced in Kaltura after its copy ({content_changed(state)}): archive it again")
     if original is not None and state.s3 is not None and state.copy is None:
         # No record of ours (the old tool's archive): only sizes can be compared.
         same_size = sizes_agree(state.s3.size, original)

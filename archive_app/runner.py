@@ -32,7 +32,7 @@ from archive_app.kaltura import Kaltura, KalturaError
 from archive_app.models import AuditEvent, Entry, EntryLock, FlavorStatus, split_tags
 from archive_app.redaction import redact
 from archive_app.storage import ArchiveStore, StorageError
-from archive_app.workflow import ContentId, LiveState, Step, read_live_state
+from archive_app.workflow import ContentId, LiveState, Step, read_live_state, with_progress
 
 log = logging.getLogger(__name__)
 
@@ -226,18 +226,9 @@ class Run:
                      details={**self.operation.audit_details(self.row), **(details or {})})  # fmt: skip
 
     def read_state(self) -> LiveState:
-        """Live Kaltura and S3; `replacement_started` only when our updateContent was sent AND Kaltura shows it
-        (pending, or the content it replaced is gone). If Kaltura shows neither, it never took: start over."""
-        state = read_live_state(self.entry_id, self.kaltura, self.store)
-        if self.progress.get("replace_requested") and state.entry is not None:
-            before = self.progress.get("replaced_from")
-            original = state.original
-            swapped = before is not None and not ContentId(**before).matches(original)
-            if state.entry.replacing_entry_id or swapped:
-                state = LiveState(state.entry_id, state.entry, state.flavors, state.s3, state.copy,
-                                  replacement_started=True)  # fmt: skip
-        self.state = state
-        return state
+        """Live Kaltura and S3, as this operation sees them (see workflow.with_progress)."""
+        self.state = with_progress(read_live_state(self.entry_id, self.kaltura, self.store), self.progress)
+        return self.state
 
 
 def execute(operation: Operation, pk: int, token: str, *, kaltura=None, store=None):

@@ -9,6 +9,7 @@ plan is the dry run, so the preview and the execution cannot drift apart.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -322,6 +323,12 @@ def plan_archive(state: LiveState, policy: Policy) -> Plan:
     )  # fmt: skip
     has_sha = isinstance(state.s3, ObjectSummary) or getattr(state.s3, "sha256", None)
     copy_step = f"stream the original ({_gib(original.size_bytes)}) to S3 {policy.storage_class}"
+    if changed and any(sizes_agree(size, original) for size in policy.known_placeholder_sizes):
+        # The "new content" is a placeholder (one of ours that Kaltura swapped in late, after its job gave up):
+        # archiving it would put a placeholder where the original's copy belongs.
+        return Plan(state.entry_id, "archive", skip_reason=f"Kaltura's original now has a placeholder's size "
+                                                           f"({original.size_bytes:,} bytes), not new content: "
+                                                           f"check the entry on the Health page")  # fmt: skip
     if copy_ok:
         pass
     elif changed:
@@ -441,6 +448,19 @@ def plan_for(action: str, state: LiveState, policy: Policy) -> Plan:
         bytes_to_copy=archive.bytes_to_copy,
         bytes_freed=replace.bytes_freed,
     )
+
+
+def with_progress(state: LiveState, progress: dict) -> LiveState:
+    """The state as this operation sees it: `replacement_started` only when our updateContent was sent (per
+    `progress`) AND Kaltura shows it, pending or done (the content it replaced is gone). If Kaltura shows
+    neither, it never took: the operation starts over."""
+    if not progress.get("replace_requested") or state.entry is None:
+        return state
+    before = progress.get("replaced_from")
+    swapped = before is not None and not ContentId(**before).matches(state.original)
+    if state.entry.replacing_entry_id or swapped:
+        return dataclasses.replace(state, replacement_started=True)
+    return state
 
 
 # --- reading live state ---------------------------------------------------------------

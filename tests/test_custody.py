@@ -358,6 +358,19 @@ def test_a_replacement_past_its_deadline_fails_and_a_waiting_item_can_be_cancell
     assert other.status == BatchItem.Status.CANCELLED and not EntryLock.objects.exists()
     assert batches.execute_item(other.id, other.job_id) is None
 
+    # Kaltura finishes both replacements late. The health check says what happened to the cancelled one; a
+    # retry of the failed one recognises the placeholder as its own and finishes, never archiving it.
+    sim.state.conversion_delay = 0
+    sim.state.complete_conversions()
+    assert any("holds a placeholder without the tag" in p for p in problems(second))
+    assert batches.batch_retry_failed(batch, user=librarian) == 1
+    run_jobs(rq_queue)
+    item = batch.items.get(entry_id=first)
+    assert item.status == BatchItem.Status.DONE, item.message
+    assert ArchiveCopy.objects.filter(entry_id=first).count() == 1
+    assert ArchiveCopy.objects.get(entry_id=first).placeholder_version
+    assert "flavors_deleted" in tags(sim, first) and problems(first) == []
+
 
 def test_retry_cannot_touch_a_running_item(world, rq_queue):
     sim, librarian, _ = world
