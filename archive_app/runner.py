@@ -278,8 +278,10 @@ def execute(operation: Operation, pk: int, token: str, *, kaltura=None, store=No
         return run.row
     except (KalturaError, StorageError, requests.RequestException, OSError) as exc:
         message = f"{type(exc).__name__}: {exc}"
-        if getattr(exc, "transient", False):
-            # RQ's retry takes it again with the same token; the claim and the entry's lock stay meanwhile.
+        transient = getattr(exc, "transient", False)
+        if transient and _rq_will_retry():
+            # RQ's retry takes it again with the same token; the claim and the entry's lock stay meanwhile, so
+            # nothing (a librarian's retry included) can start the entry under it.
             try:
                 run.save(**{operation.message_field: redact(f"{message} (will retry)")[:4000]})
             except Superseded:
@@ -287,12 +289,22 @@ def execute(operation: Operation, pk: int, token: str, *, kaltura=None, store=No
             run.audit("step_failed", outcome=AuditEvent.Outcome.FAILED, message=f"{message} (will retry)")
             raise
         _end_quietly(run, operation.failed_status, message, AuditEvent.Outcome.FAILED, "failed", None)
+        if transient:
+            raise  # RQ keeps the failed job, with its error, on its dashboard
         return run.row
     except Exception as exc:
         log.exception("%s %s of %s crashed", operation.lock_prefix, pk, row.entry_id)
         message = f"{type(exc).__name__}: {exc} (an error in the program: the traceback is in the worker's log)"
         _end_quietly(run, operation.errored_status, message, AuditEvent.Outcome.FAILED, "errored", None)
         return run.row
+
+
+def _rq_will_retry() -> bool:
+    """Whether the RQ job running this has retries left (none when run outside RQ)."""
+    from rq import get_current_job
+
+    job = get_current_job()
+    return bool(job is not None and job.retries_left)
 
 
 def _end_quietly(run: Run, status: str, message: str, outcome: str, action: str, details) -> None:
