@@ -69,12 +69,13 @@ def batch_list(request: HttpRequest) -> HttpResponse:
 def _progress(batch: Batch) -> dict:
     counts = dict(batch.items.values_list("status").annotate(n=Count("id")))
     sums = batch.items.aggregate(copied=Sum("bytes_copied"), freed=Sum("bytes_freed"))
-    done = sum(counts.get(s, 0) for s in ("done", "skipped", "failed", "cancelled"))
+    done = sum(counts.get(s, 0) for s in ("done", "skipped", "failed", "errored", "cancelled"))
     total = sum(counts.values())
     return {
         "counts": counts,
         "total": total,
         "finished": done,
+        "retryable": counts.get("failed", 0) + counts.get("errored", 0),
         "percent": round(100 * done / total) if total else 100,
         "bytes_copied": sums["copied"] or 0,
         "bytes_freed": batch.items.filter(status=BatchItem.Status.DONE).aggregate(s=Sum("bytes_freed"))["s"] or 0,
@@ -150,8 +151,9 @@ HEALTH_LIMIT = 500
 @permission_required("archive_app.browse_entries", raise_exception=True)
 def health(request: HttpRequest) -> HttpResponse:
     """The archive's invariants checked on live Kaltura and S3 state, for a selection (default: archived)."""
-    from archive_app.health import entry_problems
+    from archive_app.health import UNVERSIONED_BUCKET, entry_problems
     from archive_app.kaltura import Kaltura
+    from archive_app.restores import known_placeholder_sizes
     from archive_app.storage import ArchiveStore
     from archive_app.workflow import read_live_states
 
@@ -162,16 +164,19 @@ def health(request: HttpRequest) -> HttpResponse:
     try:
         entries = selectors.entry_list(data=query)
         entry_ids = list(entries.values_list("id", flat=True)[:HEALTH_LIMIT])
-        states = read_live_states(entry_ids, Kaltura.from_settings(), ArchiveStore.from_settings())
+        store = ArchiveStore.from_settings()
+        states = read_live_states(entry_ids, Kaltura.from_settings(), store)
+        context["bucket_warning"] = "" if store.versioning_enabled() else UNVERSIONED_BUCKET
     except selectors.InvalidSelection:
         context["error"] = "The filter is not valid."
     except (KalturaError, StorageError, ImproperlyConfigured) as exc:
         context["error"] = f"Could not read the live state: {exc}"
     else:
         context["checked"] = len(entry_ids)
+        known = known_placeholder_sizes()
         context["rows"] = [
             {"entry_id": entry_id, "problems": problems}
             for entry_id in entry_ids
-            if (problems := entry_problems(states[entry_id]))
+            if (problems := entry_problems(states[entry_id], known_placeholder_sizes=known))
         ]
     return render(request, "archive_app/health.html", context, status=400 if context["error"] else 200)

@@ -1,28 +1,28 @@
 """Batches: create from a selection, preview (the dry run), approve, enqueue, and execute one item.
 
-An item is claimed by a conditional update before any work, and a partial unique
-index lets only one item per entry be running or waiting at a time, so overlapping
-batches or duplicate jobs never work on one entry at once. Every step re-reads live
-state first, so a rerun after a crash at any line converges.
+An item runs through the runner (archive_app/runner.py): claimed with its token together with the entry's
+lock, so no other batch item or restore works on the entry meanwhile; every write fenced by the token; named
+steps that each read live state first, so a rerun after a crash at any line converges.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 import uuid
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import timedelta
 
 import requests
 from django.conf import settings
-from django.db import IntegrityError, transaction
-from django.db.models import Count, F, Q, Sum
+from django.db import transaction
+from django.db.models import Count, F, Sum
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from archive_app import audit, bulk
+from archive_app import audit, bulk, runner
 from archive_app.kaltura import Kaltura, KalturaError
 from archive_app.models import (
     TAG_ARCHIVED,
@@ -33,11 +33,19 @@ from archive_app.models import (
     Batch,
     BatchItem,
     Entry,
-    split_tags,
+    EntryLock,
+    MediaType,
 )
-from archive_app.redaction import redact
-from archive_app.storage import ArchiveStore, StorageError
-from archive_app.workflow import LiveState, Plan, Policy, plan_for, read_live_state, read_live_states, sizes_agree
+from archive_app.storage import ArchiveStore, HashingReader, StorageError
+from archive_app.workflow import (
+    Plan,
+    Policy,
+    plan_for,
+    read_live_states,
+    replace_refusal,
+    sizes_agree,
+    with_progress,
+)
 
 log = logging.getLogger(__name__)
 
@@ -98,14 +106,21 @@ class PreviewTotals:
 
 
 def _plan_entries(
-    action: str, entry_ids: list[str], kaltura: Kaltura | None, store: ArchiveStore | None
+    action: str, entry_ids: list[str], kaltura: Kaltura | None, store: ArchiveStore | None, progress=None
 ) -> dict[str, Plan]:
-    """Each entry's plan from live Kaltura and S3 state, read in bulk (the dry run)."""
+    """Each entry's plan from live Kaltura and S3 state, read in bulk (the dry run); `progress`: what retried
+    items had asked of Kaltura, by entry id."""
     kaltura = kaltura or Kaltura.from_settings()
     store = store or ArchiveStore.from_settings()
     states = read_live_states(entry_ids, kaltura, store)
+    for entry_id, done in (progress or {}).items():
+        states[entry_id] = with_progress(states[entry_id], done)
     policy = Policy.from_settings(timezone.now())
-    return {entry_id: plan_for(action, states[entry_id], policy) for entry_id in entry_ids}
+    plans = {entry_id: plan_for(action, states[entry_id], policy) for entry_id in entry_ids}
+    return {
+        entry_id: dataclasses.replace(plan, identity=states[entry_id].identity()) if plan.skipped else plan
+        for entry_id, plan in plans.items()
+    }
 
 
 def _plan_fields(plan: Plan) -> dict:
@@ -130,7 +145,7 @@ def _preview_events(batch: Batch, plans: Iterable[Plan], user) -> list[dict]:
             "dry_run": True,
             "outcome": AuditEvent.Outcome.SKIPPED if plan.skipped else AuditEvent.Outcome.OK,
             "message": plan.summary()[:1000],
-            "details": {"steps": plan.step_names, "skip_reason": plan.skip_reason},
+            "details": {"steps": plan.step_names, "skip_reason": plan.skip_reason, **plan.identity},
         }
         for plan in plans
     ]
@@ -139,7 +154,8 @@ def _preview_events(batch: Batch, plans: Iterable[Plan], user) -> list[dict]:
 def batch_preview(batch: Batch, *, user, kaltura: Kaltura | None = None, store: ArchiveStore | None = None) -> dict:
     """Compute every pending item's plan from live Kaltura and S3 state, store it, and audit it as a dry run."""
     items = list(batch.items.filter(status=BatchItem.Status.PENDING))
-    plans = _plan_entries(batch.action, [item.entry_id for item in items], kaltura, store)
+    progress = {item.entry_id: item.progress for item in items if item.progress}
+    plans = _plan_entries(batch.action, [item.entry_id for item in items], kaltura, store, progress)
     for item in items:
         for name, value in _plan_fields(plans[item.entry_id]).items():
             setattr(item, name, value)
@@ -225,11 +241,21 @@ def batch_enqueue(batch: Batch, items=None) -> int:
 
 
 def batch_cancel(batch: Batch, *, user) -> int:
-    """Cancel the items that have not started; running ones finish their current entry."""
+    """Cancel the items that have not started, and those waiting for Kaltura; running ones finish their entry.
+
+    A waiting item's job finds its claim gone when it comes back (Superseded) and stops; a replacement it had
+    already sent may still finish in Kaltura, behind the verified copy that was required before sending it.
+    """
     with transaction.atomic():
         cancelled = batch.items.filter(status__in=[BatchItem.Status.PENDING, BatchItem.Status.QUEUED]).update(
             status=BatchItem.Status.CANCELLED, finished_at=timezone.now(), message="cancelled"
         )
+        waiting = list(batch.items.filter(status=BatchItem.Status.WAITING).values_list("id", flat=True))
+        cancelled += BatchItem.objects.filter(id__in=waiting, status=BatchItem.Status.WAITING).update(
+            status=BatchItem.Status.CANCELLED, finished_at=timezone.now(), job_id="",
+            message="cancelled while waiting for Kaltura; a replacement already sent may still finish there",
+        )  # fmt: skip
+        EntryLock.objects.filter(holder__in=[runner.holder(ITEMS, pk) for pk in waiting]).delete()
         # APPROVED and not running: held for its owners' notice period.
         if batch.status in (Batch.Status.DRAFT, Batch.Status.APPROVED):
             Batch.objects.filter(pk=batch.pk).update(status=Batch.Status.CANCELLED)
@@ -239,12 +265,22 @@ def batch_cancel(batch: Batch, *, user) -> int:
 
 
 def batch_retry_failed(batch: Batch, *, user, kaltura: Kaltura | None = None, store: ArchiveStore | None = None) -> int:
-    """Queue the failed items again, after a fresh preview: their state has moved on since the first one."""
+    """Queue the failed (and errored) items again, after a fresh preview: their state has moved on since.
+
+    Only items that have ended are touched (a conditional update on their status): an item that a job or an
+    RQ retry is running is RUNNING or WAITING, never FAILED, so a retry can never reset it under the job.
+    """
     release_stale_items(batch)
-    failed_ids = list(batch.items.filter(status=BatchItem.Status.FAILED).values_list("id", flat=True))
+    failed_ids = list(batch.items.filter(status__in=BatchItem.RETRYABLE).values_list("id", flat=True))
     if not failed_ids:
         return 0
-    BatchItem.objects.filter(id__in=failed_ids).update(status=BatchItem.Status.PENDING, skip_reason="")
+    for item in BatchItem.objects.filter(id__in=failed_ids, status__in=BatchItem.RETRYABLE):
+        # What Kaltura was asked stays known: a replacement it finished after the item gave up is then
+        # recognised as ours (and finished), never taken for new content.
+        kept = {key: item.progress[key] for key in ("replace_requested", "replaced_from") if key in item.progress}
+        BatchItem.objects.filter(pk=item.pk, status__in=BatchItem.RETRYABLE).update(
+            status=BatchItem.Status.PENDING, skip_reason="", progress=kept, job_id=""
+        )
     batch_preview(batch, user=user, kaltura=kaltura, store=store)
     with transaction.atomic():
         audit.record("batch_retry", user=user, batch=batch, dry_run=False, details={"items": len(failed_ids)})
@@ -268,11 +304,13 @@ def release_stale_items(batch: Batch) -> int:
         or item.heartbeat_at < now - timedelta(seconds=job_timeout_seconds(item.bytes_to_copy) * 4 + 600)
     ]
     if stale:
-        BatchItem.objects.filter(id__in=stale, status__in=BatchItem.ACTIVE).update(
-            status=BatchItem.Status.FAILED,
-            message="the worker stopped without finishing (killed or crashed); retry to continue",
-            finished_at=now,
-        )
+        with transaction.atomic():
+            BatchItem.objects.filter(id__in=stale, status__in=BatchItem.ACTIVE).update(
+                status=BatchItem.Status.FAILED,
+                message="the worker stopped without finishing (killed or crashed); retry to continue",
+                finished_at=now,
+            )
+            EntryLock.objects.filter(holder__in=[runner.holder(ITEMS, pk) for pk in stale]).delete()
     return len(stale)
 
 
@@ -287,284 +325,293 @@ def refresh_batch_status(batch_id: int) -> None:
         )
 
 
-# --- executing one item -------------------------------------------------------------------
+# --- executing one item (through the runner) -------------------------------------------------
 
 
-class Wait(Exception):
-    """Kaltura is still converting: check back later rather than hold a worker."""
+class ItemOperation(runner.Operation):
+    """A batch item: archive and/or replace one entry, as its batch's action says."""
+
+    model = BatchItem
+    lock_prefix = "item"
+    message_field = "message"
+    done_status = BatchItem.Status.DONE
+    skipped_status = BatchItem.Status.SKIPPED
+    failed_status = BatchItem.Status.FAILED
+    errored_status = BatchItem.Status.ERRORED
+    waiting_status = BatchItem.Status.WAITING
+
+    def claimable(self):
+        return BatchItem.objects.filter(status__in=[BatchItem.Status.QUEUED, *BatchItem.ACTIVE]).exclude(
+            batch__status=Batch.Status.CANCELLED
+        )
+
+    def claim_changes(self, now) -> dict:
+        return {"status": BatchItem.Status.RUNNING, "heartbeat_at": now,
+                "started_at": Coalesce(F("started_at"), now), "attempts": F("attempts") + 1}  # fmt: skip
+
+    def load(self, pk: int) -> BatchItem:
+        return BatchItem.objects.select_related("batch", "batch__approved_by").get(pk=pk)
+
+    def user(self, row):
+        return row.batch.approved_by
+
+    def batch(self, row):
+        return row.batch
+
+    def audit_action(self, row, action: str) -> str:
+        return f"{row.batch.action}_{action}"
+
+    def plan(self, run: runner.Run) -> runner.Outcome:
+        item = run.row
+        plan = plan_for(item.batch.action, run.state, Policy.from_settings(timezone.now()))
+        if plan.skipped:
+            return runner.Outcome(skip_reason=plan.skip_reason)
+        approved = set(item.planned_steps)
+        if "copy" in approved:
+            # A crash after the upload but before recording it: the rerun adopts that object, which is less
+            # than was approved.
+            approved.add("adopt")
+        if item.planned_steps and not set(plan.step_names) <= approved:
+            raise runner.Refused(
+                f"the entry changed since the preview: planned {', '.join(item.planned_steps)}; "
+                f"now {', '.join(plan.step_names)}. Preview it again."
+            )
+        return runner.Outcome(steps=plan.steps, summary=plan.summary())
+
+    def reschedule(self, row, delay) -> None:
+        from archive_app.jobs import enqueue_item
+
+        enqueue_item(row, delay=delay)
+
+    def ended(self, run, status) -> None:
+        refresh_batch_status(run.row.batch_id)
 
 
-class Refused(Exception):
-    """The live state no longer allows what was approved."""
+ITEMS = ItemOperation()
 
 
 def claim_item(item_id: int, token: str) -> BatchItem | None:
-    """Take the item for this job (or its retry, which carries the same token); None if not ours."""
-    now = timezone.now()
-    claimable = Q(status__in=[BatchItem.Status.QUEUED, BatchItem.Status.FAILED, *BatchItem.ACTIVE])
-    try:
-        with transaction.atomic():
-            taken = (
-                BatchItem.objects.filter(claimable, id=item_id, job_id=token)
-                .exclude(batch__status=Batch.Status.CANCELLED)
-                .update(
-                    status=BatchItem.Status.RUNNING,
-                    heartbeat_at=now,
-                    started_at=Coalesce(F("started_at"), now),
-                    attempts=F("attempts") + 1,
-                )
-            )
-    except IntegrityError:
-        # Another batch's item for this entry is running or waiting.
-        BatchItem.objects.filter(id=item_id, job_id=token).update(
-            status=BatchItem.Status.FAILED,
-            message="another batch is working on this entry; retry when it has finished",
-            finished_at=now,
-        )
-        return None
-    if taken != 1:
-        return None
-    return BatchItem.objects.select_related("batch", "batch__approved_by").get(id=item_id)
-
-
-@dataclass
-class Context:
-    item: BatchItem
-    kaltura: Kaltura
-    store: ArchiveStore
-    state: LiveState
-    user: object
-    uploaded: object = None
-
-    @property
-    def entry_id(self) -> str:
-        return self.item.entry_id
-
-    def save_progress(self, **progress) -> None:
-        self.item.progress = {**self.item.progress, **progress}
-        self.item.heartbeat_at = timezone.now()
-        self.item.save(update_fields=["progress", "heartbeat_at"])
+    """Take the item for this job (or its retry, same token) and the entry's lock; None if not ours. An entry
+    another operation holds fails the item with a reason."""
+    item, held_by = runner.claim(ITEMS, item_id, token)
+    if held_by:
+        runner.refuse_claim(ITEMS, item_id, token, held_by)
+    return item
 
 
 def execute_item(item_id: int, token: str, *, kaltura: Kaltura | None = None, store: ArchiveStore | None = None):
     """Run one item's plan against live state. Returns the item, or None if it was not ours to run."""
-    item = claim_item(item_id, token)
-    if item is None:
-        return None
-    user = item.batch.approved_by
-    try:
-        kaltura = kaltura or Kaltura.from_settings()
-        store = store or ArchiveStore.from_settings()
-        state = read_live_state(
-            item.entry_id, kaltura, store, replacement_started=bool(item.progress.get("replace_requested"))
-        )
-        plan = plan_for(item.batch.action, state, Policy.from_settings(timezone.now()))
-        if plan.skipped:
-            _finish(item, BatchItem.Status.SKIPPED, plan.skip_reason, user=user, action="skip")
-            return item
-        approved = set(item.planned_steps)
-        if "copy" in approved:
-            # A crash after the upload but before recording it: the rerun adopts that object
-            # (and copies again if it has no SHA-256), which is less than was approved.
-            approved.add("adopt")
-        if item.planned_steps and not set(plan.step_names) <= approved:
-            raise Refused(
-                f"the entry changed since the preview: planned {', '.join(item.planned_steps)}; "
-                f"now {', '.join(plan.step_names)}. Preview it again."
-            )
-        context = Context(item=item, kaltura=kaltura, store=store, state=state, user=user)
-        for step in plan.steps:
-            details = STEPS[step.name](context) or {}
-            audit.record(step.name, user=user, entry_id=item.entry_id, batch=item.batch, dry_run=False, details=details)
-            context.save_progress(**{f"done_{step.name}": True})
-        _finish(item, BatchItem.Status.DONE, plan.summary(), user=user, action=None)
-        return item
-    except Wait as waiting:
-        item.status, item.message, item.heartbeat_at = BatchItem.Status.WAITING, str(waiting), timezone.now()
-        item.save(update_fields=["status", "message", "heartbeat_at"])
-        from archive_app.jobs import enqueue_item
-
-        enqueue_item(item, delay=timedelta(seconds=30))
-        return item
-    except Refused as refused:
-        _finish(item, BatchItem.Status.FAILED, str(refused), user=user, action="refused")
-        return item
-    except (KalturaError, StorageError, requests.RequestException, OSError) as exc:
-        _finish(item, BatchItem.Status.FAILED, f"{type(exc).__name__}: {exc}", user=user, action="failed")
-        if getattr(exc, "transient", False):
-            raise  # let RQ's retry take it again; the claim token lets the retry in
-        return item
-
-
-def _finish(item: BatchItem, status: str, message: str, *, user, action: str | None) -> None:
-    # The message may quote an error from Kaltura, S3 or a download URL: no secrets in the page.
-    item.status, item.message, item.finished_at = status, redact(message)[:4000], timezone.now()
-    item.save(update_fields=["status", "message", "finished_at", "bytes_copied", "bytes_freed"])
-    if action:
-        outcome = {
-            "skip": AuditEvent.Outcome.SKIPPED,
-            "refused": AuditEvent.Outcome.REFUSED,
-            "failed": AuditEvent.Outcome.FAILED,
-        }[action]
-        audit.record(
-            f"{item.batch.action}_{action}",
-            user=user,
-            entry_id=item.entry_id,
-            batch=item.batch,
-            dry_run=False,
-            outcome=outcome,
-            message=message,
-        )
-    refresh_batch_status(item.batch_id)
+    return runner.execute(ITEMS, item_id, token, kaltura=kaltura, store=store)
 
 
 # --- the steps --------------------------------------------------------------------------
 
 
-def _stream_original_to_s3(context: Context, *, overwrite: bool) -> dict:
-    original = context.state.original
-    url = context.kaltura.flavor_download_url(original.id)
+def _target_key(run: runner.Run) -> str:
+    """The entry id's key for an entry's first copy; once taken (by any copy), a key named by the content."""
+    original = run.state.original
+    if run.store.head(run.entry_id) is None:
+        return run.store.key_for(run.entry_id)
+    return run.store.key_for_content(run.entry_id, original.id, original.version)
+
+
+def _stream_original_to_s3(run: runner.Run) -> dict:
+    """Download Kaltura's original and stream it to a new S3 object (never over an existing one)."""
+    original = run.state.original
+    key = _target_key(run)
+    url = run.kaltura.flavor_download_url(original.id)
     # urllib3 raises on a body shorter than its Content-Length, so a truncated download fails the upload.
-    with requests.get(url, stream=True, timeout=(10, 300)) as response:
-        response.raise_for_status()
-        archived = context.store.upload_stream(
-            context.entry_id,
-            response.raw,
-            flavor_id=original.id,
-            expected_size=original.size_in_bytes or None,
-            overwrite=overwrite,
-        )
-    if not sizes_agree(archived.size, original):
-        context.store.delete(context.entry_id, archived.version_id)
-        raise StorageError(
-            f"{context.entry_id}: streamed {archived.size} bytes but Kaltura says {original.size_bytes}; copy removed",
-            "SizeMismatch",
-        )
-    context.uploaded = archived
-    context.item.bytes_copied = archived.size
-    context.item.save(update_fields=["bytes_copied"])
-    return {"s3_key": archived.key, "bytes": archived.size, "sha256": archived.sha256, "class": archived.storage_class}
+    try:
+        with requests.get(url, stream=True, timeout=(10, 300)) as response:
+            response.raise_for_status()
+            archived = run.store.upload_stream(
+                run.entry_id,
+                response.raw,
+                key=key,
+                flavor_id=original.id,
+                flavor_version=original.version,
+                expected_size=original.size_in_bytes or None,
+                size_ok=lambda size: sizes_agree(size, original),
+            )
+    except StorageError as exc:
+        if exc.code != "PreconditionFailed":
+            raise
+        # The key is taken: our own upload of this content before a crash, or something else (left untouched).
+        return _adopt_object(run, key) or _refuse_taken_key(run, key)
+    run.scratch["uploaded"] = archived
+    run.save(bytes_copied=archived.size)
+    return {"s3_key": archived.key, "version_id": archived.version_id, "bytes": archived.size,
+            "sha256": archived.sha256, "class": archived.storage_class, "flavor_version": original.version}  # fmt: skip
 
 
-def step_copy(context: Context) -> dict:
-    return _stream_original_to_s3(context, overwrite=context.state.s3 is not None)
+def _refuse_taken_key(run: runner.Run, key: str):
+    raise runner.Refused(f"s3://{run.store.bucket}/{key} already holds an object that is not this content; "
+                         "it was left untouched", run.state.identity())  # fmt: skip
 
 
-def step_adopt(context: Context) -> dict:
-    """Record an object already in S3, if it carries our SHA-256; otherwise copy again."""
-    s3 = context.store.head(context.entry_id)
-    if s3 is None or not s3.sha256 or not sizes_agree(s3.size, context.state.original):
-        details = _stream_original_to_s3(context, overwrite=s3 is not None)
-        return {**details, **step_verify(context)}
-    _record_copy(context, size=s3.size, sha256=s3.sha256, crc32=s3.crc32 or "", version_id=s3.version_id,
-                 storage_class=s3.storage_class, adopted=True)  # fmt: skip
-    return {"adopted": True, "s3_key": s3.key, "bytes": s3.size, "sha256": s3.sha256}
+def _adopt_object(run: runner.Run, key: str) -> dict | None:
+    """Record the object at `key` if it carries our SHA-256 of exactly the live original's content; else None."""
+    original = run.state.original
+    s3 = run.store.head(run.entry_id, key=key)
+    if (
+        s3 is None
+        or not s3.sha256
+        or not sizes_agree(s3.size, original)
+        or (s3.metadata.get("flavor-id"), s3.metadata.get("flavor-version")) != (original.id, original.version)
+    ):
+        return None
+    _record_copy(run, key=key, size=s3.size, sha256=s3.sha256, crc32=s3.crc32 or "", version_id=s3.version_id,
+                 storage_class=s3.storage_class, adopted=True, source=ArchiveCopy.HashSource.S3_TAG)  # fmt: skip
+    run.scratch["adopted"] = True
+    return {"adopted": True, "s3_key": key, "bytes": s3.size, "sha256": s3.sha256}
 
 
-def step_verify(context: Context) -> dict:
-    archived = context.uploaded
-    context.store.verify(context.entry_id, size=archived.size, sha256=archived.sha256, crc32=archived.crc32)
-    _record_copy(
-        context,
-        size=archived.size,
-        sha256=archived.sha256,
-        crc32=archived.crc32,
-        version_id=archived.version_id,
-        storage_class=archived.storage_class,
-        adopted=False,
-    )
+def step_copy(run: runner.Run) -> dict:
+    return _stream_original_to_s3(run)
+
+
+def step_adopt(run: runner.Run) -> dict:
+    """Record the object at the entry id, if it carries our SHA-256 of this content; otherwise copy anew."""
+    adopted = _adopt_object(run, run.store.key_for(run.entry_id))
+    if adopted:
+        return adopted
+    details = _stream_original_to_s3(run)
+    return {**details, **step_verify(run)}
+
+
+def step_verify(run: runner.Run) -> dict:
+    if run.scratch.get("adopted"):
+        return {"verified": "adopted"}
+    archived = run.scratch["uploaded"]
+    run.store.verify(run.entry_id, key=archived.key, version_id=archived.version_id, size=archived.size,
+                     sha256=archived.sha256, crc32=archived.crc32)  # fmt: skip
+    _record_copy(run, key=archived.key, size=archived.size, sha256=archived.sha256, crc32=archived.crc32,
+                 version_id=archived.version_id, storage_class=archived.storage_class, adopted=False,
+                 source=ArchiveCopy.HashSource.STREAM)  # fmt: skip
     return {"verified": True, "bytes": archived.size, "sha256": archived.sha256}
 
 
-def _record_copy(context: Context, *, size, sha256, crc32, version_id, storage_class, adopted) -> None:
-    ArchiveCopy.objects.update_or_create(
-        entry_id=context.entry_id,
+def _record_copy(run: runner.Run, *, key, size, sha256, crc32, version_id, storage_class, adopted, source,
+                 flavor_id=None, flavor_version=None, replaced=False) -> ArchiveCopy:  # fmt: skip
+    """One record per S3 object (bucket, key, version): a rerun finds the one it made."""
+    original = run.state.original
+    copy, _ = ArchiveCopy.objects.update_or_create(
+        bucket=run.store.bucket,
+        key=key,
+        version_id=version_id or "",
         defaults={
-            "flavor_id": context.state.original.id,
-            "bucket": context.store.bucket,
-            "key": context.store.key_for(context.entry_id),
-            "version_id": version_id or "",
+            "entry_id": run.entry_id,
+            "flavor_id": original.id if flavor_id is None else flavor_id,
+            "flavor_version": original.version if flavor_version is None else flavor_version,
             "storage_class": storage_class,
             "size_bytes": size,
             "sha256": sha256,
+            "sha256_source": source,
             "crc32": crc32 or "",
             "adopted": adopted,
             "verified_at": timezone.now(),
-            "replaced_at": None,
+            "replaced_at": timezone.now() if replaced else None,
             "bytes_freed": 0,
         },
     )
-
-
-def _add_tags(context: Context, *tags: str) -> dict:
-    # Read the tags again right before writing: someone may have edited them meanwhile.
-    current = split_tags(context.kaltura.get_entry(context.entry_id).tags)
-    wanted = current + [t for t in tags if t not in {c.lower() for c in current}]
-    entry = context.kaltura.set_tags(context.entry_id, wanted)
-    mirror = Entry.objects.filter(id=context.entry_id).first()
-    if mirror is not None:
-        mirror.set_tags(entry.tags)
-        mirror.save(update_fields=["tags", "tags_search", "archive_state"])
-    return {"tags_before": ", ".join(current), "tags_after": entry.tags}
-
-
-def step_tag_archived(context: Context) -> dict:
-    return _add_tags(context, TAG_ARCHIVED)
-
-
-def _require_verified_copy(context: Context) -> ArchiveCopy:
-    """Rule: no content is replaced unless its verified copy is recorded and S3 still holds it."""
-    copy = ArchiveCopy.objects.filter(entry_id=context.entry_id).first()
-    if copy is None or not copy.sha256:
-        raise Refused("no verified archive copy with a SHA-256 is recorded")
-    context.store.verify(context.entry_id, size=copy.size_bytes, sha256=copy.sha256, crc32=copy.crc32 or None)
     return copy
 
 
-def step_upload_placeholder(context: Context) -> dict:
-    _require_verified_copy(context)
-    path = settings.PLACEHOLDER_VIDEO
-    with open(path, "rb") as placeholder:
-        token = context.kaltura.upload(placeholder, file_name=path.name, size=path.stat().st_size)
-    context.save_progress(placeholder_token=token)
-    return {"upload_token": token, "bytes": path.stat().st_size}
+def step_tag_archived(run: runner.Run) -> dict:
+    return runner.write_tags(run, add=(TAG_ARCHIVED,))
 
 
-def step_replace_content(context: Context) -> dict:
-    _require_verified_copy(context)
-    # Marked before the call: if the answer is lost, a rerun knows the replacement may be ours.
-    context.save_progress(replace_requested=True)
+# An old-tool archive behind a placeholder: its hash is computed from S3 itself (Kaltura holds the placeholder).
+
+
+def step_s3_restore(run: runner.Run) -> dict:
+    s3 = run.state.s3
+    answer = run.store.request_restore(run.entry_id, key=s3.key, version_id=s3.version_id, tier="Bulk",
+                                       days=settings.ARCHIVE_RESTORE_DAYS)  # fmt: skip
+    return {"answer": answer, "tier": "Bulk", "class": s3.storage_class}
+
+
+def step_s3_wait(run: runner.Run) -> dict:
+    s3 = run.store.head(run.entry_id, key=run.state.s3.key, version_id=run.state.s3.version_id)
+    if s3 is None:
+        raise runner.Refused("the S3 object disappeared while S3 was restoring it")
+    if not s3.readable:
+        runner.wait_or_give_up(run, "S3 is making a readable copy", what="s3 restore", hours=72,
+                               delay=timedelta(minutes=15))  # fmt: skip
+    return {"restored_until": s3.restored_until.isoformat() if s3.restored_until else None}
+
+
+def step_adopt_hash(run: runner.Run) -> dict:
+    s3 = run.state.s3
+    body, length = run.store.open_stream(run.entry_id, key=s3.key, version_id=s3.version_id)
+    reader = HashingReader(body)
     try:
-        context.kaltura.replace_content(context.entry_id, context.item.progress["placeholder_token"])
-    except KalturaError as exc:
-        if exc.code != "ENTRY_REPLACEMENT_ALREADY_EXISTS":
-            raise
-    return {"replacement": "started"}
+        while reader.read(8 * 1024 * 1024):
+            pass
+    finally:
+        reader.close()
+    if reader.bytes_read != length:
+        raise runner.Refused(f"S3 served {reader.bytes_read} bytes of {length}")
+    if s3.sha256 and s3.sha256.lower() != reader.sha256:
+        raise runner.Refused(f"the S3 object's SHA-256 is {reader.sha256}, its tag says {s3.sha256}")
+    _record_copy(run, key=s3.key, size=length, sha256=reader.sha256, crc32=s3.crc32 or "", version_id=s3.version_id,
+                 storage_class=s3.storage_class, adopted=True, source=ArchiveCopy.HashSource.S3_READ,
+                 flavor_id=s3.metadata.get("flavor-id", ""), flavor_version="", replaced=True)  # fmt: skip
+    Entry.objects.filter(id=run.entry_id).update(archive_state=ArchiveState.PLACEHOLDER)
+    return {"adopted": "hash computed from S3", "s3_key": s3.key, "bytes": length, "sha256": reader.sha256}
 
 
-def step_wait_replacement(context: Context) -> dict:
-    copy = ArchiveCopy.objects.get(entry_id=context.entry_id)
-    deadline = time.monotonic() + settings.ARCHIVE_REPLACEMENT_WAIT_SECONDS
-    while True:
-        entry = context.kaltura.get_entry(context.entry_id)
-        original = next((f for f in context.kaltura.flavors(context.entry_id) if f.is_original), None)
-        if (
-            not entry.replacing_entry_id
-            and original is not None
-            and original.status == 2
-            and original.size_bytes != copy.size_bytes
-        ):
-            return {"original_flavor": original.id, "placeholder_bytes": original.size_bytes}
-        if time.monotonic() > deadline:
-            raise Wait("Kaltura is still converting the placeholder")
-        time.sleep(2)
+# Replacing the content with the placeholder.
 
 
-def step_thumbnail(context: Context) -> dict:
+def _placeholder_path(run: runner.Run):
+    audio = run.state.entry.media_type == MediaType.AUDIO
+    return settings.PLACEHOLDER_AUDIO if audio else settings.PLACEHOLDER_VIDEO
+
+
+def _require_verified_copy(run: runner.Run) -> ArchiveCopy:
+    """Rule: no content is replaced unless S3 still holds its recorded copy: that exact key and version, with
+    the recorded size and SHA-256."""
+    copy = ArchiveCopy.objects.filter(entry_id=run.entry_id).first()
+    if copy is None or not copy.sha256:
+        raise runner.Refused("no verified archive copy with a SHA-256 is recorded")
+    try:
+        run.store.verify(run.entry_id, key=copy.key, version_id=copy.version_id or None, size=copy.size_bytes,
+                         sha256=copy.sha256, crc32=copy.crc32 or None)  # fmt: skip
+    except StorageError as exc:
+        raise runner.Refused(f"the recorded copy in S3 no longer checks out: {exc}", run.state.identity()) from exc
+    return copy
+
+
+def step_upload_placeholder(run: runner.Run) -> dict:
+    _require_verified_copy(run)
+    path = _placeholder_path(run)
+    with open(path, "rb") as placeholder:
+        token = run.kaltura.upload(placeholder, file_name=path.name, size=path.stat().st_size)
+    run.save_progress(placeholder_token=token)
+    return {"upload_token": token, "bytes": path.stat().st_size, "placeholder": path.name}
+
+
+def step_replace_content(run: runner.Run) -> dict:
+    _require_verified_copy(run)
+    policy = Policy.from_settings(timezone.now())
+    return runner.send_replacement(run, run.progress["placeholder_token"],
+                                   still_allowed=lambda state: replace_refusal(state, policy))  # fmt: skip
+
+
+def step_wait_replacement(run: runner.Run) -> dict:
+    size = _placeholder_path(run).stat().st_size
+    placeholder = runner.wait_for_swap(run, expected_size=lambda flavor: sizes_agree(size, flavor),
+                                       what="replacement")  # fmt: skip
+    run.save_progress(placeholder=asdict(placeholder))
+    return {"placeholder": placeholder.as_dict()}
+
+
+def step_thumbnail(run: runner.Run) -> dict:
     # Right after a replacement Kaltura may not be ready to cut a thumbnail: try a few times.
     for attempt in range(3):
         try:
-            context.kaltura.update_thumbnail(context.entry_id, 1)
+            run.kaltura.update_thumbnail(run.entry_id, 1)
             return {"thumbnail": "updated"}
         except KalturaError as exc:
             if attempt == 2:
@@ -573,22 +620,34 @@ def step_thumbnail(context: Context) -> dict:
     return {}
 
 
-def step_tag_replaced(context: Context) -> dict:
-    details = _add_tags(context, TAG_ARCHIVED, TAG_REPLACED)
-    freed = context.item.bytes_freed
-    ArchiveCopy.objects.filter(entry_id=context.entry_id).update(replaced_at=timezone.now(), bytes_freed=freed)
-    Entry.objects.filter(id=context.entry_id).update(archive_state=ArchiveState.PLACEHOLDER)
-    return {**details, "bytes_freed": freed}
+def step_tag_replaced(run: runner.Run) -> dict:
+    details = runner.write_tags(run, add=(TAG_ARCHIVED, TAG_REPLACED))
+    freed = run.row.bytes_freed
+    placeholder = run.progress.get("placeholder") or {}
+    copy = ArchiveCopy.objects.filter(entry_id=run.entry_id).first()
+    ArchiveCopy.objects.filter(pk=copy.pk).update(
+        replaced_at=timezone.now(),
+        bytes_freed=freed,
+        placeholder_flavor_id=placeholder.get("flavor_id", ""),
+        placeholder_version=placeholder.get("version", ""),
+        placeholder_size=placeholder.get("size"),
+    )
+    Entry.objects.filter(id=run.entry_id).update(archive_state=ArchiveState.PLACEHOLDER)
+    return {**details, "bytes_freed": freed, "placeholder": placeholder}
 
 
-STEPS = {
+ITEMS.steps = {
     "copy": step_copy,
     "adopt": step_adopt,
     "verify": step_verify,
     "tag_archived": step_tag_archived,
+    "s3_restore": step_s3_restore,
+    "s3_wait": step_s3_wait,
+    "adopt_hash": step_adopt_hash,
     "upload_placeholder": step_upload_placeholder,
     "replace_content": step_replace_content,
     "wait_replacement": step_wait_replacement,
     "thumbnail": step_thumbnail,
     "tag_replaced": step_tag_replaced,
 }
+STEPS = ITEMS.steps

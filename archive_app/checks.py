@@ -7,7 +7,8 @@ these checks (run by `check --deploy`) warn about what is missing for talking to
 from __future__ import annotations
 
 from django.conf import settings
-from django.core.checks import Warning, register
+from django.core.checks import Info, Warning, register
+from django.core.exceptions import ImproperlyConfigured
 
 
 @register("archive", deploy=True)
@@ -22,6 +23,24 @@ def check_service_settings(app_configs, **kwargs):
                     id=f"archive.W00{len(warnings) + 1}",
                 )
             )
+    if settings.AWS_BUCKET:
+        from archive_app.storage import ArchiveStore, StorageError
+
+        try:
+            versioned = ArchiveStore.from_settings().versioning_enabled()
+        except (StorageError, ImproperlyConfigured) as exc:
+            # check --deploy is not a connectivity test: said, not warned.
+            warnings.append(Info(f"Could not read the archive bucket's versioning: {exc}", id="archive.I006"))
+        else:
+            if not versioned:
+                warnings.append(
+                    Warning(
+                        f"The archive bucket {settings.AWS_BUCKET} has no versioning: an object written over from "
+                        "outside the app would be lost.",
+                        hint="aws s3api put-bucket-versioning --versioning-configuration Status=Enabled",
+                        id="archive.W005",
+                    )
+                )
     if not settings.PLACEHOLDER_VIDEO.is_file():
         warnings.append(
             Warning(
@@ -31,7 +50,7 @@ def check_service_settings(app_configs, **kwargs):
         )
     for name in ("PLACEHOLDER_AUDIO", "PLACEHOLDER_CAPTIONS"):
         if not getattr(settings, name).is_file():
-            warnings.append(Warning(f"{name} {getattr(settings, name)} is not a file.", id="archive.W005"))
+            warnings.append(Warning(f"{name} {getattr(settings, name)} is not a file.", id="archive.W006"))
     return warnings
 
 

@@ -57,7 +57,8 @@ ENTRY_RESPONSE_FIELDS = (
     "status,mediaType,duration,sourceType,parentEntryId,capabilities,replacingEntryId,replacementStatus,thumbnailUrl"
 )
 FLAVOR_RESPONSE_FIELDS = (
-    "id,entryId,flavorParamsId,isOriginal,status,size,sizeInBytes,tags,fileExt,width,height,bitrate,createdAt,updatedAt"
+    "id,entryId,flavorParamsId,isOriginal,status,size,sizeInBytes,tags,fileExt,width,height,bitrate,createdAt,updatedAt,"
+    "version"
 )
 ENTRY_FIELD_NAMES = tuple(ENTRY_RESPONSE_FIELDS.split(","))
 FLAVOR_FIELD_NAMES = tuple(FLAVOR_RESPONSE_FIELDS.split(","))
@@ -244,6 +245,8 @@ class KFlavor:
     bitrate: int
     created_at: datetime | None
     updated_at: datetime | None
+    # The identity of the flavor's content: it moves on whenever the content is replaced (DOMAIN.md §7).
+    version: str = ""
 
     @property
     def size_bytes(self) -> int:
@@ -277,6 +280,7 @@ class KFlavor:
             bitrate=_int_text(get("bitrate")),
             created_at=_time_text(get("createdAt")),
             updated_at=_time_text(get("updatedAt")),
+            version=get("version") or "",
         )
 
 

@@ -81,7 +81,16 @@ def _run(name: str, check, *args) -> dict:
         return {"ok": False}
 
 
+def _check_bucket() -> dict:
+    """The archive bucket answers; whether it keeps versions is reported, not failed (an S3 round trip, so only
+    when asked: `?checks=bucket`)."""
+    from archive_app.storage import ArchiveStore
+
+    return {"ok": True, "versioning": ArchiveStore.from_settings().versioning_enabled()}
+
+
 CHECKS = ["database", "redis", "workers", "scheduler"]
+OPTIONAL_CHECKS = ["bucket"]
 
 
 @login_not_required
@@ -91,9 +100,11 @@ def healthz(request: HttpRequest) -> JsonResponse:
     """All checks, or those named in `?checks=database,redis`: a load balancer asks a web machine only
     what that machine needs, so a dead worker alerts the monitor without taking the site down."""
     wanted = [name for name in request.GET.get("checks", ",".join(CHECKS)).split(",") if name]
-    if not wanted or set(wanted) - set(CHECKS):
-        return JsonResponse({"error": f"checks: choose from {', '.join(CHECKS)}"}, status=400)
+    if not wanted or set(wanted) - set(CHECKS + OPTIONAL_CHECKS):
+        return JsonResponse({"error": f"checks: choose from {', '.join(CHECKS + OPTIONAL_CHECKS)}"}, status=400)
     checks = {}
+    if "bucket" in wanted:
+        checks["bucket"] = _run("bucket", _check_bucket)
     if "database" in wanted:
         checks["database"] = _run("database", _check_database)
     conn = _redis()

@@ -312,10 +312,23 @@ class AuditEvent(models.Model):
 
 
 class ArchiveCopy(models.Model):
-    """The verified copy of an entry's original in S3: what makes replacing it safe."""
+    """One verified copy in S3 of one exact content of an entry's original: what makes replacing it safe.
 
-    entry = models.OneToOneField(Entry, on_delete=models.PROTECT, related_name="archive_copy")
+    The content is named by Kaltura's flavor id, its `version` and its byte count; the copy by bucket, key and
+    VersionId. An owner who replaces the media makes new content: its copy is a second record (and a second S3
+    object), the first one stays. Once the placeholder is in, the placeholder's own identity is recorded too,
+    so a restore writes only over that placeholder.
+    """
+
+    class HashSource(models.TextChoices):
+        STREAM = "stream", "computed while copying"
+        S3_TAG = "s3_tag", "our tag on an object found in S3"
+        S3_READ = "s3_read", "adopted: hash computed from S3"
+        NONE = "none", "no hash (the old tool's copy)"
+
+    entry = models.ForeignKey(Entry, on_delete=models.PROTECT, related_name="archive_copies")
     flavor_id = models.CharField(max_length=32, help_text="the original flavor that was copied")
+    flavor_version = models.CharField(max_length=32, blank=True, help_text="its Kaltura version when copied")
     bucket = models.CharField(max_length=255)
     key = models.CharField(max_length=1024)
     version_id = models.CharField(max_length=1024, blank=True)
@@ -323,17 +336,41 @@ class ArchiveCopy(models.Model):
     size_bytes = models.BigIntegerField()
     # Computed on the stream while copying; empty for a copy adopted without one (the old tool's).
     sha256 = models.CharField(max_length=64, blank=True)
+    sha256_source = models.CharField(max_length=10, choices=HashSource.choices, default=HashSource.STREAM)
     crc32 = models.CharField(max_length=16, blank=True, help_text="S3's full-object CRC32 (base64)")
     adopted = models.BooleanField(default=False, help_text="found in S3 rather than copied by us")
     verified_at = models.DateTimeField()
     replaced_at = models.DateTimeField(null=True, blank=True, help_text="when the placeholder went in")
     bytes_freed = models.BigIntegerField(default=0)
+    # The placeholder as Kaltura holds it once swapped in: the only content a restore may write over.
+    placeholder_flavor_id = models.CharField(max_length=32, blank=True)
+    placeholder_version = models.CharField(max_length=32, blank=True)
+    placeholder_size = models.BigIntegerField(null=True, blank=True)
 
     class Meta:
         verbose_name_plural = "archive copies"
+        # Newest first: `.first()` is the copy of the entry's latest content.
+        ordering = ["-verified_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["bucket", "key", "version_id"], name="one_record_per_s3_object"),
+        ]
 
     def __str__(self) -> str:
         return f"s3://{self.bucket}/{self.key}"
+
+
+class EntryLock(models.Model):
+    """The one operation (a batch item or a restore) allowed on an entry, from its claim until it ends.
+
+    The unique entry_id is the rule, enforced by the database: a second operation's claim fails on it.
+    """
+
+    entry_id = models.CharField(max_length=32, unique=True)
+    holder = models.CharField(max_length=40, help_text='"item:<id>" or "restore:<id>"')
+    acquired_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"{self.entry_id} held by {self.holder}"
 
 
 class Batch(models.Model):
@@ -382,9 +419,11 @@ class BatchItem(models.Model):
         DONE = "done", "done"
         SKIPPED = "skipped", "skipped"
         FAILED = "failed", "failed"
+        ERRORED = "errored", "error (see the log)"
         CANCELLED = "cancelled", "cancelled"
 
     ACTIVE = (Status.RUNNING, Status.WAITING)
+    RETRYABLE = (Status.FAILED, Status.ERRORED)
 
     batch = models.ForeignKey(Batch, on_delete=models.CASCADE, related_name="items")
     entry_id = models.CharField(max_length=32)
@@ -542,9 +581,11 @@ class Restore(models.Model):
         CONVERTING = "converting", "Kaltura is converting"
         DONE = "done", "restored"
         FAILED = "failed", "failed"
+        ERRORED = "errored", "error (see the log)"
         CANCELLED = "cancelled", "cancelled"
 
     ACTIVE = (Status.REQUESTED, Status.WAITING, Status.UPLOADING, Status.CONVERTING)
+    RETRYABLE = (Status.FAILED, Status.ERRORED, Status.CANCELLED)
 
     entry_id = models.CharField(max_length=32, db_index=True)
     source = models.CharField(max_length=20, choices=Source.choices)
@@ -565,6 +606,11 @@ class Restore(models.Model):
     job_id = models.CharField(max_length=64, blank=True, help_text="the claim token of the job allowed to work")
     attempts = models.PositiveSmallIntegerField(default=0)
     heartbeat_at = models.DateTimeField(null=True, blank=True)
+    # An old-tool placeholder (never recorded by us) whose size is not a known placeholder's: an archive admin
+    # looked at the entry and confirmed it shows a placeholder.
+    placeholder_confirmed_by = models.ForeignKey(
+        "auth.User", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
 
     class Meta:
         ordering = ["-requested_at", "-id"]

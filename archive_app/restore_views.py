@@ -28,6 +28,8 @@ DONE_SHOWN = 50
 class RestoreForm(forms.Form):
     entry_id = forms.CharField(max_length=32, label="Entry id", strip=True)
     tier = forms.ChoiceField(choices=Restore.Tier.choices, required=False)
+    # The admin played the entry and saw a placeholder this archive never recorded (the old tool's).
+    confirm_placeholder = forms.BooleanField(required=False)
 
     def clean_entry_id(self) -> str:
         entry_id = self.cleaned_data["entry_id"]
@@ -45,7 +47,7 @@ def restore_list(request: HttpRequest) -> HttpResponse:
         "under_way": rows.filter(
             status__in=[Restore.Status.REQUESTED, Restore.Status.UPLOADING, Restore.Status.CONVERTING]
         ),
-        "failed": rows.filter(status=Restore.Status.FAILED),
+        "failed": rows.filter(status__in=[Restore.Status.FAILED, Restore.Status.ERRORED]),
         "done": rows.filter(status=Restore.Status.DONE).order_by("-finished_at")[:DONE_SHOWN],
         "counts": restores.restore_counts(),
     }
@@ -64,7 +66,9 @@ def restore_new(request: HttpRequest) -> HttpResponse:
     if not form.is_valid():
         return render(request, "archive_app/restore_new.html", context, status=400)
     entry_id, tier = form.cleaned_data["entry_id"], form.cleaned_data["tier"]
+    confirmed = form.cleaned_data["confirm_placeholder"]
     context.update(
+        confirmed=confirmed,
         entry_id=entry_id,
         entry=Entry.objects.filter(id=entry_id).first(),
         archive_copy=ArchiveCopy.objects.filter(entry_id=entry_id).first(),
@@ -81,8 +85,9 @@ def restore_new(request: HttpRequest) -> HttpResponse:
                 tier = tier or "Standard"
                 context["tier"] = tier
                 context["plan"] = restores.restore_preview(
-                    entry_id, tier=tier, user=request.user, kaltura=kaltura, store=store, via="restore page"
-                )
+                    entry_id, tier=tier, user=request.user, kaltura=kaltura, store=store, via="restore page",
+                    confirmed=confirmed,
+                )  # fmt: skip
     except (KalturaError, StorageError, ImproperlyConfigured) as exc:
         context["error"] = f"Could not read the live state: {exc}"
     return render(request, "archive_app/restore_new.html", context, status=400 if context["error"] else 200)
@@ -98,8 +103,9 @@ def restore_create(request: HttpRequest) -> HttpResponse:
     entry_id, tier = form.cleaned_data["entry_id"], form.cleaned_data["tier"]
     try:
         restore, created = restores.restore_request(
-            entry_id=entry_id, tier=tier, source=Restore.Source.MANUAL, user=request.user
-        )
+            entry_id=entry_id, tier=tier, source=Restore.Source.MANUAL, user=request.user,
+            confirm_placeholder=form.cleaned_data["confirm_placeholder"],
+        )  # fmt: skip
     except restores.RestoreError as exc:
         messages.error(request, str(exc))
         return redirect(f"{reverse('restore_new')}?{urlencode({'entry_id': entry_id, 'tier': tier})}")

@@ -9,40 +9,43 @@ One `Restore` row per request, moved along by jobs that re-read live Kaltura and
     → the tag flavors_deleted is removed (archived_to_s3 stays: the S3 copy stays) → done.
 
 Objects in STANDARD, STANDARD_IA or GLACIER_IR go straight to the upload. A hash mismatch fails the restore
-loudly before anything in Kaltura changes. `plan_restore` is pure: the preview shows it, the job performs it.
+loudly before anything in Kaltura changes. A restore writes only over the placeholder recorded when it went in
+(flavor id, version, bytes): anything else Kaltura holds stops it with a reason and leaves Kaltura untouched.
+Restores run through the runner (archive_app/runner.py), as batch items do: the same claim and entry lock,
+fenced writes, waits with a deadline and one function that sends Kaltura new content.
+`plan_restore` is pure: the preview shows it, the job performs it.
 A rerun after a crash at any line continues: the upload token and "replacement requested" are in `progress`,
 and a half-sent upload resumes where Kaltura's token says it stopped.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
-import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-import requests
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from archive_app import audit
-from archive_app.kaltura import Kaltura, KalturaError
+from archive_app import audit, runner
+from archive_app.kaltura import Kaltura
 from archive_app.models import (
     TAG_REPLACED,
     ArchiveCopy,
     ArchiveState,
     AuditEvent,
-    BatchItem,
     Entry,
     FlavorStatus,
     Restore,
     split_tags,
 )
-from archive_app.storage import ARCHIVE_CLASSES, ArchiveStore, HashingReader, StorageError
-from archive_app.workflow import LiveState, Step, read_live_state, sizes_agree
+from archive_app.runner import Refused
+from archive_app.storage import ARCHIVE_CLASSES, ArchiveStore, HashingReader
+from archive_app.workflow import ContentId, LiveState, Policy, Step, read_live_state, sizes_agree
 
 log = logging.getLogger(__name__)
 
@@ -61,30 +64,16 @@ STALE_AFTER = timedelta(minutes=30)
 PLAYS_LOOKBACK = timedelta(days=3)
 UPLOAD_PENDING, UPLOAD_PARTIAL, UPLOAD_FULL = 0, 1, 2
 NOT_A_PLACEHOLDER = f"not a placeholder (no tag {TAG_REPLACED}): nothing to restore"
+PLACEHOLDER_ON_NEW_CONTENT = "placeholder tag on new content: archive it or remove the tag"
 
 
 class RestoreError(Exception):
     """A restore that cannot be requested (nothing to restore, wrong tier, ...)."""
 
 
-class WaitOnGlacier(Exception):
-    """S3 is still restoring the object: the poller comes back later."""
-
-
-class Wait(Exception):
-    """Kaltura is still converting: check back soon."""
-
-
-class Refused(Exception):
-    """The live state does not allow the restore."""
-
-
-class HashMismatch(Refused):
+def _hash_mismatch(reason: str) -> Refused:
     """The bytes in S3 are not the ones archived: nothing may be restored from them."""
-
-
-class Superseded(Exception):
-    """Another job holds the restore now (the poller re-queued it): stop quietly."""
+    return Refused(f"SHA-256 MISMATCH, nothing was changed: {reason}")
 
 
 # --- the plan (pure) ----------------------------------------------------------------------
@@ -121,6 +110,11 @@ class RestorePlan:
     recorded_sha256: str = ""
     wait: str = ""
     warnings: tuple[str, ...] = field(default_factory=tuple)
+    # Kaltura shows a placeholder this archive never recorded and whose size it does not know (the old tool's
+    # placeholder, most likely): an archive admin may confirm it on the restore page.
+    needs_confirmation: bool = False
+    # Recorded versus live identity, for the audit event of a refusal (set by restore_preview).
+    identity: dict = field(default_factory=dict, compare=False)
 
     @property
     def skipped(self) -> bool:
@@ -151,12 +145,44 @@ def recorded_sha256(state: LiveState) -> str:
     return getattr(state.s3, "sha256", None) or ""
 
 
-def plan_restore(state: LiveState, *, tier: str) -> RestorePlan:
+def placeholder_refusal(state: LiveState, *, known_sizes: frozenset[int] = frozenset(), confirmed=False) -> str:
+    """'' when Kaltura's original is still the placeholder a restore may write over; else why not, in words.
+
+    Rule: a restore writes only over the placeholder recorded when it went in (same flavor id, version and
+    bytes). One never recorded (the old tool's) counts if it has the size of a known placeholder file, or
+    if an archive admin confirmed it.
+    """
+    original = state.original
+    if original is None:
+        return "Kaltura has no original flavor for this entry"
+    recorded = state.copy.placeholder if state.copy is not None else None
+    live = ContentId.of(original)
+    if recorded is not None:
+        if recorded.matches(original):
+            return ""
+        when = f", changed {original.updated_at:%Y-%m-%d %H:%M} UTC" if original.updated_at else ""
+        return (
+            f"{PLACEHOLDER_ON_NEW_CONTENT}: Kaltura's original is now {live.describe()}{when}; the placeholder put "
+            f"in was {recorded.describe()}. Nothing was changed in Kaltura"
+        )
+    if confirmed or any(sizes_agree(size, original) for size in known_sizes):
+        return ""
+    return (
+        f"Kaltura's original ({live.describe()}) is not a placeholder this archive recorded, and no known "
+        "placeholder has its size (PLACEHOLDER_VIDEO, PLACEHOLDER_PREVIOUS_SIZES): an archive admin must confirm "
+        "on the restore page that the entry plays a placeholder"
+    )
+
+
+def plan_restore(
+    state: LiveState, *, tier: str, known_placeholder_sizes: frozenset[int] = frozenset(), confirmed: bool = False
+) -> RestorePlan:
     """What restoring this entry takes now.
 
-    Before: the entry is a placeholder (tag flavors_deleted) and its original is in S3. After the steps: Kaltura's
-    original flavor holds the archived bytes (same SHA-256), the flavors are made again from it, the entry is
-    READY and tagged archived_to_s3 only. `state.replacement_started`: our own updateContent is under way.
+    Before: the entry is a placeholder (tag flavors_deleted), Kaltura's original is still that placeholder (see
+    placeholder_refusal), and its archived original is in S3 at the recorded key and version. After the steps:
+    Kaltura's original flavor holds the archived bytes (same SHA-256), the flavors are made again from it, the
+    entry is READY and tagged archived_to_s3 only. `state.replacement_started`: our own updateContent is under way.
     """
     entry_id = state.entry_id
     if state.entry is None:
@@ -188,6 +214,12 @@ def plan_restore(state: LiveState, *, tier: str) -> RestorePlan:
         return RestorePlan(entry_id, skip_reason=NOT_A_PLACEHOLDER, **facts)
     if state.entry.replacing_entry_id and not started:
         return RestorePlan(entry_id, skip_reason="a replacement is already pending in Kaltura", **facts)
+    if not started and not content_back:
+        reason = placeholder_refusal(state, known_sizes=known_placeholder_sizes, confirmed=confirmed)
+        if reason:
+            unknown = state.copy is None or state.copy.placeholder is None
+            return RestorePlan(entry_id, skip_reason=reason, needs_confirmation=unknown and bool(state.original),
+                               **facts)  # fmt: skip
     warnings = []
     if not facts["recorded_sha256"]:
         warnings.append("no SHA-256 was recorded (archived by the old tool): only the byte count can be checked")
@@ -224,11 +256,22 @@ def plan_restore(state: LiveState, *, tier: str) -> RestorePlan:
     return RestorePlan(entry_id, tuple(steps), wait=wait, warnings=tuple(warnings), **facts)
 
 
-def restore_preview(entry_id: str, *, tier: str, user=None, kaltura=None, store=None, via: str = "") -> RestorePlan:
-    """The plan on live state, audited as a dry run."""
+def known_placeholder_sizes() -> frozenset[int]:
+    return Policy.from_settings(timezone.now()).known_placeholder_sizes
+
+
+def restore_preview(
+    entry_id: str, *, tier: str, user=None, kaltura=None, store=None, via: str = "", confirmed: bool = False
+) -> RestorePlan:
+    """The plan on live state, audited as a dry run (with recorded versus live identity when it refuses)."""
     kaltura = kaltura or Kaltura.from_settings()
     store = store or ArchiveStore.from_settings()
-    plan = plan_restore(read_live_state(entry_id, kaltura, store), tier=tier)
+    state = read_live_state(entry_id, kaltura, store)
+    plan = plan_restore(state, tier=tier, known_placeholder_sizes=known_placeholder_sizes(), confirmed=confirmed)
+    details = {"tier": tier, "steps": plan.step_names, "skip_reason": plan.skip_reason, "via": via}
+    if plan.skipped:
+        plan = dataclasses.replace(plan, identity=state.identity())
+        details.update(plan.identity)
     audit.record(
         "preview_restore",
         user=user,
@@ -236,7 +279,7 @@ def restore_preview(entry_id: str, *, tier: str, user=None, kaltura=None, store=
         dry_run=True,
         outcome=AuditEvent.Outcome.SKIPPED if plan.skipped else AuditEvent.Outcome.OK,
         message=plan.summary(),
-        details={"tier": tier, "steps": plan.step_names, "skip_reason": plan.skip_reason, "via": via},
+        details=details,
     )
     return plan
 
@@ -249,21 +292,25 @@ def active_restore(entry_id: str) -> Restore | None:
 
 
 def restore_request(
-    *, entry_id: str, tier: str, source: str, user=None, kaltura=None, store=None
+    *, entry_id: str, tier: str, source: str, user=None, kaltura=None, store=None, confirm_placeholder=False
 ) -> tuple[Restore, bool]:
     """Request a restore (and queue its job); (restore, created). One already under way is returned instead.
 
     The plan is read from live state first: an entry with nothing to restore is refused with RestoreError.
+    `confirm_placeholder`: the (archive admin) user confirmed that the entry plays a placeholder this archive
+    never recorded (the old tool's).
     """
     if tier not in Restore.Tier.values:
         raise RestoreError(f"unknown tier {tier!r}; use {', '.join(Restore.Tier.values)}")
+    confirmed = bool(confirm_placeholder and user is not None)
     existing = active_restore(entry_id)
     if existing is None:
-        plan = restore_preview(entry_id, tier=tier, user=user, kaltura=kaltura, store=store, via=source)
+        plan = restore_preview(entry_id, tier=tier, user=user, kaltura=kaltura, store=store, via=source,
+                               confirmed=confirmed)  # fmt: skip
         if plan.skipped or plan.already_restored:
             reason = plan.skip_reason or "already restored"
             audit.record("restore_request", user=user, entry_id=entry_id, dry_run=False,
-                         outcome=AuditEvent.Outcome.REFUSED, message=reason)  # fmt: skip
+                         outcome=AuditEvent.Outcome.REFUSED, message=reason, details=plan.identity)  # fmt: skip
             raise RestoreError(f"{entry_id}: {reason}")
         try:
             with transaction.atomic():
@@ -275,6 +322,7 @@ def restore_request(
                     storage_class=plan.storage_class,
                     size_bytes=plan.size,
                     job_id=uuid.uuid4().hex,
+                    placeholder_confirmed_by=user if confirmed else None,
                 )
                 audit.record(
                     "restore_request",
@@ -282,7 +330,8 @@ def restore_request(
                     entry_id=entry_id,
                     dry_run=False,
                     message=plan.summary(),
-                    details={"restore": restore.pk, "tier": tier, "source": source, "class": plan.storage_class},
+                    details={"restore": restore.pk, "tier": tier, "source": source, "class": plan.storage_class,
+                             "placeholder_confirmed": confirmed},  # fmt: skip
                 )
                 _enqueue_on_commit(restore)
             return restore, True
@@ -303,13 +352,19 @@ def restore_request(
 
 
 def restore_retry(restore: Restore, *, user) -> Restore:
-    """Start a failed (or cancelled) restore again from live state; the same row, a new job."""
+    """Start a failed (errored, cancelled) restore again from live state; the same row, a new job.
+
+    Only an ended restore is touched (a conditional update on its status), so a retry never resets one a job
+    is running. What Kaltura was asked before is forgotten except the upload token (its bytes resume).
+    """
     with transaction.atomic():
+        restore.refresh_from_db()
+        progress = {k: v for k, v in restore.progress.items() if k == "upload_token"}
         try:
-            taken = Restore.objects.filter(
-                pk=restore.pk, status__in=[Restore.Status.FAILED, Restore.Status.CANCELLED]
-            ).update(status=Restore.Status.REQUESTED, error="", finished_at=None, job_id=uuid.uuid4().hex,
-                     heartbeat_at=None)  # fmt: skip
+            taken = Restore.objects.filter(pk=restore.pk, status__in=Restore.RETRYABLE).update(
+                status=Restore.Status.REQUESTED, error="", finished_at=None, job_id=uuid.uuid4().hex,
+                heartbeat_at=None, progress=progress,
+            )  # fmt: skip
         except IntegrityError:
             raise RestoreError("another restore of this entry is under way") from None
         if taken != 1:
@@ -323,9 +378,11 @@ def restore_retry(restore: Restore, *, user) -> Restore:
 
 def restore_cancel(restore: Restore, *, user) -> None:
     """Cancel a restore that has not touched Kaltura yet (requested, or waiting on Glacier)."""
-    cancelled = Restore.objects.filter(
-        pk=restore.pk, status__in=[Restore.Status.REQUESTED, Restore.Status.WAITING]
-    ).update(status=Restore.Status.CANCELLED, job_id="", finished_at=timezone.now(), error="cancelled")
+    with transaction.atomic():
+        cancelled = Restore.objects.filter(
+            pk=restore.pk, status__in=[Restore.Status.REQUESTED, Restore.Status.WAITING]
+        ).update(status=Restore.Status.CANCELLED, job_id="", finished_at=timezone.now(), error="cancelled")
+        runner.release_lock(RESTORES, restore)
     if cancelled != 1:
         raise RestoreError(
             f"restore {restore.pk} is {restore.get_status_display()}: only one not yet uploading can be cancelled"
@@ -449,144 +506,105 @@ def _is_placeholder(entry) -> bool:
     return TAG_REPLACED in {tag.lower() for tag in split_tags(entry.tags)}
 
 
-# --- executing ----------------------------------------------------------------------------
+# --- executing (through the runner) -----------------------------------------------------------
 
 
-def claim_restore(restore_id: int, token: str) -> Restore | None:
-    """Take the restore for this job (or its retry, same token); None when another job holds it."""
-    taken = Restore.objects.filter(id=restore_id, job_id=token, status__in=Restore.ACTIVE).update(
-        heartbeat_at=timezone.now(), attempts=F("attempts") + 1
-    )
-    if taken != 1:
-        return None
-    return Restore.objects.select_related("requested_by").get(id=restore_id)
+class RestoreOperation(runner.Operation):
+    """A restore: the phase status (requested, waiting, uploading, converting) stays while it waits."""
+
+    model = Restore
+    lock_prefix = "restore"
+    message_field = "error"
+    done_status = Restore.Status.DONE
+    skipped_status = Restore.Status.FAILED
+    failed_status = Restore.Status.FAILED
+    errored_status = Restore.Status.ERRORED
+    waiting_status = None
+
+    def claimable(self):
+        return Restore.objects.filter(status__in=Restore.ACTIVE)
+
+    def claim_changes(self, now) -> dict:
+        return {"heartbeat_at": now, "attempts": F("attempts") + 1}
+
+    def load(self, pk: int) -> Restore:
+        return Restore.objects.select_related("requested_by").get(pk=pk)
+
+    def user(self, row):
+        return row.requested_by
+
+    def audit_details(self, row) -> dict:
+        return {"restore": row.pk}
+
+    def audit_action(self, row, action: str) -> str:
+        return "restore_failed"
+
+    def plan(self, run: runner.Run) -> runner.Outcome:
+        restore = run.row
+        plan = plan_restore(run.state, tier=restore.tier, known_placeholder_sizes=known_placeholder_sizes(),
+                            confirmed=restore.placeholder_confirmed_by_id is not None)  # fmt: skip
+        run.scratch["plan"] = plan
+        if plan.already_restored:
+            return runner.Outcome(done=True)
+        if plan.skipped:
+            raise runner.Refused(plan.skip_reason)
+        run.save(storage_class=plan.storage_class, size_bytes=plan.size)
+        return runner.Outcome(steps=plan.steps)
+
+    def reschedule(self, row, delay) -> None:
+        from archive_app.jobs import enqueue_restore
+
+        enqueue_restore(row.pk, row.job_id, row.size_bytes, delay=delay)
+
+    def ended(self, run, status) -> None:
+        if status == Restore.Status.DONE:
+            audit.record("restore_done", user=run.row.requested_by, entry_id=run.entry_id, dry_run=False,
+                         details={"restore": run.row.pk})  # fmt: skip
+        if status == Restore.Status.FAILED and run.row.error.startswith("SHA-256 MISMATCH"):
+            log.error("RESTORE REFUSED for %s: %s", run.entry_id, run.row.error)
 
 
-@dataclass
-class Context:
-    restore: Restore
-    kaltura: Kaltura
-    store: ArchiveStore
-    state: LiveState
-    plan: RestorePlan
-
-    @property
-    def entry_id(self) -> str:
-        return self.restore.entry_id
-
-    def save(self, **fields) -> None:
-        """Write fields (and a heartbeat) only while this job still holds the restore."""
-        fields["heartbeat_at"] = timezone.now()
-        if "progress" in fields:
-            fields["progress"] = {**self.restore.progress, **fields["progress"]}
-        held = Restore.objects.filter(pk=self.restore.pk, job_id=self.restore.job_id, status__in=Restore.ACTIVE)
-        if held.update(**fields) != 1:
-            raise Superseded(f"restore {self.restore.pk} is now held by another job")
-        for name, value in fields.items():
-            setattr(self.restore, name, value)
+RESTORES = RestoreOperation()
 
 
 def execute_restore(restore_id: int, token: str, *, kaltura: Kaltura | None = None, store: ArchiveStore | None = None):
     """Move one restore as far as it can go now. Returns the restore, or None if it was not this job's."""
-    restore = claim_restore(restore_id, token)
-    if restore is None:
-        return None
-    user = restore.requested_by
-    try:
-        if BatchItem.objects.filter(entry_id=restore.entry_id, status__in=BatchItem.ACTIVE).exists():
-            raise Wait("a batch is working on this entry")
-        kaltura = kaltura or Kaltura.from_settings()
-        store = store or ArchiveStore.from_settings()
-        started = bool(restore.progress.get("replace_requested"))
-        state = read_live_state(restore.entry_id, kaltura, store, replacement_started=started)
-        plan = plan_restore(state, tier=restore.tier)
-        context = Context(restore=restore, kaltura=kaltura, store=store, state=state, plan=plan)
-        if plan.already_restored:
-            _finish(context, Restore.Status.DONE, "")
-            return restore
-        if plan.skipped:
-            raise Refused(plan.skip_reason)
-        context.save(storage_class=plan.storage_class, size_bytes=plan.size)
-        for step in plan.steps:
-            details = STEPS[step.name](context) or {}
-            audit.record(step.name, user=user, entry_id=restore.entry_id, dry_run=False,
-                         details={"restore": restore.pk, **details})  # fmt: skip
-            context.save(progress={f"done_{step.name}": True})
-        _finish(context, Restore.Status.DONE, "")
-        return restore
-    except Superseded as exc:
-        log.info("%s", exc)
-        return None
-    except WaitOnGlacier:
-        return restore  # the poller queues it again
-    except Wait as waiting:
-        restore.error = str(waiting)
-        Restore.objects.filter(pk=restore.pk, job_id=token).update(error=str(waiting), heartbeat_at=timezone.now())
-        from archive_app.jobs import enqueue_restore
-
-        enqueue_restore(restore.pk, token, restore.size_bytes, delay=timedelta(seconds=30))
-        return restore
-    except HashMismatch as exc:
-        log.error("RESTORE REFUSED for %s: %s", restore.entry_id, exc)
-        _fail(restore, token, f"SHA-256 MISMATCH, nothing was changed: {exc}", user, AuditEvent.Outcome.REFUSED)
-        return restore
-    except Refused as exc:
-        _fail(restore, token, str(exc), user, AuditEvent.Outcome.REFUSED)
-        return restore
-    except (KalturaError, StorageError, requests.RequestException, OSError) as exc:
-        message = f"{type(exc).__name__}: {exc}"
-        if getattr(exc, "transient", False):
-            # RQ's retry takes it again with the same token; once retries are spent the poller does.
-            Restore.objects.filter(pk=restore.pk, job_id=token).update(error=message[:4000])
-            audit.record("restore_step_failed", user=user, entry_id=restore.entry_id, dry_run=False,
-                         outcome=AuditEvent.Outcome.FAILED, message=f"{message} (will retry)",
-                         details={"restore": restore.pk})  # fmt: skip
-            raise
-        _fail(restore, token, message, user, AuditEvent.Outcome.FAILED)
-        return restore
-
-
-def _finish(context: Context, status: str, error: str) -> None:
-    context.save(status=status, error=error, finished_at=timezone.now())
-    if status == Restore.Status.DONE:
-        audit.record("restore_done", user=context.restore.requested_by, entry_id=context.entry_id, dry_run=False,
-                     details={"restore": context.restore.pk})  # fmt: skip
-
-
-def _fail(restore: Restore, token: str, message: str, user, outcome: str) -> None:
-    Restore.objects.filter(pk=restore.pk, job_id=token).update(
-        status=Restore.Status.FAILED, error=message[:4000], finished_at=timezone.now()
-    )
-    audit.record("restore_failed", user=user, entry_id=restore.entry_id, dry_run=False, outcome=outcome,
-                 message=message, details={"restore": restore.pk})  # fmt: skip
+    return runner.execute(RESTORES, restore_id, token, kaltura=kaltura, store=store)
 
 
 # --- the steps ------------------------------------------------------------------------------
 
 
-def step_s3_restore(context: Context) -> dict:
-    restore = context.restore
+def _location(run: runner.Run) -> dict:
+    """The recorded copy's exact key and version (the entry id's key for the old tool's, never recorded)."""
+    copy = run.state.copy
+    return {"key": copy.key, "version_id": copy.version_id or None} if copy is not None else {}
+
+
+def step_s3_restore(run: runner.Run) -> dict:
+    restore, plan = run.row, run.scratch["plan"]
     days = settings.ARCHIVE_RESTORE_DAYS
-    answer = context.store.request_restore(context.entry_id, tier=restore.tier, days=days)
+    answer = run.store.request_restore(run.entry_id, tier=restore.tier, days=days, **_location(run))
     now = timezone.now()
-    bound = EXPECTED_WAIT.get((context.plan.storage_class, restore.tier), ("", timedelta(hours=12)))[1]
-    context.save(status=Restore.Status.WAITING, s3_requested_at=now, expected_ready_at=now + bound,
-                 progress={"s3_restore": answer})  # fmt: skip
-    return {"answer": answer, "tier": restore.tier, "days": days, "class": context.plan.storage_class}
+    bound = EXPECTED_WAIT.get((plan.storage_class, restore.tier), ("", timedelta(hours=12)))[1]
+    run.save(status=Restore.Status.WAITING, s3_requested_at=now, expected_ready_at=now + bound,
+             progress={"s3_restore": answer})  # fmt: skip
+    return {"answer": answer, "tier": restore.tier, "days": days, "class": plan.storage_class}
 
 
-def step_s3_wait(context: Context) -> dict:
-    s3 = context.store.head(context.entry_id)
+def step_s3_wait(run: runner.Run) -> dict:
+    s3 = run.store.head(run.entry_id, **_location(run))
     if s3 is None:
-        raise Refused("the S3 object disappeared while restoring")
+        raise runner.Refused("the S3 object disappeared while restoring")
     if not s3.readable:
         waiting = {"status": Restore.Status.WAITING}
-        if context.restore.expected_ready_at is None:
+        if run.row.expected_ready_at is None:
             # A restore someone else asked for: its tier is unknown, so assume ours.
-            bound = EXPECTED_WAIT.get((s3.storage_class, context.restore.tier), ("", timedelta(hours=12)))[1]
+            bound = EXPECTED_WAIT.get((s3.storage_class, run.row.tier), ("", timedelta(hours=12)))[1]
             waiting["expected_ready_at"] = timezone.now() + bound
-        context.save(**waiting)
-        raise WaitOnGlacier(f"{context.entry_id}: S3 is still restoring the object")
+        run.save(**waiting)
+        # No delay: the scheduled poller (restore_poll) queues it again while S3 restores.
+        raise runner.Wait(f"{run.entry_id}: S3 is still restoring the object", delay=None)
     return {"restored_until": s3.restored_until.isoformat() if s3.restored_until else None}
 
 
@@ -601,15 +619,15 @@ def _read_exactly(reader: HashingReader, size: int) -> bytes:
     return b"".join(parts)
 
 
-def step_upload_original(context: Context) -> dict:
+def step_upload_original(run: runner.Run) -> dict:
     """Stream S3 → Kaltura in chunks; the final chunk goes only after the SHA-256 matched.
 
     A rerun resumes the recorded upload token where Kaltura says it stopped: the bytes it has are read from S3
     again to complete the hash, but not sent again.
     """
-    restore, kaltura = context.restore, context.kaltura
-    size, expected = context.plan.size, context.plan.recorded_sha256
-    file_name = f"{context.entry_id}.mp4"
+    restore, kaltura, plan = run.row, run.kaltura, run.scratch["plan"]
+    size, expected = plan.size, plan.recorded_sha256
+    file_name = f"{run.entry_id}.mp4"
     token_id = restore.progress.get("upload_token")
     start = 0
     if token_id:
@@ -622,27 +640,27 @@ def step_upload_original(context: Context) -> dict:
             start = token[1] if token[0] == UPLOAD_PARTIAL else 0
     if not token_id:
         token_id = kaltura.add_upload_token(file_name=file_name, size=size)
-    context.save(status=Restore.Status.UPLOADING, bytes_uploaded=start, progress={"upload_token": token_id})
-    body, length = context.store.open_stream(context.entry_id)
+    run.save(status=Restore.Status.UPLOADING, bytes_uploaded=start, progress={"upload_token": token_id})
+    body, length = run.store.open_stream(run.entry_id, **_location(run))
     if length != size:
         body.close()
         raise Refused(f"S3 now serves {length} bytes, {size} were planned")
     reader = HashingReader(body)
     try:
         if start and len(_read_exactly(reader, start)) != start:
-            raise HashMismatch(f"S3 ended before byte {start}")
+            raise _hash_mismatch(f"S3 ended before byte {start}")
         offset, chunk = start, _read_exactly(reader, CHUNK_BYTES)
         while True:
             following = _read_exactly(reader, CHUNK_BYTES) if len(chunk) == CHUNK_BYTES else b""
             final = not following
             if final:
                 if reader.bytes_read != size:
-                    raise HashMismatch(f"read {reader.bytes_read} bytes from S3, the archived copy has {size}")
+                    raise _hash_mismatch(f"read {reader.bytes_read} bytes from S3, the archived copy has {size}")
                 if expected and reader.sha256 != expected.lower():
-                    raise HashMismatch(f"the S3 object's SHA-256 is {reader.sha256}, {expected} was recorded")
+                    raise _hash_mismatch(f"the S3 object's SHA-256 is {reader.sha256}, {expected} was recorded")
             kaltura.upload_chunk(token_id, chunk, file_name=file_name, offset=offset, final=final)
             offset += len(chunk)
-            context.save(bytes_uploaded=offset)
+            run.save(bytes_uploaded=offset)
             if final:
                 break
             chunk = following
@@ -650,60 +668,46 @@ def step_upload_original(context: Context) -> dict:
         reader.close()
     if not expected:
         # The old tool's copy had no hash: record the one now known, so later checks have it.
-        ArchiveCopy.objects.filter(entry_id=context.entry_id, sha256="").update(sha256=reader.sha256)
+        ArchiveCopy.objects.filter(entry_id=run.entry_id, sha256="").update(
+            sha256=reader.sha256, sha256_source=ArchiveCopy.HashSource.S3_READ
+        )
     return {"upload_token": token_id, "bytes": offset, "sha256": reader.sha256, "resumed_at": start,
             "compared_with": expected or "(none recorded)"}  # fmt: skip
 
 
-def step_restore_content(context: Context) -> dict:
-    token_id = context.restore.progress["upload_token"]
-    # Marked before the call: if the answer is lost, a rerun knows the replacement may be ours.
-    context.save(status=Restore.Status.CONVERTING, progress={"replace_requested": True})
-    try:
-        context.kaltura.replace_content(context.entry_id, token_id)
-    except KalturaError as exc:
-        if exc.code != "ENTRY_REPLACEMENT_ALREADY_EXISTS":
-            raise
-    return {"replacement": "started", "upload_token": token_id}
+def step_restore_content(run: runner.Run) -> dict:
+    restore = run.row
+
+    def still_allowed(state: LiveState) -> str:
+        # The owner may have uploaded new content over the placeholder since the plan was made.
+        if TAG_REPLACED not in state.tags:
+            return NOT_A_PLACEHOLDER
+        return placeholder_refusal(state, known_sizes=known_placeholder_sizes(),
+                                   confirmed=restore.placeholder_confirmed_by_id is not None)  # fmt: skip
+
+    run.save(status=Restore.Status.CONVERTING)
+    return runner.send_replacement(run, restore.progress["upload_token"], still_allowed=still_allowed)
 
 
-def step_wait_conversion(context: Context) -> dict:
-    size = context.plan.size
-    deadline = time.monotonic() + settings.ARCHIVE_REPLACEMENT_WAIT_SECONDS
-    context.save(status=Restore.Status.CONVERTING)
-    while True:
-        entry = context.kaltura.get_entry(context.entry_id)
-        flavors = context.kaltura.flavors(context.entry_id)
-        original = next((f for f in flavors if f.is_original), None)
-        if not entry.replacing_entry_id and original is not None and original.status == FlavorStatus.READY:
-            if not sizes_agree(size, original):
-                raise Refused(
-                    f"Kaltura finished the replacement but its original has {original.size_bytes} bytes, not {size}"
-                )
-            return {"original_flavor": original.id, "bytes": original.size_bytes,
-                    "flavors": [f.id for f in flavors if not f.is_original]}  # fmt: skip
-        if time.monotonic() > deadline:
-            raise Wait("Kaltura is still converting the original")
-        time.sleep(2)
+def step_wait_conversion(run: runner.Run) -> dict:
+    size = run.scratch["plan"].size
+    run.save(status=Restore.Status.CONVERTING)
+    original = runner.wait_for_swap(run, expected_size=lambda flavor: sizes_agree(size, flavor), what="restore")
+    return {"original": original.as_dict()}
 
 
-def step_untag_replaced(context: Context) -> dict:
-    # Read the tags again right before writing: someone may have edited them meanwhile.
-    current = split_tags(context.kaltura.get_entry(context.entry_id).tags)
-    wanted = [tag for tag in current if tag.lower() != TAG_REPLACED]
-    entry = context.kaltura.set_tags(context.entry_id, wanted)
-    mirror = Entry.objects.filter(id=context.entry_id).first()
-    if mirror is not None:
-        mirror.set_tags(entry.tags)
-        mirror.save(update_fields=["tags", "tags_search", "archive_state"])
-    ArchiveCopy.objects.filter(entry_id=context.entry_id).update(replaced_at=None, bytes_freed=0)
-    Entry.objects.filter(id=context.entry_id, archive_state=ArchiveState.PLACEHOLDER).update(
+def step_untag_replaced(run: runner.Run) -> dict:
+    details = runner.write_tags(run, remove=(TAG_REPLACED,))
+    ArchiveCopy.objects.filter(entry_id=run.entry_id).update(
+        replaced_at=None, bytes_freed=0, placeholder_flavor_id="", placeholder_version="", placeholder_size=None
+    )
+    Entry.objects.filter(id=run.entry_id, archive_state=ArchiveState.PLACEHOLDER).update(
         archive_state=ArchiveState.ARCHIVED
     )
-    return {"tags_before": ", ".join(current), "tags_after": entry.tags}
+    return details
 
 
-STEPS = {
+RESTORES.steps = {
     "s3_restore": step_s3_restore,
     "s3_wait": step_s3_wait,
     "upload_original": step_upload_original,
@@ -711,6 +715,7 @@ STEPS = {
     "wait_conversion": step_wait_conversion,
     "untag_replaced": step_untag_replaced,
 }
+STEPS = RESTORES.steps
 
 
 # --- reading ---------------------------------------------------------------------------------

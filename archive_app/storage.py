@@ -1,8 +1,11 @@
 """The archive bucket: the only module that imports boto3 for archive objects.
 
 A thin adapter in the style of healthchecks' hc/lib/s3.py: `ArchiveStore` builds its client lazily, offers a
-few plain verbs, and turns every botocore error into `StorageError`. The key of an archived original IS the
-Kaltura entry id (after ARCHIVE_KEY_PREFIX), as in the old Princeton tool, so its archives are recognised.
+few plain verbs, and turns every botocore error into `StorageError`. The key of an entry's first archived
+original IS the Kaltura entry id (after ARCHIVE_KEY_PREFIX), as in the old Princeton tool, so its archives are
+recognised; a copy of content that changed later goes under `<entry id>/<flavor id>-v<version>` (`key_for_content`).
+Nothing here overwrites or deletes an archived object: every write is conditional on the key being free, and
+the only delete is of a version this adapter has just written and found wrong.
 
 What an archive object carries:
 - metadata written at creation: entry-id, flavor-id, expected-size, archived-at, app;
@@ -26,6 +29,7 @@ import threading
 import time
 import zlib
 from collections import Counter
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -268,7 +272,17 @@ class ArchiveStore:
         self.calls[model.name] += 1
 
     def key_for(self, entry_id: str) -> str:
+        """The key of an entry's first copy: the entry id, as the old tool had it."""
         return f"{self.key_prefix}{entry_id}"
+
+    def key_for_content(self, entry_id: str, flavor_id: str, version: str) -> str:
+        """The key of a copy of content that changed after the first copy: named by the content's identity."""
+        return f"{self.key_prefix}{entry_id}/{flavor_id}-v{version or 'unknown'}"
+
+    def versioning_enabled(self) -> bool:
+        """Whether the bucket keeps overwritten and deleted objects as versions (what protects against
+        writes from outside the app)."""
+        return self._call("get_bucket_versioning").get("Status") == "Enabled"
 
     def _url(self, key: str) -> str:
         return f"s3://{self.bucket}/{key}"
@@ -302,15 +316,18 @@ class ArchiveStore:
         storage_class: str | None = None,
         part_size: int = DEFAULT_PART_SIZE,
         concurrency: int = 4,
-        overwrite: bool = False,
+        key: str | None = None,
+        flavor_version: str = "",
+        size_ok: Callable[[int], bool] | None = None,
     ) -> ArchivedObject:
         """Copy a stream of unknown length into the archive object for `entry_id`.
 
         Before: nothing is assumed of `stream` but `read(n)`. Memory stays bounded: at most `concurrency` parts
         in flight plus the one being read. After success: one complete object with metadata, tags `sha256` and
         `bytes`, and a full-object CRC32 validated by S3. After any failure: StorageError, and no object and no
-        multipart upload left behind; a partial copy never looks complete. Unless `overwrite`, an existing object
-        is never replaced (a conditional write, so this also holds against a concurrent writer).
+        multipart upload left behind; a partial copy never looks complete. An existing object is never replaced
+        (a conditional write, so this also holds against a concurrent writer): PreconditionFailed instead.
+        `key` defaults to the entry id's; `size_ok` may refuse the byte count before the object is completed.
 
         Why explicit multipart rather than boto3's transfer manager (upload_fileobj): S3 validates a full-object
         CRC32 only if the client sends it with CompleteMultipartUpload. s3transfer takes ChecksumType/ChecksumCRC32
@@ -326,11 +343,12 @@ class ArchiveStore:
         if expected_size is not None and expected_size > MAX_OBJECT_SIZE:
             raise StorageError(f"{entry_id}: {expected_size} bytes exceeds S3's 5 TiB object limit", "EntityTooLarge")
         part_size = part_size_for(expected_size, part_size)
-        key = self.key_for(entry_id)
+        key = key or self.key_for(entry_id)
         storage_class = storage_class or self.storage_class
         metadata = {
             "entry-id": entry_id,
             "flavor-id": flavor_id,
+            "flavor-version": flavor_version,
             "archived-at": datetime.now(UTC).isoformat(timespec="seconds"),
             "app": APP_NAME,
         }
@@ -343,11 +361,11 @@ class ArchiveStore:
         first = [self._read_part(reader, part_size, key)]
         if len(first[0]) < part_size:
             # The whole stream fits in one part: one PUT, with the hash in metadata as well as tags.
-            self._check_size(key, reader.bytes_read, expected_size)
-            archived = self._put_single(key, first.pop(), reader, storage_class, metadata, overwrite)
+            self._check_size(key, reader.bytes_read, expected_size, size_ok)
+            archived = self._put_single(key, first.pop(), reader, storage_class, metadata)
         else:
             archived = self._put_multipart(
-                key, first, reader, part_size, concurrency, storage_class, metadata, expected_size, overwrite
+                key, first, reader, part_size, concurrency, storage_class, metadata, expected_size, size_ok
             )
         seconds = time.monotonic() - started
         log.info(
@@ -385,10 +403,10 @@ class ArchiveStore:
             del part[filled:]
         return part
 
-    def _check_size(self, key: str, size: int, expected_size: int | None) -> None:
-        if expected_size is not None and size != expected_size:
+    def _check_size(self, key: str, size: int, expected_size: int | None, size_ok=None) -> None:
+        if (expected_size is not None and size != expected_size) or (size_ok is not None and not size_ok(size)):
             raise StorageError(
-                f"{self._url(key)}: the source gave {size} bytes, {expected_size} were expected",
+                f"{self._url(key)}: the source gave {size} bytes, {expected_size or 'another count'} were expected",
                 code="SizeMismatch",
             )
 
@@ -399,10 +417,8 @@ class ArchiveStore:
         reader: HashingReader,
         storage_class: str,
         metadata: dict[str, str],
-        overwrite: bool,
     ) -> ArchivedObject:
         metadata = {**metadata, "sha256": reader.sha256, "bytes": str(reader.bytes_read)}
-        conditional = {} if overwrite else {"IfNoneMatch": "*"}
         response = self._call(
             "put_object",
             key,
@@ -412,7 +428,7 @@ class ArchiveStore:
             Tagging=urlencode({"sha256": reader.sha256, "bytes": reader.bytes_read}),
             ChecksumAlgorithm="CRC32",
             ChecksumCRC32=reader.crc32,
-            **conditional,
+            IfNoneMatch="*",
         )
         return self._confirm(key, response, reader, tag=False)
 
@@ -426,7 +442,7 @@ class ArchiveStore:
         storage_class: str,
         metadata: dict[str, str],
         expected_size: int | None,
-        overwrite: bool,
+        size_ok: Callable[[int], bool] | None,
     ) -> ArchivedObject:
         upload_id = self._call(
             "create_multipart_upload",
@@ -439,8 +455,7 @@ class ArchiveStore:
         try:
             parts = self._send_parts(key, upload_id, first, reader, part_size, concurrency)
             # The whole stream has been read: refuse a short or long copy before it becomes an object.
-            self._check_size(key, reader.bytes_read, expected_size)
-            conditional = {} if overwrite else {"IfNoneMatch": "*"}
+            self._check_size(key, reader.bytes_read, expected_size, size_ok)
             response = self._call(
                 "complete_multipart_upload",
                 key,
@@ -448,7 +463,7 @@ class ArchiveStore:
                 MultipartUpload={"Parts": parts},
                 ChecksumType="FULL_OBJECT",
                 ChecksumCRC32=reader.crc32,
-                **conditional,
+                IfNoneMatch="*",
             )
         except BaseException:
             self._abort(key, upload_id)
@@ -559,11 +574,11 @@ class ArchiveStore:
 
     # --- reading the state ---------------------------------------------------------------------------
 
-    def head(self, entry_id: str) -> ObjectState | None:
-        """The object's state, or None when there is no object for this entry."""
-        key = self.key_for(entry_id)
+    def head(self, entry_id: str, *, key: str | None = None, version_id: str | None = None) -> ObjectState | None:
+        """The object's state (that exact version, if given), or None when there is none."""
+        key = key or self.key_for(entry_id)
         try:
-            head = self._call("head_object", key, ChecksumMode="ENABLED")
+            head = self._call("head_object", key, ChecksumMode="ENABLED", **_version_param(version_id))
         except StorageError as exc:
             if exc.code in NOT_FOUND_CODES:
                 return None
@@ -598,14 +613,23 @@ class ArchiveStore:
             raise
         return {tag["Key"]: tag["Value"] for tag in response.get("TagSet", [])}
 
-    def verify(self, entry_id: str, *, size: int, sha256: str, crc32: str | None = None) -> ObjectState:
+    def verify(
+        self,
+        entry_id: str,
+        *,
+        size: int,
+        sha256: str,
+        crc32: str | None = None,
+        key: str | None = None,
+        version_id: str | None = None,
+    ) -> ObjectState:
         """The object exists with exactly `size` bytes and the recorded SHA-256; StorageError says what differs.
 
         `crc32` (S3's base64 form, as ArchivedObject has it) is the fallback only where the server will not show
         the tags of an archived object (moto); S3 always shows them.
         """
-        state = self.head(entry_id)
-        url = self._url(self.key_for(entry_id))
+        state = self.head(entry_id, key=key, version_id=version_id)
+        url = self._url(key or self.key_for(entry_id))
         if state is None:
             raise StorageError(f"{url} does not exist", code="NoSuchKey")
         problems = []
@@ -669,15 +693,18 @@ class ArchiveStore:
 
     # --- restoring -----------------------------------------------------------------------------------
 
-    def request_restore(self, entry_id: str, *, tier: str = "Standard", days: int = 7) -> str:
+    def request_restore(
+        self, entry_id: str, *, tier: str = "Standard", days: int = 7, key: str | None = None,
+        version_id: str | None = None,
+    ) -> str:
         """Ask S3 for a readable copy: "requested", "already-in-progress" or "not-needed".
 
         After "requested" the copy appears within hours (DOMAIN.md §4); `head().readable` says when.
         """
         if tier not in RESTORE_TIERS:
             raise ValueError(f"tier must be one of {', '.join(RESTORE_TIERS)}")
-        state = self.head(entry_id)
-        url = self._url(self.key_for(entry_id))
+        state = self.head(entry_id, key=key, version_id=version_id)
+        url = self._url(key or self.key_for(entry_id))
         if state is None:
             raise StorageError(f"{url} does not exist", code="NoSuchKey")
         if not state.needs_restore:
@@ -691,6 +718,7 @@ class ArchiveStore:
                 "restore_object",
                 state.key,
                 RestoreRequest={"Days": days, "GlacierJobParameters": {"Tier": tier}},
+                **_version_param(version_id),
             )
         except StorageError as exc:
             if exc.code == "RestoreAlreadyInProgress":
@@ -699,14 +727,16 @@ class ArchiveStore:
         log.info("restore of %s requested (%s, %d days)", url, tier, days)
         return "requested"
 
-    def open_stream(self, entry_id: str) -> tuple[ObjectReader, int]:
+    def open_stream(
+        self, entry_id: str, *, key: str | None = None, version_id: str | None = None
+    ) -> tuple[ObjectReader, int]:
         """A streaming body of the object, and its size. Archived objects must be restored first.
 
         With ChecksumMode enabled, botocore checks the full-object CRC32 as the body is read to its end.
         """
-        key = self.key_for(entry_id)
+        key = key or self.key_for(entry_id)
         try:
-            response = self._call("get_object", key, ChecksumMode="ENABLED")
+            response = self._call("get_object", key, ChecksumMode="ENABLED", **_version_param(version_id))
         except StorageError as exc:
             if exc.code == "InvalidObjectState":
                 raise StorageError(
@@ -716,11 +746,9 @@ class ArchiveStore:
             raise
         return ObjectReader(response["Body"], self._url(key)), response["ContentLength"]
 
-    def delete(self, entry_id: str, version_id: str | None = None) -> None:
-        """Delete the object (or one version of it): for cleaning up a bad copy."""
-        key = self.key_for(entry_id)
-        self._call("delete_object", key, **({"VersionId": version_id} if version_id else {}))
-        log.info("deleted %s (version %s)", self._url(key), version_id)
+
+def _version_param(version_id: str | None) -> dict[str, str]:
+    return {"VersionId": version_id} if version_id else {}
 
 
 def _version(response: dict[str, Any]) -> str | None:

@@ -143,10 +143,22 @@ ARCHIVE_REQUIRE_SECOND_APPROVAL = envbool("ARCHIVE_REQUIRE_SECOND_APPROVAL", Fal
 # How long a job waits for Kaltura to finish a replacement before checking back later.
 ARCHIVE_REPLACEMENT_WAIT_SECONDS = envint("ARCHIVE_REPLACEMENT_WAIT_SECONDS", 120, minimum=1)
 
+# Past this a replacement (ours, or a restore's) that Kaltura has not finished fails with a reason.
+ARCHIVE_REPLACEMENT_DEADLINE_HOURS = envint("ARCHIVE_REPLACEMENT_DEADLINE_HOURS", 24, minimum=1)
+# Replacing an entry that frees less than this is not worth a placeholder: skipped with a reason.
+ARCHIVE_MIN_BYTES_FREED = envint("ARCHIVE_MIN_BYTES_FREED", 10 * 1024 * 1024, minimum=0)
+
 PLACEHOLDER_VIDEO = Path(envstr("PLACEHOLDER_VIDEO") or BASE_DIR / "assets" / "placeholder.mp4")
 # Audio entries get a spoken notice rather than a video; the video's captions say what it says.
 PLACEHOLDER_AUDIO = Path(envstr("PLACEHOLDER_AUDIO") or BASE_DIR / "assets" / "placeholder.m4a")
 PLACEHOLDER_CAPTIONS = Path(envstr("PLACEHOLDER_CAPTIONS") or BASE_DIR / "assets" / "placeholder.en.vtt")
+# Byte counts of placeholders put in before (the old tool's, earlier PLACEHOLDER_VIDEO files): a restore
+# recognises an entry showing one of them as a placeholder it may write over. 24853 is the silent
+# assets/placeholder.mp4 this project shipped until December 2026, so its placeholders stay restorable.
+try:
+    PLACEHOLDER_PREVIOUS_SIZES = [int(size) for size in envlist("PLACEHOLDER_PREVIOUS_SIZES", "24853")]
+except ValueError:
+    raise ImproperlyConfigured("PLACEHOLDER_PREVIOUS_SIZES must be byte counts separated by commas") from None
 
 # --- Restoring ----------------------------------------------------------------------
 # Restore played placeholders (and ones replaced although recent) by themselves.

@@ -24,6 +24,7 @@ from . import content
 from .errors import KalturaError
 from .generator import (
     ENTRY_DELETED,
+    ENTRY_ERROR_CONVERTING,
     ENTRY_NO_CONTENT,
     ENTRY_PRECONVERT,
     ENTRY_READY,
@@ -94,6 +95,8 @@ class SimState:
         self.sessions: dict[str, dict] = {}
         self.upload_tokens: dict[str, dict] = {}
         self.pending: dict[str, dict] = {}
+        # The next this many replacements fail to convert (replacementStatus 4), as Kaltura's do on a bad file.
+        self.failing_conversions = 0
         self.faults: list[dict] = []
         self.download_faults: dict[str, Any] = {"truncate_next": 0, "truncate_at": 0.5, "bytes_per_second": None}
         self._counters: Counter[str] = Counter()
@@ -246,6 +249,17 @@ class SimState:
                 self._link_category(int(category_id), entry["id"], entry["createdAt"])
             self._sync_categories(entry)
             return entry["id"]
+
+    def replace_media(self, entry_id: str, data: bytes | None = None, *, size: int = 150_000) -> None:
+        """What an owner does with "Replace media" in KMC or KMS (media.updateContent): new bytes for the
+        original, which keeps its id and gets a new version; the entry keeps its id, tags and categories.
+        The conversion finishes as any replacement does (after `conversion_delay`)."""
+        with self.lock:
+            entry = self.entries[entry_id]
+            path = os.path.join(self.workdir, f"owner-{entry_id}-{self._next_seq()}.mp4")
+            with open(path, "wb") as handle:
+                handle.write(data if data is not None else random.Random(path).randbytes(size))
+            self.start_replacement(entry, path)
 
     def add_user(self, user_id: str, email: str | None = None, **fields: Any) -> dict:
         """Add (or replace) a Kaltura user; `email=None` is an account without one, as service accounts are."""
@@ -676,6 +690,13 @@ class SimState:
     def _finish_conversion(self, job: dict) -> None:
         entry = self.entries[job["entry"]]
         now = int(time.time())
+        if job["kind"] == "replace" and self.failing_conversions > 0:
+            # Kaltura keeps the entry as it was, marks the replacement failed and leaves replacingEntryId set:
+            # nothing ends by itself, and another updateContent is refused until the replacement is cancelled.
+            self.failing_conversions -= 1
+            self.entries[job["temp"]].update(status=ENTRY_ERROR_CONVERTING, updatedAt=now)
+            entry.update(replacementStatus="4", updatedAt=now)
+            return
         source = content.from_file(job["path"], os.path.getsize(job["path"]))
         live = self.entry_flavors(entry, live_only=True)
         original = next((f for f in live if f["isOriginal"]), None)

@@ -20,3 +20,5 @@ PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 # Serve static files from the apps without collectstatic, as in development.
 WHITENOISE_AUTOREFRESH = True
 WHITENOISE_USE_FINDERS = True
+# The simulator's videos are scaled down to kilobytes: every replacement frees less than the default 10 MB.
+ARCHIVE_MIN_BYTES_FREED = 0

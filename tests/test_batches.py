@@ -35,7 +35,7 @@ def k_flavor(**fields) -> KFlavor:
     values = dict(
         id="0_original", entry_id="0_abcdefgh", flavor_params_id=0, is_original=True, status=2, size_kb=1000,
         size_in_bytes=1_024_000, tags="source", file_ext="mp4", width=1280, height=720, bitrate=900,
-        created_at=YEARS_AGO, updated_at=YEARS_AGO,
+        created_at=YEARS_AGO, updated_at=YEARS_AGO, version="3",
     )  # fmt: skip
     values.update(fields)
     return KFlavor(**values)
@@ -55,6 +55,8 @@ def state(**fields) -> LiveState:
 
 
 POLICY = Policy(now=NOW, placeholder_size=25_000)
+# A copy names the content it holds: the original flavor above, at its version.
+OF_ORIGINAL = {"flavor_id": "0_original", "flavor_version": "3"}
 
 
 class S3Object:
@@ -109,12 +111,14 @@ def test_an_object_already_in_s3_with_the_right_size_is_adopted_not_copied():
 
 def test_replace_needs_a_verified_copy_in_s3():
     assert plan_replace(state(), POLICY).skip_reason == "no archive copy recorded"
-    no_sha = state(copy=CopyRecord(size=1_024_000, sha256=""), s3=S3Object(1_024_000))
+    no_sha = state(copy=CopyRecord(size=1_024_000, sha256="", **OF_ORIGINAL), s3=S3Object(1_024_000))
     assert plan_replace(no_sha, POLICY).skip_reason.startswith("archive copy has no SHA-256")
-    missing = state(copy=CopyRecord(size=1_024_000, sha256="a" * 64), s3=None)
+    missing = state(copy=CopyRecord(size=1_024_000, sha256="a" * 64, **OF_ORIGINAL), s3=None)
     assert plan_replace(missing, POLICY).skip_reason == "the archive copy is missing from S3"
     ok = state(
-        copy=CopyRecord(size=1_024_000, sha256="a" * 64), s3=S3Object(1_024_000), entry=k_entry(tags="archived_to_s3")
+        copy=CopyRecord(size=1_024_000, sha256="a" * 64, **OF_ORIGINAL),
+        s3=S3Object(1_024_000),
+        entry=k_entry(tags="archived_to_s3"),
     )
     plan = plan_replace(ok, POLICY)
     assert plan.step_names == ["upload_placeholder", "replace_content", "wait_replacement", "thumbnail", "tag_replaced"]
@@ -129,7 +133,7 @@ def test_archive_and_replace_in_one_plan_and_already_done():
     replaced = state(
         entry=k_entry(tags="archived_to_s3, flavors_deleted"),
         flavors=[k_flavor(size_in_bytes=25_000)],
-        copy=CopyRecord(size=1_024_000, sha256="a" * 64, replaced=True),
+        copy=CopyRecord(size=1_024_000, sha256="a" * 64, **OF_ORIGINAL, replaced=True),
         s3=S3Object(1_024_000),
     )
     assert plan_for(Batch.Action.ARCHIVE_REPLACE, replaced, POLICY).skip_reason == "already replaced"
@@ -388,3 +392,83 @@ def test_a_refused_replacement_fails_clearly_and_leaves_the_original_playing(arc
     assert sim.state.original_bytes_sha256(entry_ids[0]) == before
     assert "flavors_deleted" not in sim.state.get_entry(entry_ids[0])["tags"]
     assert AuditEvent.objects.filter(batch=batch, outcome="failed", entry_id=entry_ids[0]).exists()
+
+
+# --- content identity and media types in the plans (issues 11 and 13) ----------------------------------
+
+
+def archived(**fields) -> LiveState:
+    """An entry archived by us: the copy holds exactly its original; S3 has it."""
+    values = dict(
+        copy=CopyRecord(size=1_024_000, sha256="a" * 64, **OF_ORIGINAL), s3=S3Object(1_024_000),
+        entry=k_entry(tags="archived_to_s3"),
+    )  # fmt: skip
+    values.update(fields)
+    return state(**values)
+
+
+def test_content_changed_since_the_copy_is_archived_first():
+    changed = archived(copy=CopyRecord(size=1_024_000, sha256="a" * 64, flavor_id="0_original", flavor_version="2"))
+    reason = plan_replace(changed, POLICY).skip_reason
+    assert reason.startswith("archive the new content first: Kaltura's original is now flavor 0_original version 3")
+    plan = plan_for(Batch.Action.ARCHIVE_REPLACE, changed, POLICY)
+    assert plan.step_names[:2] == ["copy", "verify"] and "upload_placeholder" in plan.step_names
+    assert plan.steps[0].description.startswith("archive the new content first") and plan.bytes_to_copy == 1_024_000
+    # Same version but another byte count, or another flavor: not the same content either.
+    for copy in (CopyRecord(size=999, sha256="a" * 64, **OF_ORIGINAL),
+                 CopyRecord(size=1_024_000, sha256="a" * 64, flavor_id="0_other", flavor_version="3")):  # fmt: skip
+        assert plan_replace(archived(copy=copy, s3=S3Object(copy.size)), POLICY).skip_reason.startswith(
+            "archive the new content first"
+        )
+    # A copy in S3 whose hash is not the recorded one is no copy to replace behind.
+    bad = archived(s3=S3Object(1_024_000, sha256="b" * 64))
+    assert plan_replace(bad, POLICY).skip_reason == "the S3 object's SHA-256 differs from the recorded copy"
+
+
+def test_entries_on_a_placeholder_are_never_copied():
+    # The old tool's placeholder with its original in S3 (key = entry id), no record of ours: hashed from S3.
+    old_tool = state(entry=k_entry(tags="archived_to_s3, flavors_deleted"), s3=S3Object(5_000_000))
+    for action in (Batch.Action.ARCHIVE, Batch.Action.ARCHIVE_REPLACE):
+        plan = plan_for(action, old_tool, POLICY)
+        assert plan.step_names == ["s3_restore", "s3_wait", "adopt_hash"] and plan.bytes_to_copy == 0
+    readable = state(entry=k_entry(tags="flavors_deleted"), s3=S3Object(5_000_000, storage_class="STANDARD"))
+    assert plan_archive(readable, POLICY).step_names == ["adopt_hash"]
+    nothing = state(entry=k_entry(tags="flavors_deleted"))
+    assert "no archive copy is in S3" in plan_archive(nothing, POLICY).skip_reason
+
+
+def test_image_entries_are_only_archived():
+    image = archived(entry=k_entry(tags="archived_to_s3", media_type=2))
+    assert plan_replace(image, POLICY).skip_reason == "image entry: only archiving its original is possible"
+    fresh = state(entry=k_entry(media_type=2))
+    assert plan_for(Batch.Action.ARCHIVE_REPLACE, fresh, POLICY).step_names == ["copy", "verify", "tag_archived"]
+
+
+def test_audio_entries_get_the_audio_placeholder_or_are_skipped(db, settings, tmp_path):
+    audio = archived(entry=k_entry(tags="archived_to_s3", media_type=5))
+    assert plan_replace(audio, POLICY).skip_reason == "no audio placeholder configured"
+    with_audio = replace(POLICY, placeholder_audio_size=4_000)
+    plan = plan_replace(audio, with_audio)
+    assert plan.steps[0].description.startswith("upload the audio placeholder")
+    assert plan.bytes_freed == 1_024_000 + 300_000 - 4_000
+    # From the settings: a missing file means no audio placeholder, never the video one.
+    settings.PLACEHOLDER_AUDIO = tmp_path / "missing.m4a"
+    assert Policy.from_settings(NOW).placeholder_audio_size == 0
+    (tmp_path / "audio.m4a").write_bytes(b"a" * 1234)
+    settings.PLACEHOLDER_AUDIO = tmp_path / "audio.m4a"
+    assert Policy.from_settings(NOW).placeholder_audio_size == 1234
+
+
+def test_a_replacement_freeing_too_little_is_skipped():
+    policy = replace(POLICY, min_bytes_freed=10 * 1024 * 1024)
+    reason = plan_replace(archived(), policy).skip_reason
+    assert reason == "replacing would free only 1.2 MiB, less than 10.0 MiB (ARCHIVE_MIN_BYTES_FREED)"
+    assert plan_for(Batch.Action.ARCHIVE_REPLACE, state(), policy).step_names == ["copy", "verify", "tag_archived"]
+
+
+def test_a_rerun_after_our_own_replacement_never_archives_the_placeholder():
+    """Killed after Kaltura swapped our placeholder in, before the tag: the content is not "new content"."""
+    swapped = archived(flavors=[k_flavor(size_in_bytes=25_000, version="4")], replacement_started=True)
+    plan = plan_for(Batch.Action.ARCHIVE_REPLACE, swapped, POLICY)
+    assert plan.step_names == ["wait_replacement", "thumbnail", "tag_replaced"] and plan.bytes_to_copy == 0
+    assert plan_archive(swapped, POLICY).skip_reason == "already archived"

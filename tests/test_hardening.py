@@ -23,6 +23,7 @@ from archive_app.kaltura import Kaltura, KalturaError
 from archive_app.models import AuditEvent, Batch, BatchItem, Entry
 from archive_app.redaction import redact
 from archive_app.storage import ArchiveStore, StorageError
+from tests.conftest import TEST_BUCKET
 from tests.test_foundation import run_manage
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -159,15 +160,30 @@ PRODUCTION_ENV = {
     "KALTURA_SECRET": secrets.token_hex(16),
     "KALTURA_USERID": "kaltura-archive",
     "AWS_BUCKET": "archive-bucket",
+    # Nothing listens there: the bucket's versioning cannot be read (an Info, not a warning), and no test
+    # ever reaches AWS itself.
+    "AWS_ENDPOINT_URL": "http://127.0.0.1:9",
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_MAX_ATTEMPTS": "1",
     "ARCHIVE_SITE_URL": "https://archive.example.edu",
     "EMAIL_HOST": "smtp.example.edu",
 }
 
 
-def test_deploy_check_is_clean_with_production_settings():
-    result = run_manage("check", "--deploy", "--fail-level", "WARNING", env=PRODUCTION_ENV)
+def test_deploy_check_is_clean_with_production_settings(moto_server, s3):
+    s3.put_bucket_versioning(Bucket=TEST_BUCKET, VersioningConfiguration={"Status": "Enabled"})
+    env = {**PRODUCTION_ENV, "AWS_ENDPOINT_URL": moto_server.url, "AWS_BUCKET": TEST_BUCKET}
+    result = run_manage("check", "--deploy", "--fail-level", "WARNING", env=env)
     assert result.returncode == 0, result.stderr
     assert "System check identified no issues" in result.stdout
+
+
+def test_deploy_check_reports_an_unversioned_bucket(moto_server, s3):
+    env = {**PRODUCTION_ENV, "AWS_ENDPOINT_URL": moto_server.url, "AWS_BUCKET": TEST_BUCKET}
+    result = run_manage("check", "--deploy", "--fail-level", "WARNING", env=env)
+    assert result.returncode == 1
+    assert "archive.W005" in result.stderr and f"{TEST_BUCKET} has no versioning" in result.stderr
 
 
 @pytest.mark.parametrize(

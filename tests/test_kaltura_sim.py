@@ -696,6 +696,38 @@ def test_replacement_completes_lazily_after_the_delay(sim, client):
         sim.state.conversion_delay = 3600
 
 
+def test_an_owner_replaces_the_media_new_version_same_entry_and_tags(sim, client):
+    """KMC/KMS "Replace media": the original keeps its id and gets a new version, size and bytes; tags stay."""
+    entry = pick(sim)
+    sim.state.set_tags(entry["id"], "lecture, archived_to_s3")
+    before = original_of(client, entry["id"])
+    data = b"the owner's new recording" * 1000
+    sim.state.replace_media(entry["id"], data)
+    during = client.media.get(entry["id"])
+    assert during.replacingEntryId and original_of(client, entry["id"]).version == before.version  # still old
+    sim.state.complete_conversions()
+    after, original = client.media.get(entry["id"]), original_of(client, entry["id"])
+    assert (after.id, after.tags) == (entry["id"], "lecture, archived_to_s3") and not after.replacingEntryId
+    assert original.id == before.id and int(original.version) == int(before.version) + 1
+    assert original.sizeInBytes == len(data)
+    assert sim.state.original_bytes_sha256(entry["id"]) == hashlib.sha256(data).hexdigest()
+    assert f"/v/{original.version}/" in client.flavorAsset.getUrl(original.id)
+
+
+def test_a_failed_conversion_leaves_the_entry_as_it_was_and_the_replacement_stuck(sim, client):
+    """As Kaltura does: replacementStatus 4, replacingEntryId still set, another updateContent refused."""
+    entry = pick(sim)
+    before = sim.state.original_bytes_sha256(entry["id"])
+    sim.state.failing_conversions = 1
+    client.media.updateContent(entry["id"], KalturaUploadedFileTokenResource(token=upload_bytes(client, b"x" * 999)))
+    sim.state.complete_conversions()
+    after = client.media.get(entry["id"])
+    assert after.replacementStatus.getValue() == "4" and after.replacingEntryId
+    assert after.status.getValue() == "2" and sim.state.original_bytes_sha256(entry["id"]) == before
+    retry = KalturaUploadedFileTokenResource(token=upload_bytes(client, b"y" * 999))
+    assert error_of(client.media.updateContent, entry["id"], retry).code == "ENTRY_REPLACEMENT_ALREADY_EXISTS"
+
+
 def test_replacement_with_an_mp4_takes_its_duration(sim, client):
     entry = pick(sim)
     token = upload_bytes(client, (REPO / "assets" / "placeholder.mp4").read_bytes())

@@ -18,7 +18,7 @@ from archive_app import batches, jobs, restores, sync
 from archive_app.kaltura import Kaltura
 from archive_app.models import ArchiveCopy, AuditEvent, Batch, Entry, Restore
 from archive_app.storage import ArchiveStore
-from archive_app.workflow import CopyRecord, LiveState
+from archive_app.workflow import ContentId, CopyRecord, LiveState
 from tests.test_batches import k_entry, k_flavor
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -89,9 +89,11 @@ def live(**fields) -> LiveState:
     values = dict(
         entry_id="0_abcdefgh",
         entry=k_entry(tags="archived_to_s3, flavors_deleted"),
-        flavors=[k_flavor(size_in_bytes=24_853)],
+        flavors=[k_flavor(size_in_bytes=24_853, version="4")],
         s3=Head(),
-        copy=CopyRecord(size=1_024_000, sha256="a" * 64, replaced=True),
+        # The placeholder Kaltura held once swapped in: the only content a restore writes over.
+        copy=CopyRecord(size=1_024_000, sha256="a" * 64, replaced=True, flavor_id="0_original", flavor_version="3",
+                        placeholder=ContentId("0_original", "4", 24_853)),  # fmt: skip
     )
     values.update(fields)
     return LiveState(**values)
@@ -134,9 +136,24 @@ def test_plan_refuses_what_cannot_be_restored():
     assert "replacement is already pending" in restores.plan_restore(pending, tier="Standard").skip_reason
     resized = live(s3=Head(size=5))
     assert "the recorded copy 1024000" in restores.plan_restore(resized, tier="Standard").skip_reason
-    # The old tool's copies have no hash: restorable, with a warning.
-    old_tool = restores.plan_restore(live(copy=None), tier="Standard")
+    # The old tool's copies have no hash: restorable, with a warning, if its placeholder is one we know ...
+    old_tool = restores.plan_restore(live(copy=None), tier="Standard", known_placeholder_sizes=frozenset({24_853}))
     assert not old_tool.skipped and "no SHA-256" in old_tool.warnings[0]
+    # ... or an archive admin confirmed it; otherwise the plan asks for that confirmation.
+    unknown = restores.plan_restore(live(copy=None), tier="Standard", known_placeholder_sizes=frozenset({99}))
+    assert unknown.skipped and unknown.needs_confirmation and "must confirm" in unknown.skip_reason
+    assert not restores.plan_restore(live(copy=None), tier="Standard", confirmed=True).skipped
+
+
+def test_plan_refuses_to_write_over_anything_but_the_recorded_placeholder():
+    """The owner uploaded new content over the placeholder (the tag stays): a restore would destroy it."""
+    for changed in (k_flavor(size_in_bytes=24_853, version="5"), k_flavor(size_in_bytes=9_999, version="4"),
+                    k_flavor(id="0_other", size_in_bytes=24_853, version="4")):  # fmt: skip
+        plan = restores.plan_restore(live(flavors=[changed]), tier="Bulk", known_placeholder_sizes=frozenset({24_853}))
+        assert plan.skipped and plan.steps == ()
+        assert plan.skip_reason.startswith(restores.PLACEHOLDER_ON_NEW_CONTENT), plan.skip_reason
+        assert f"version {changed.version}" in plan.skip_reason and "the placeholder put in was" in plan.skip_reason
+        assert not plan.needs_confirmation  # a recorded placeholder is never overridden by a confirmation
 
 
 # --- end to end ---------------------------------------------------------------------------------
@@ -372,10 +389,17 @@ def test_a_placeholder_of_the_old_tool_is_restored_from_its_glacier_object(world
     entry_id = next(e["id"] for e in sim.state.all_entries() if "flavors_deleted" in e["tags"] and e["status"] == 2)
     original = bytes(range(256)) * 800
     s3.put_object(Bucket=settings.AWS_BUCKET, Key=entry_id, Body=original, StorageClass="GLACIER")
-    plan = restores.restore_preview(entry_id, tier="Bulk", user=admin)
+    # We never recorded its placeholder, and its size is no known placeholder's: an admin must confirm it.
+    refused = restores.restore_preview(entry_id, tier="Bulk", user=admin)
+    assert refused.needs_confirmation and "must confirm" in refused.skip_reason
+    with pytest.raises(restores.RestoreError, match="must confirm"):
+        restores.restore_request(entry_id=entry_id, tier="Bulk", source=Restore.Source.MANUAL, user=admin)
+    plan = restores.restore_preview(entry_id, tier="Bulk", user=admin, confirmed=True)
     assert plan.step_names[:3] == ["s3_restore", "s3_wait", "upload_original"]
     assert "archived by the old tool" in plan.warnings[0]
-    restore, _ = restores.restore_request(entry_id=entry_id, tier="Bulk", source=Restore.Source.MANUAL, user=admin)
+    restore, _ = restores.restore_request(entry_id=entry_id, tier="Bulk", source=Restore.Source.MANUAL, user=admin,
+                                          confirm_placeholder=True)  # fmt: skip
+    assert restore.placeholder_confirmed_by == admin
     run_jobs(rq_queue)
     restore.refresh_from_db()
     assert restore.status == Restore.Status.DONE, restore.error

@@ -200,7 +200,7 @@ def test_a_copy_that_s3_reports_differently_is_deleted_with_its_version(s3, stor
     assert versions.get("Versions", []) == [] and versions.get("DeleteMarkers", []) == []
 
 
-def test_an_existing_archive_is_never_overwritten_unless_asked(s3, store):
+def test_an_existing_archive_is_never_overwritten(s3, store):
     s3.put_object(Bucket=TEST_BUCKET, Key="0_old", Body=b"the old tool's copy")
     with pytest.raises(StorageError) as refused:
         store.upload_stream("0_old", Source(11 * MiB), flavor_id="0_f", part_size=PART)
@@ -208,8 +208,19 @@ def test_an_existing_archive_is_never_overwritten_unless_asked(s3, store):
     assert s3.get_object(Bucket=TEST_BUCKET, Key="0_old")["Body"].read() == b"the old tool's copy"
     assert s3.list_multipart_uploads(Bucket=TEST_BUCKET).get("Uploads", []) == []
 
-    store.upload_stream("0_old", Source(11 * MiB), flavor_id="0_f", part_size=PART, overwrite=True)
-    assert s3.head_object(Bucket=TEST_BUCKET, Key="0_old")["ContentLength"] == 11 * MiB
+    # There is no way to ask for an overwrite any more (custody: an archived object is never written over).
+    with pytest.raises(TypeError):
+        store.upload_stream("0_old", Source(11 * MiB), flavor_id="0_f", part_size=PART, overwrite=True)
+    single = Source(100)
+    with pytest.raises(StorageError) as refused:
+        store.upload_stream("0_old", single, flavor_id="0_f", storage_class="STANDARD")
+    assert refused.value.code == "PreconditionFailed"
+    assert s3.get_object(Bucket=TEST_BUCKET, Key="0_old")["Body"].read() == b"the old tool's copy"
+    # A copy of other content goes under its own key, next to the first.
+    key = store.key_for_content("0_old", "0_f", "7")
+    store.upload_stream("0_old", Source(100), key=key, flavor_id="0_f", flavor_version="7", storage_class="STANDARD")
+    assert store.head("0_old", key=key).metadata["flavor-version"] == "7"
+    assert s3.get_object(Bucket=TEST_BUCKET, Key="0_old")["Body"].read() == b"the old tool's copy"
 
 
 def test_expected_size_enlarges_parts_to_fit_10000():
@@ -414,10 +425,18 @@ def test_hashing_reader_passes_bytes_through_and_hashes_them():
     assert reader.crc32 == crc32_b64(data)
 
 
-def test_delete_removes_a_bad_copy(s3, store):
-    store.upload_stream("0_bad", Source(100), flavor_id="0_f", storage_class="STANDARD")
-    store.delete("0_bad")
+def test_a_copy_of_the_wrong_size_never_becomes_an_object(s3, store):
+    with pytest.raises(StorageError) as refused:
+        store.upload_stream("0_bad", Source(100), flavor_id="0_f", storage_class="STANDARD", size_ok=lambda n: n == 99)
+    assert refused.value.code == "SizeMismatch"
     assert store.head("0_bad") is None
+    assert not hasattr(store, "delete")  # nothing in the app can delete an archived object
+
+
+def test_versioning_is_reported(s3, store):
+    assert store.versioning_enabled() is False
+    s3.put_bucket_versioning(Bucket=TEST_BUCKET, VersioningConfiguration={"Status": "Enabled"})
+    assert store.versioning_enabled() is True
 
 
 def test_s3_down_is_a_storage_error(s3, settings):

@@ -18,7 +18,7 @@ from archive_app.models import AuditEvent, Batch, BatchItem
 from archive_app.storage import ArchiveStore, StorageError
 from archive_app.workflow import Policy, plan_for, read_live_states
 
-FINISHED = {BatchItem.Status.DONE, BatchItem.Status.SKIPPED, BatchItem.Status.FAILED, BatchItem.Status.CANCELLED}
+FINISHED = {BatchItem.Status.DONE, BatchItem.Status.SKIPPED, *BatchItem.RETRYABLE, BatchItem.Status.CANCELLED}
 
 
 def human_bytes(size: int) -> str:
@@ -129,7 +129,7 @@ class BatchCommand(BaseCommand):
                 if finished == total:
                     break
                 time.sleep(1)
-        failed = batch.items.filter(status=BatchItem.Status.FAILED)
+        failed = batch.items.filter(status__in=BatchItem.RETRYABLE)
         for item in failed:
             self.stderr.write(f"{item.entry_id}\tfailed: {item.message}")
         counts = {status: statuses.count(status) for status in FINISHED}

@@ -4,9 +4,10 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError
 
 from archive_app.cli import add_filter_arguments, entries_from_options
-from archive_app.health import entry_problems
+from archive_app.health import UNVERSIONED_BUCKET, entry_problems
 from archive_app.kaltura import Kaltura, KalturaError
 from archive_app.models import archive_state_from_tags
+from archive_app.restores import known_placeholder_sizes
 from archive_app.storage import ArchiveStore, StorageError
 from archive_app.workflow import read_live_states
 
@@ -28,6 +29,12 @@ class Command(BaseCommand):
         except ImproperlyConfigured as exc:
             raise CommandError(str(exc)) from None
         unhealthy = 0
+        known = known_placeholder_sizes()
+        try:
+            if not store.versioning_enabled():
+                self.stderr.write(f"warning: {UNVERSIONED_BUCKET}")
+        except StorageError as exc:
+            raise CommandError(str(exc)) from None
         self.stdout.write("entry_id\tstate\tproblems")
         for start in range(0, len(entry_ids), 500):
             chunk = entry_ids[start : start + 500]
@@ -36,7 +43,7 @@ class Command(BaseCommand):
             except (KalturaError, StorageError) as exc:
                 raise CommandError(str(exc)) from None
             for entry_id in chunk:
-                problems = entry_problems(states[entry_id])
+                problems = entry_problems(states[entry_id], known_placeholder_sizes=known)
                 unhealthy += bool(problems)
                 if problems or options["all"]:
                     state = archive_state_from_tags(", ".join(states[entry_id].tags))

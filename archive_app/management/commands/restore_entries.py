@@ -17,7 +17,8 @@ from archive_app.models import Restore
 from archive_app.storage import ArchiveStore, StorageError
 
 # A restore waiting on Glacier is settled for the command: the scheduled poller finishes it hours later.
-SETTLED = {Restore.Status.DONE, Restore.Status.FAILED, Restore.Status.CANCELLED, Restore.Status.WAITING}
+SETTLED = {Restore.Status.DONE, Restore.Status.FAILED, Restore.Status.ERRORED, Restore.Status.CANCELLED,
+           Restore.Status.WAITING}  # fmt: skip
 
 
 class Command(BaseCommand):
@@ -119,7 +120,7 @@ class Command(BaseCommand):
                 f"{restore.entry_id}\twaiting on S3 {restore.storage_class} ({restore.tier})"
                 + (f", expected by {ready:%Y-%m-%d %H:%M} UTC" if ready else "")
             )
-        failed = list(rows.filter(status=Restore.Status.FAILED))
+        failed = list(rows.filter(status__in=[Restore.Status.FAILED, Restore.Status.ERRORED]))
         for restore in failed:
             self.stderr.write(f"{restore.entry_id}\tfailed: {restore.error}")
         counts = {label: statuses.count(status) for status, label in
