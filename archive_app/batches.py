@@ -425,7 +425,7 @@ def _stream_original_to_s3(context: Context, *, overwrite: bool) -> dict:
     original = context.state.original
     url = context.kaltura.flavor_download_url(original.id)
     # urllib3 raises on a body shorter than its Content-Length, so a truncated download fails the upload.
-    with requests.get(url, stream=True, timeout=(10, 300)) as response:
+    with context.kaltura.open_download(url) as response:
         response.raise_for_status()
         archived = context.store.upload_stream(
             context.entry_id,

@@ -114,6 +114,8 @@ KALTURA_SECRET = envsecret("KALTURA_SECRET")
 KALTURA_USERID = envstr("KALTURA_USERID")
 KALTURA_SESSION_EXPIRY = envint("KALTURA_SESSION_EXPIRY", 86400, minimum=60)
 KALTURA_TIMEOUT = envint("KALTURA_TIMEOUT", 120, minimum=1)
+# Hosts (or *.domain) flavor downloads may come from besides the service host and *.kaltura.com.
+KALTURA_CDN_HOSTS = envlist("KALTURA_CDN_HOSTS")
 # How often the scheduled job mirrors changed entries and recent plays.
 SYNC_INTERVAL_MINUTES = envint("SYNC_INTERVAL_MINUTES", 15, minimum=1)
 
