@@ -166,6 +166,8 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": envstr("LOG_LEVEL", "INFO").upper()},
     # Request bodies carry the Kaltura session; never let debug logging print them.
     "loggers": {
+        # Through the root handler only: Django's own console handler (with DEBUG) printed every line twice.
+        "django": {"handlers": [], "level": "INFO"},
         "urllib3": {"level": "WARNING"},
         "botocore": {"level": "WARNING"},
         "KalturaClient": {"level": "WARNING"},

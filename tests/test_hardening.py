@@ -7,6 +7,7 @@ import json
 import re
 import secrets
 import time
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import quote
@@ -550,3 +551,51 @@ def test_a_nul_byte_in_the_address_is_a_400_even_where_no_form_checks(client, ad
     admin.save()
     client.force_login(admin)
     assert client.get(url).status_code == 400
+
+
+# --- Refusals in the log ---------------------------------------------------------------------
+
+
+@contextmanager
+def console_output():
+    """What every console handler of the logging tree prints, as it would reach the terminal."""
+    import io
+    import logging
+
+    handlers = set(logging.root.handlers)
+    for logger in logging.Logger.manager.loggerDict.values():
+        handlers |= set(getattr(logger, "handlers", []))
+    output = io.StringIO()
+    streams = [(handler, handler.setStream(output)) for handler in handlers if type(handler) is logging.StreamHandler]
+    try:
+        yield output
+    finally:
+        for handler, stream in streams:
+            handler.setStream(stream)
+
+
+@pytest.mark.parametrize("debug", [False, True])
+def test_a_403_is_logged_once_on_one_line_with_user_path_and_reason(client, make_user, settings, debug):
+    settings.DEBUG = debug  # Django's own console handler printed it a second time with DEBUG on
+    client.force_login(make_user("nobody", role=None))
+    with console_output() as output:
+        assert client.get("/entries/?q=%0Aforged").status_code == 403
+    lines = [line for line in output.getvalue().splitlines() if line.strip()]
+    assert len(lines) == 1, lines
+    assert "403 forbidden: user nobody, GET /entries/: permission denied" in lines[0]
+
+
+def test_a_csrf_refusal_is_one_line_too(make_user):
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(make_user("lib", role="librarian"))
+    with console_output() as output:
+        assert client.post(reverse("batch_create"), {"action": "archive"}).status_code == 403
+    lines = [line for line in output.getvalue().splitlines() if line.strip()]
+    assert len(lines) == 1 and "403 forbidden: user lib, POST /batches/new/: CSRF check failed: " in lines[0], lines
+
+
+def test_a_path_cannot_forge_a_log_line(client, make_user):
+    client.force_login(make_user("nobody", role=None))
+    with console_output() as output:
+        client.get("/entries/%0A2026-01-01 INFO forged line/")
+    assert len([line for line in output.getvalue().splitlines() if line.strip()]) == 1
