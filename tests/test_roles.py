@@ -341,3 +341,34 @@ def test_archive_admins_manage_users_but_not_superusers(client, world, django_us
     client.force_login(librarian)
     assert client.get("/admin/").status_code == 200
     assert client.get("/rq/").status_code == 200
+
+
+def _database_rows() -> dict:
+    """Every row of every table, except sessions (signing in writes one) and dry-run audit events (a page
+    that previews, such as Restore a video, records its dry run: rule 4)."""
+    from django.apps import apps
+    from django.contrib.sessions.models import Session
+
+    rows = {}
+    for model in apps.get_models():
+        if model is Session or not model._meta.managed:  # django-rq's dashboard "model" has no table
+            continue
+        queryset = model.objects.filter(dry_run=False) if model is AuditEvent else model.objects.all()
+        rows[model._meta.label] = list(queryset.order_by("pk").values())
+    return rows
+
+
+@pytest.mark.parametrize("role", ["librarian", "admin"])
+def test_no_page_writes_on_get(client, world, role, kaltura_sim, s3, rq_queue):
+    users, placeholders = world
+    client.force_login(users[role])
+    Batch.objects.update(status=Batch.Status.RUNNING)
+    batch = Batch.objects.get()
+    batch.items.create(entry_id=ENTRY_ID, status="running", heartbeat_at=timezone.now() - timezone.timedelta(days=2))
+    before = _database_rows()
+    for name, (args, _) in MATRIX.items():
+        client.get(reverse(name, args=[_fill(str(arg), placeholders) for arg in args]))
+        client.get(reverse(name, args=[_fill(str(arg), placeholders) for arg in args]), HTTP_HX_REQUEST="true")
+    for sample, _ in (sample for samples in NAMESPACES.values() for sample in samples):
+        client.get(_fill(sample, placeholders))
+    assert _database_rows() == before
