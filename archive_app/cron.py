@@ -53,3 +53,13 @@ cron.register(
     job_timeout=600,
     name="release_stale_items",
 )
+
+from archive_app.jobs import audit_ip_retention_job  # noqa: E402
+
+cron.register(
+    audit_ip_retention_job,
+    queue_name="default",
+    interval=24 * 3600,
+    job_timeout=3 * 3600,
+    name="audit_ip_retention",
+)

@@ -74,6 +74,13 @@ def release_stale_items_job() -> dict:
     return released
 
 
+def audit_ip_retention_job() -> dict:
+    """Scheduled: blank the IP addresses of audit events older than ARCHIVE_AUDIT_IP_RETENTION_DAYS."""
+    from archive_app.audit import blank_old_addresses
+
+    return blank_old_addresses()
+
+
 def send_notices_job(batch_id: int) -> dict:
     from archive_app.notices import send_notices
 

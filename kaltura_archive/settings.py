@@ -226,6 +226,9 @@ CLIENT_IP_HEADER = envstr("DJANGO_CLIENT_IP_HEADER")
 # More image sources for entry thumbnails, beyond Kaltura's service host (and *.kaltura.com).
 CSP_IMG_SOURCES = envlist("CSP_IMG_SOURCES")
 
+# Days the audit log keeps clients' IP addresses; a scheduled job blanks older ones.
+ARCHIVE_AUDIT_IP_RETENTION_DAYS = envint("ARCHIVE_AUDIT_IP_RETENTION_DAYS", 90, minimum=1)
+
 # Sign-in throttling: after this many failures in the window, sign-in is refused until it passes.
 SIGN_IN_MAX_FAILURES = envint("SIGN_IN_MAX_FAILURES", 5, minimum=1)  # per username
 SIGN_IN_MAX_FAILURES_PER_IP = envint("SIGN_IN_MAX_FAILURES_PER_IP", 20, minimum=1)
