@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -15,6 +18,22 @@ from archive_app.redaction import redact
 
 SYSTEM_USERNAME = "system"
 IP_RETENTION_ACTION = "audit_blank_addresses"
+# Details every event recorded in this context carries (who ran a command, from where).
+_context_details: ContextVar[dict | None] = ContextVar("audit_context_details", default=None)
+
+
+@contextmanager
+def details_for_every_event(**details) -> Iterator[None]:
+    """Add these details to every event recorded inside the block (a command's OS user and host)."""
+    token = _context_details.set({**context_details(), **details})
+    try:
+        yield
+    finally:
+        _context_details.reset(token)
+
+
+def context_details() -> dict:
+    return dict(_context_details.get() or {})
 
 
 def _scrub(value: Any) -> Any:
@@ -50,7 +69,7 @@ def record(
         dry_run=dry_run,
         outcome=outcome,
         message=_scrub(message)[:1000],
-        details=_scrub(details or {}),
+        details=_scrub({**context_details(), **(details or {})}),
     )
 
 
