@@ -507,6 +507,8 @@ class OwnerNotice(models.Model):
     error = models.CharField(max_length=1000, blank=True)
     claimed_at = models.DateTimeField(null=True, blank=True)
     sent_at = models.DateTimeField(null=True, blank=True)
+    # The keep link works once: set when the owner kept entries with it.
+    keep_used_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["owner_id"]

@@ -204,6 +204,8 @@ EMAIL_TIMEOUT = envint("EMAIL_TIMEOUT", 30, minimum=1)
 DEFAULT_FROM_EMAIL = envstr("DEFAULT_FROM_EMAIL", "kaltura-archive@localhost")
 # The dashboard's address as owners reach it: the keep links in notices start with it.
 ARCHIVE_SITE_URL = envstr("ARCHIVE_SITE_URL", "http://127.0.0.1:8000").rstrip("/")
+# A keep link expires when the notice period ends, and at the latest this many days after it was sent.
+ARCHIVE_KEEP_LINK_MAX_DAYS = envint("ARCHIVE_KEEP_LINK_MAX_DAYS", 30, minimum=1)
 # How often the scheduler makes due policies' batches and queues batches whose notice period ended.
 POLICY_INTERVAL_MINUTES = envint("POLICY_INTERVAL_MINUTES", 60, minimum=1)
 
