@@ -43,6 +43,7 @@ TABLE_FIELDS = [
     "message",
     "details",
 ]
+PERSONAL_FIELDS = ["username", "message", "details"]  # where e-mail and IP addresses may be
 EXPORT_COLUMNS = ["at", "user", "action", "entry_id", "batch", "mode", "outcome", "message", "details"]
 
 
@@ -105,12 +106,13 @@ def _table_rows(events: list[dict], *, mask: bool) -> list[dict]:
     badges = {AuditEvent.Outcome.OK: "success", AuditEvent.Outcome.SKIPPED: "secondary"}
     rows = []
     for event in events:
-        user = masked(event["username"]) if mask else event["username"]
+        shown = masked({key: event[key] for key in PERSONAL_FIELDS}) if mask else event
         rows.append({
             "id": event["id"],
             "when": timezone.localtime(event["created_at"]).strftime("%Y-%m-%d %H:%M:%S"),
-            "user": user,
-            "user_url": f"{log_url}?{urlencode({'user': user})}" if user == event["username"] else "",
+            "user": shown["username"],
+            "user_url": f"{log_url}?{urlencode({'user': event['username']})}" if shown["username"] == event["username"]
+            else "",
             "action": event["action"],
             "entry_id": event["entry_id"],
             "entry_url": entry_url.format(quote(event["entry_id"])) if event["entry_id"] else "",
@@ -119,10 +121,8 @@ def _table_rows(events: list[dict], *, mask: bool) -> list[dict]:
             "real": not event["dry_run"],
             "outcome": event["outcome"],
             "badge": badges.get(event["outcome"], "danger"),
-            "message": masked(event["message"]) if mask else event["message"],
-            "details": json.dumps(masked(event["details"]) if mask else event["details"], indent=1, sort_keys=True)
-            if event["details"]
-            else "",
+            "message": shown["message"],
+            "details": json.dumps(shown["details"], indent=1, sort_keys=True) if event["details"] else "",
         })  # fmt: skip
     return rows
 

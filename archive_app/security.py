@@ -87,6 +87,8 @@ class OneLineForbidden(logging.Filter):
         else:
             refusal = record.exc_info[1] if record.exc_info else None
             reason = str(refusal) if refusal is not None and str(refusal) else "permission denied"
+            view = getattr(request.resolver_match, "view_name", "")
+            reason += f" ({view})" if view else ""
         user = getattr(request, "user", None)
         username = user.get_username() if user is not None and user.is_authenticated else "anonymous"
         path = request.path.encode("unicode_escape").decode("ascii")  # as Django does: no forged log lines

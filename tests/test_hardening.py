@@ -582,7 +582,7 @@ def test_a_403_is_logged_once_on_one_line_with_user_path_and_reason(client, make
         assert client.get("/entries/?q=%0Aforged").status_code == 403
     lines = [line for line in output.getvalue().splitlines() if line.strip()]
     assert len(lines) == 1, lines
-    assert "403 forbidden: user nobody, GET /entries/: permission denied" in lines[0]
+    assert "403 forbidden: user nobody, GET /entries/: permission denied (entry_list)" in lines[0]
 
 
 def test_a_csrf_refusal_is_one_line_too(make_user):
