@@ -372,3 +372,26 @@ def test_a_large_log_is_counted_and_paged_up_to_the_limit(client, make_user, mon
     assert b"".join(export.streaming_content).count(b"\r\n") == 1 + 250  # the export has them all
     under = client.get(reverse("audit_log"), {"user": "nobody-at-all"})
     assert b"0 events" in under.content
+
+
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        ("sent to jane.owner@example.edu", "sent to j***@example.edu"),
+        ("from 192.0.2.77.", "from 192.0.*.*."),
+        ("from [2001:db8::7]:443", "from [2001:db8:*]:443"),
+        ("from ::ffff:10.1.2.3", "from 0:0:*"),
+        # Not addresses: kept as they are.
+        ("at 2026-12-03T14:02:28.123+00:00, 14:02", "at 2026-12-03T14:02:28.123+00:00, 14:02"),
+        ("version 1.2.3, flavor 0_abcd1234, 3.5 GB", "version 1.2.3, flavor 0_abcd1234, 3.5 GB"),
+        ("sha256 " + "ab" * 32, "sha256 " + "ab" * 32),
+    ],
+)
+def test_what_librarians_see_of_addresses(text, shown):
+    from archive_app.privacy import masked, without_ips
+
+    assert masked(text) == shown
+    if shown == text or "@" in text:
+        assert without_ips(text) == text  # e-mail addresses are not blanked: they are not IP addresses
+    else:
+        assert without_ips(text) == text.replace(text.split("from ")[1].strip("[].").split("]")[0], "")
