@@ -5,8 +5,8 @@ instead of being queued, a job sends each affected owner one e-mail listing thei
 entries, the date, what archiving means, and a signed link to a page where they can
 keep entries without signing in. The link's token sits after "#", which browsers never send:
 the page posts it (static/js/keep.js), so it stays out of web server logs. It works once, until
-the notice period ends, and at most ARCHIVE_KEEP_LINK_MAX_DAYS. Kept entries get the tag archive_exempt in Kaltura and
-leave the batch. When the period ends the scheduler previews the batch again on live
+the notice period ends, and at most ARCHIVE_KEEP_LINK_MAX_DAYS. Kept entries get the tag
+archive_exempt in Kaltura and leave the batch. When the period ends the scheduler previews the batch again on live
 state (so anything exempted meanwhile drops out) and queues it.
 
 States of a held batch: Batch APPROVED with notice.runs_after None (notices not sent) →
