@@ -101,3 +101,19 @@ def test_events_outside_a_command_carry_no_origin(old_entry, make_user):
 
     event = audit.record("preview_archive", user=User.objects.get(username="lib"), dry_run=True)
     assert "os_user" not in event.details
+
+
+def test_giving_a_role_on_the_command_line_is_audited_with_the_os_user_and_host(db):
+    from io import StringIO
+
+    call_command("create_user", "jsmith", "--role", "librarian", stdout=StringIO())
+    call_command("create_user", "jsmith", "--role", "admin", "--keep-password", stdout=StringIO())
+    events = list(AuditEvent.objects.filter(action="user_role").order_by("id"))
+    assert [(e.details["user"], e.details["role"], e.details["created"]) for e in events] == [
+        ("jsmith", "librarian", True),
+        ("jsmith", "admin", False),
+    ]
+    for event in events:
+        assert event.username == "cli" and not event.dry_run
+        assert {key: event.details[key] for key in ORIGIN} == ORIGIN
+        assert "password" not in str(event.details)
