@@ -372,3 +372,31 @@ def test_no_page_writes_on_get(client, world, role, kaltura_sim, s3, rq_queue):
     for sample, _ in (sample for samples in NAMESPACES.values() for sample in samples):
         client.get(_fill(sample, placeholders))
     assert _database_rows() == before
+
+
+# --- Personal data in the audit log, by role ---------------------------------------------
+
+OWNER_EMAIL, CLIENT_IP = "owner.person@example.edu", "203.0.113.45"
+# What each role gets from the audit log and its export: refused, addresses masked, or in full.
+AUDIT_PERSONAL_DATA = _row(LOGIN, 403, "masked", "full")
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_audit_log_personal_data_by_role(client, world, role):
+    users, _ = world
+    audit.record("owner_notice", dry_run=False, message=f"sent to {OWNER_EMAIL}", details={"email": OWNER_EMAIL})
+    audit.record("sign_in_locked", username=OWNER_EMAIL, dry_run=False, details={"address": CLIENT_IP})
+    if role != "anonymous":
+        client.force_login(users[role])
+    page, export = client.get(reverse("audit_log")), client.get(reverse("audit_export"))
+    expected = AUDIT_PERSONAL_DATA[role]
+    if expected in (LOGIN, 403):
+        assert (_outcome(page), _outcome(export)) == (expected, expected)
+        return
+    texts = [page.content.decode(), b"".join(export.streaming_content).decode()]
+    for text in texts:
+        if expected == "full":
+            assert OWNER_EMAIL in text and CLIENT_IP in text
+        else:
+            assert OWNER_EMAIL not in text and CLIENT_IP not in text
+            assert "o***@example.edu" in text and "203.0.*.*" in text
