@@ -8,11 +8,12 @@ from django.contrib.auth.decorators import permission_required
 from django.core.exceptions import ImproperlyConfigured
 from django.core.paginator import Paginator
 from django.db.models import Count, Sum
-from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, QueryDict
+from django.http import HttpRequest, HttpResponse, QueryDict
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
 from archive_app import batches, selectors
+from archive_app.error_views import bad_request
 from archive_app.kaltura import Kaltura, KalturaError
 from archive_app.models import Batch, BatchItem
 from archive_app.storage import ArchiveStore, StorageError
@@ -26,7 +27,7 @@ ITEMS_PER_PAGE = 100
 def batch_create(request: HttpRequest) -> HttpResponse:
     action = request.POST.get("action", "")
     if action not in Batch.Action.values:
-        return HttpResponseBadRequest("unknown action")
+        return bad_request(request, f"{action!r} is not a batch action; nothing was done.")
     filter_query = request.POST.get("filter_query", "").lstrip("?")
     back = f"/entries/?{filter_query}"
     try:

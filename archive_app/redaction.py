@@ -40,7 +40,14 @@ KS_PATTERN = re.compile(f"{_KS_V2}|{_KS_V1}")
 KS_IN_URL_PATTERN = re.compile(
     r"(?i)(/ks/|%2Fks%2F|[?&;]ks=|\bks[\"']?\s*[:=]\s*[\"']?)[^/?#&\s\"'<>,;}]+"
 )
-SECRET_SETTINGS = ("KALTURA_SECRET", "AWS_SECRET_ACCESS_KEY", "AWS_ACCESS_KEY_ID", "SECRET_KEY", "EMAIL_HOST_PASSWORD")
+SECRET_SETTINGS = (
+    "KALTURA_SECRET",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_ACCESS_KEY_ID",
+    "SECRET_KEY",
+    "EMAIL_HOST_PASSWORD",
+    "OIDC_CLIENT_SECRET",
+)
 # Shorter values would be replaced inside ordinary words; no real secret is this short.
 MIN_SECRET_LENGTH = 8
 REDACTED = "<secret>"
