@@ -2,12 +2,38 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from datetime import datetime, timedelta
 from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 
 from archive_app.models import AuditEvent
 from archive_app.redaction import redact
 
 SYSTEM_USERNAME = "system"
+IP_RETENTION_ACTION = "audit_blank_addresses"
+# Details every event recorded in this context carries (who ran a command, from where).
+_context_details: ContextVar[dict | None] = ContextVar("audit_context_details", default=None)
+
+
+@contextmanager
+def details_for_every_event(**details) -> Iterator[None]:
+    """Add these details to every event recorded inside the block (a command's OS user and host)."""
+    token = _context_details.set({**context_details(), **details})
+    try:
+        yield
+    finally:
+        _context_details.reset(token)
+
+
+def context_details() -> dict:
+    return dict(_context_details.get() or {})
 
 
 def _scrub(value: Any) -> Any:
@@ -43,5 +69,30 @@ def record(
         dry_run=dry_run,
         outcome=outcome,
         message=_scrub(message)[:1000],
-        details=_scrub(details or {}),
+        details=_scrub({**context_details(), **(details or {})}),
     )
+
+
+def blank_old_addresses(*, now: datetime | None = None) -> dict:
+    """Blank the IP addresses of events older than ARCHIVE_AUDIT_IP_RETENTION_DAYS, in place.
+
+    Each run records how far it went ("before"); the next reads only the events between that and
+    its own limit, so the log is read once, not every day. One transaction: a run cut short
+    leaves nothing half done, and the rerun does it all again.
+    """
+    now = now or timezone.now()
+    before = now - timedelta(days=settings.ARCHIVE_AUDIT_IP_RETENTION_DAYS)
+    last_run = AuditEvent.objects.filter(action=IP_RETENTION_ACTION, dry_run=False).order_by("-id").first()
+    since = parse_datetime(last_run.details.get("before", "")) if last_run else None
+    events = AuditEvent.objects.filter(created_at__lt=before).order_by("id")
+    if since is not None:
+        events = events.filter(created_at__gte=since)
+    with transaction.atomic():
+        blanked = sum(event.blank_addresses() for event in events.only("id", "message", "details").iterator(2000))
+        details = {"before": before.isoformat(), "since": since.isoformat() if since else None, "events": blanked}
+        record(
+            IP_RETENTION_ACTION, dry_run=False, details=details,
+            message=f"IP addresses removed from {blanked} events older than "
+            f"{settings.ARCHIVE_AUDIT_IP_RETENTION_DAYS} days",
+        )  # fmt: skip
+    return details

@@ -1,5 +1,6 @@
-"""The audit log: every event, newest first, filtered and exported. Every signed-in user may read it;
-nobody can change it (AuditEvent refuses updates and deletes, and no page offers them)."""
+"""The audit log: every event, newest first, filtered and exported. Librarians and archive admins read it;
+only archive admins see e-mail and IP addresses (privacy.masked_for), on the page and in the export alike.
+Nobody can change it (AuditEvent refuses updates and deletes, and no page offers them)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import json
 from collections.abc import Iterator
 from urllib.parse import quote, urlencode
 
+from django.contrib.auth.decorators import permission_required
 from django.core.cache import cache
 from django.core.paginator import Paginator
 from django.db.models import QuerySet
@@ -19,7 +21,10 @@ from django.views.decorators.http import require_GET
 
 from archive_app.filters import AuditEventFilterSet
 from archive_app.models import AuditEvent
+from archive_app.privacy import masked, sees_personal_data
 from archive_app.selectors import delimited_lines
+
+READ = "archive_app.browse_entries"  # the Librarians role (archive admins have it too)
 
 PAGE_SIZE = 100
 COUNT_LIMIT = 10_000  # events counted and paged; a multiple of PAGE_SIZE
@@ -38,6 +43,7 @@ TABLE_FIELDS = [
     "message",
     "details",
 ]
+PERSONAL_FIELDS = ["username", "message", "details"]  # where e-mail and IP addresses may be
 EXPORT_COLUMNS = ["at", "user", "action", "entry_id", "batch", "mode", "outcome", "message", "details"]
 
 
@@ -46,9 +52,9 @@ def audit_filterset(*, data) -> AuditEventFilterSet:
     return AuditEventFilterSet(data=data, queryset=AuditEvent.objects.order_by("-created_at", "-id"))
 
 
-def _export_rows(queryset: QuerySet[AuditEvent]) -> Iterator[list]:
+def _export_rows(queryset: QuerySet[AuditEvent], *, mask: bool) -> Iterator[list]:
     for event in queryset.iterator(chunk_size=EXPORT_CHUNK_SIZE):
-        yield [
+        row = [
             event.created_at.isoformat(),
             event.username,
             event.action,
@@ -59,6 +65,7 @@ def _export_rows(queryset: QuerySet[AuditEvent]) -> Iterator[list]:
             event.message,
             json.dumps(event.details, sort_keys=True) if event.details else "",
         ]
+        yield masked(row) if mask else row
 
 
 class CappedPaginator(Paginator):
@@ -89,19 +96,23 @@ def recorded_actions() -> list[str]:
     )
 
 
-def _table_rows(events: list[dict]) -> list[dict]:
+def _table_rows(events: list[dict], *, mask: bool) -> list[dict]:
     """The table's cells, formatted here: a hundred rows of template tags and {% url %} took most
-    of the page's time (see bench/bench_audit_log.py)."""
+    of the page's time (see bench/bench_audit_log.py). A masked user name links nowhere: its link
+    would carry the address."""
     log_url = reverse("audit_log")
     entry_url = reverse("entry_detail", args=["0_x"]).replace("0_x", "{}")  # one reverse() per page
     batch_url = reverse("batch_detail", args=[0]).replace("/0/", "/{}/")
     badges = {AuditEvent.Outcome.OK: "success", AuditEvent.Outcome.SKIPPED: "secondary"}
-    return [
-        {
+    rows = []
+    for event in events:
+        shown = masked({key: event[key] for key in PERSONAL_FIELDS}) if mask else event
+        rows.append({
             "id": event["id"],
             "when": timezone.localtime(event["created_at"]).strftime("%Y-%m-%d %H:%M:%S"),
-            "user": event["username"],
-            "user_url": f"{log_url}?{urlencode({'user': event['username']})}",
+            "user": shown["username"],
+            "user_url": f"{log_url}?{urlencode({'user': event['username']})}" if shown["username"] == event["username"]
+            else "",
             "action": event["action"],
             "entry_id": event["entry_id"],
             "entry_url": entry_url.format(quote(event["entry_id"])) if event["entry_id"] else "",
@@ -110,14 +121,14 @@ def _table_rows(events: list[dict]) -> list[dict]:
             "real": not event["dry_run"],
             "outcome": event["outcome"],
             "badge": badges.get(event["outcome"], "danger"),
-            "message": event["message"],
-            "details": json.dumps(event["details"], indent=1, sort_keys=True) if event["details"] else "",
-        }
-        for event in events
-    ]
+            "message": shown["message"],
+            "details": json.dumps(shown["details"], indent=1, sort_keys=True) if event["details"] else "",
+        })  # fmt: skip
+    return rows
 
 
 @require_GET
+@permission_required(READ, raise_exception=True)
 def audit_log(request: HttpRequest) -> HttpResponse:
     """Invalid filters show their errors above an empty table (200), as on the browse page:
     never a wider list than asked for."""
@@ -126,20 +137,22 @@ def audit_log(request: HttpRequest) -> HttpResponse:
     rows = []
     if filterset.is_valid():
         page = CappedPaginator(filterset.qs.values(*TABLE_FIELDS), PAGE_SIZE).get_page(request.GET.get("page"))
-        rows = _table_rows(list(page.object_list))
+        rows = _table_rows(list(page.object_list), mask=not sees_personal_data(request.user))
     context = {"form": filterset.form, "page": page, "rows": rows, "actions": recorded_actions()}
     context["count_limit"] = COUNT_LIMIT
     return render(request, "archive_app/audit_log.html", context)
 
 
 @require_GET
+@permission_required(READ, raise_exception=True)
 def audit_export(request: HttpRequest) -> HttpResponse:
     """The filtered events, every page, streamed as CSV."""
     filterset = audit_filterset(data=request.GET)
     if not filterset.is_valid():
         lines = [f"{name}: {' '.join(errors)}" for name, errors in filterset.errors.items()]
         return HttpResponse("\n".join(lines) + "\n", status=400, content_type="text/plain; charset=utf-8")
-    lines = delimited_lines(_export_rows(filterset.qs), fmt="csv", columns=EXPORT_COLUMNS)
+    rows = _export_rows(filterset.qs, mask=not sees_personal_data(request.user))
+    lines = delimited_lines(rows, fmt="csv", columns=EXPORT_COLUMNS)
     response = StreamingHttpResponse(lines, content_type="text/csv; charset=utf-8")
     stamp = timezone.localtime().strftime("%Y%m%d-%H%M")
     response["Content-Disposition"] = f'attachment; filename="kaltura-archive-audit-{stamp}.csv"'

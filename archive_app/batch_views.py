@@ -85,10 +85,9 @@ def _progress(batch: Batch) -> dict:
 @require_GET
 @permission_required(RUN, raise_exception=True)
 def batch_detail(request: HttpRequest, batch_id: int) -> HttpResponse:
+    """Reads only (htmx polls it every 2 s): items whose worker died are released by the scheduled
+    job (jobs.release_stale_items_job) and by the cancel and retry actions."""
     batch = get_object_or_404(Batch.objects.select_related("created_by", "approved_by"), pk=batch_id)
-    if batches.release_stale_items(batch):
-        batches.refresh_batch_status(batch.pk)
-        batch.refresh_from_db()
     items = Paginator(batch.items.all(), ITEMS_PER_PAGE).get_page(request.GET.get("page"))
     context = {
         "batch": batch,
@@ -126,6 +125,7 @@ def batch_approve(request: HttpRequest, batch_id: int) -> HttpResponse:
 @permission_required(RUN, raise_exception=True)
 def batch_cancel(request: HttpRequest, batch_id: int) -> HttpResponse:
     batch = get_object_or_404(Batch, pk=batch_id)
+    batches.release_stale_items(batch)  # a dead worker's item is not left "running" in a cancelled batch
     cancelled = batches.batch_cancel(batch, user=request.user)
     messages.info(request, f"Cancelled {cancelled} entries that had not started.")
     return redirect("batch_detail", batch_id=batch_id)

@@ -15,7 +15,6 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import timedelta
 
-import requests
 from django.conf import settings
 from django.db import transaction
 from django.db.models import Count, F, Sum
@@ -422,7 +421,7 @@ def _stream_original_to_s3(run: runner.Run) -> dict:
     url = run.kaltura.flavor_download_url(original.id)
     # urllib3 raises on a body shorter than its Content-Length, so a truncated download fails the upload.
     try:
-        with requests.get(url, stream=True, timeout=(10, 300)) as response:
+        with run.kaltura.open_download(url) as response:
             response.raise_for_status()
             archived = run.store.upload_stream(
                 run.entry_id,

@@ -14,6 +14,9 @@ the same entries. Use:
 from __future__ import annotations
 
 import datetime as dt
+import getpass
+import os
+import socket
 import sys
 from collections.abc import Mapping
 
@@ -185,3 +188,33 @@ def username_option(option: str, value: str) -> str:
     except ValidationError as exc:
         raise CommandError(f"{option}: {' '.join(exc.messages)} (got {text[:40]!r})") from None
     return text
+
+
+# The default --user: "whoever ran the command", told apart by the OS user and host every event records.
+CLI_USERNAME = "cli"
+
+
+def command_user(value: str, *, permission: str, role: str):
+    """The user a command acts and is audited as. The default `cli` stands for the command line itself
+    (`--execute` is its confirmation); a user named with --user must exist, be active and hold the role
+    the action needs, so nothing is attributed to someone who could not have done it."""
+    from django.contrib.auth.models import User
+
+    username = username_option("--user", value)
+    if username == CLI_USERNAME:
+        return User.objects.get_or_create(username=CLI_USERNAME)[0]
+    user = User.objects.filter(username=username, is_active=True).first()
+    if user is None:
+        raise CommandError(f"--user {username}: no active user of that name (create_user makes one)")
+    if not user.has_perm(permission):
+        raise CommandError(f"--user {username}: does not hold the {role} role, which this needs")
+    return user
+
+
+def command_origin() -> dict:
+    """Who ran the command, from where: recorded on every audit event it writes."""
+    try:
+        os_user = getpass.getuser()
+    except (KeyError, OSError):  # no login name and no passwd entry (a bare container)
+        os_user = f"uid {os.getuid()}"
+    return {"via": "command line", "os_user": os_user, "host": socket.gethostname()}

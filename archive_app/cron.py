@@ -5,6 +5,9 @@ from rq import cron
 
 from archive_app.jobs import sync_kaltura_job
 
+# Items count as stale only an hour or more after their last heartbeat; checking every 10 minutes is plenty.
+STALE_ITEMS_INTERVAL_SECONDS = 600
+
 cron.register(
     sync_kaltura_job,
     queue_name="default",
@@ -39,4 +42,24 @@ cron.register(
     interval=settings.ARCHIVE_RESTORE_POLL_MINUTES * 60,
     job_timeout=3600,
     name="auto_restore",
+)
+
+from archive_app.jobs import release_stale_items_job  # noqa: E402
+
+cron.register(
+    release_stale_items_job,
+    queue_name="default",
+    interval=STALE_ITEMS_INTERVAL_SECONDS,
+    job_timeout=600,
+    name="release_stale_items",
+)
+
+from archive_app.jobs import audit_ip_retention_job  # noqa: E402
+
+cron.register(
+    audit_ip_retention_job,
+    queue_name="default",
+    interval=24 * 3600,
+    job_timeout=3 * 3600,
+    name="audit_ip_retention",
 )

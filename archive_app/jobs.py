@@ -56,6 +56,31 @@ def enqueue_item(item, delay: timedelta | None = None):
     return queue.enqueue(run_batch_item, item.id, item.job_id, **options)
 
 
+def release_stale_items_job() -> dict:
+    """Scheduled: fail the items whose worker died, in every batch, so their entries are free for a retry
+    (batches.release_stale_items). Pages never do it: a GET writes nothing."""
+    from archive_app import audit
+    from archive_app.batches import refresh_batch_status, release_stale_items
+    from archive_app.models import Batch, BatchItem
+
+    released = {}
+    for batch in Batch.objects.filter(items__status__in=BatchItem.ACTIVE).distinct():
+        count = release_stale_items(batch)
+        if count:
+            refresh_batch_status(batch.pk)
+            audit.record("release_stale", batch=batch, dry_run=False, outcome="failed", details={"items": count},
+                         message=f"{count} items whose worker stopped were marked failed")  # fmt: skip
+            released[batch.pk] = count
+    return released
+
+
+def audit_ip_retention_job() -> dict:
+    """Scheduled: blank the IP addresses of audit events older than ARCHIVE_AUDIT_IP_RETENTION_DAYS."""
+    from archive_app.audit import blank_old_addresses
+
+    return blank_old_addresses()
+
+
 def send_notices_job(batch_id: int) -> dict:
     from archive_app.notices import send_notices
 

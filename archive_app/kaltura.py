@@ -15,7 +15,9 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import BinaryIO
+from urllib.parse import urljoin, urlsplit
 
+import requests
 from django.conf import settings
 from KalturaClient import KalturaClient, KalturaConfiguration
 from KalturaClient.Base import KalturaParams
@@ -635,6 +637,10 @@ class Kaltura:
         user = self._call(lambda c: c.user.get(user_id), what=f"user.get {user_id}")
         return _str(user.email)
 
+    def open_download(self, url: str) -> requests.Response:
+        """The flavor at `url` as a streaming response, from Kaltura's own hosts only (see open_download)."""
+        return open_download(url, service_url=self.service_url)
+
 
 class _NamedBytes(io.BytesIO):
     """The client names the multipart part after the file object's `name`."""
@@ -642,3 +648,52 @@ class _NamedBytes(io.BytesIO):
     def __init__(self, data: bytes, name: str):
         super().__init__(data)
         self.name = name
+
+
+# --- downloads -----------------------------------------------------------------------------
+# Flavor bytes come from a plain URL (flavorAsset.getUrl), not through the client: the one rule of
+# where they may come from is here.
+
+MAX_DOWNLOAD_REDIRECTS = 5
+DOWNLOAD_TIMEOUT = (10, 300)  # connect, and between two reads of the body
+KALTURA_HOSTS = "*.kaltura.com"
+
+
+def _host_matches(host: str, pattern: str) -> bool:
+    pattern = pattern.strip().lower().rstrip(".")
+    if pattern.startswith("*."):
+        return host.endswith(pattern[1:])
+    return host == pattern
+
+
+def download_refusal(url: str, *, service_url: str) -> str:
+    """Why `url` may not be fetched, or "" if it may: only Kaltura's service host, the CDN hosts
+    of KALTURA_CDN_HOSTS and *.kaltura.com, over HTTPS (plain HTTP only if the service URL is
+    plain HTTP itself, as the simulator's is)."""
+    parts, service = urlsplit(url), urlsplit(service_url)
+    host = (parts.hostname or "").lower().rstrip(".")
+    schemes = {"https", "http"} if service.scheme == "http" else {"https"}
+    if parts.scheme not in schemes:
+        return f"{parts.scheme or 'no'} scheme for host {host or '(none)'}: only {' or '.join(sorted(schemes))}"
+    allowed = [service.hostname or "", *settings.KALTURA_CDN_HOSTS, KALTURA_HOSTS]
+    if not host or not any(_host_matches(host, pattern) for pattern in allowed if pattern):
+        return f"host {host or '(none)'} is not Kaltura's (allowed: {', '.join(p for p in allowed if p)})"
+    return ""
+
+
+def open_download(url: str, *, service_url: str) -> requests.Response:
+    """GET `url` as a stream, following redirects here, each checked by download_refusal first.
+
+    Raises KalturaError (not transient: a retry would go to the same place) naming the refused
+    host before a byte of the body is read; the caller closes the response (`with`).
+    """
+    for _ in range(MAX_DOWNLOAD_REDIRECTS + 1):
+        refusal = download_refusal(url, service_url=service_url)
+        if refusal:
+            raise KalturaError(f"flavor download refused: {refusal}", "DOWNLOAD_REFUSED")
+        response = requests.get(url, stream=True, timeout=DOWNLOAD_TIMEOUT, allow_redirects=False)
+        if not response.is_redirect:
+            return response
+        response.close()
+        url = urljoin(url, response.headers["Location"])
+    raise KalturaError(f"flavor download: more than {MAX_DOWNLOAD_REDIRECTS} redirects", "DOWNLOAD_REFUSED")

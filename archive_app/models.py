@@ -266,7 +266,8 @@ class AppendOnlyQuerySet(models.QuerySet):
 
 
 class AuditEvent(models.Model):
-    """One action, real or dry run, by a person or by the system. Never changed once written."""
+    """One action, real or dry run, by a person or by the system. Never changed once written, but for
+    one thing: its IP addresses are blanked once older than the retention period (blank_addresses)."""
 
     class Outcome(models.TextChoices):
         OK = "ok", "ok"
@@ -309,6 +310,21 @@ class AuditEvent(models.Model):
 
     def delete(self, *args, **kwargs):
         raise PermissionError("audit events are append-only")
+
+    def blank_addresses(self) -> bool:
+        """Remove the IP addresses from the message and details, and nothing else; True if there were any.
+
+        The only change ever made to a stored event, by audit.blank_old_addresses (itself audited).
+        """
+        from archive_app.privacy import without_ips
+
+        message, details = without_ips(self.message), without_ips(self.details)
+        if (message, details) == (self.message, self.details):
+            return False
+        # Past AppendOnlyQuerySet.update on purpose: this is the one write it lets through.
+        models.QuerySet.update(AuditEvent.objects.filter(pk=self.pk), message=message, details=details)
+        self.message, self.details = message, details
+        return True
 
 
 class ArchiveCopy(models.Model):
@@ -530,6 +546,8 @@ class OwnerNotice(models.Model):
     error = models.CharField(max_length=1000, blank=True)
     claimed_at = models.DateTimeField(null=True, blank=True)
     sent_at = models.DateTimeField(null=True, blank=True)
+    # The keep link works once: set when the owner kept entries with it.
+    keep_used_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["owner_id"]

@@ -3,12 +3,14 @@
 A batch with a notice period (BatchNotice, made by a policy) is held once approved:
 instead of being queued, a job sends each affected owner one e-mail listing their
 entries, the date, what archiving means, and a signed link to a page where they can
-keep entries without signing in. Kept entries get the tag archive_exempt in Kaltura and
-leave the batch. When the period ends the scheduler previews the batch again on live
+keep entries without signing in. The link's token sits after "#", which browsers never send:
+the page posts it (static/js/keep.js), so it stays out of web server logs. It works once, until
+the notice period ends, and at most ARCHIVE_KEEP_LINK_MAX_DAYS. Kept entries get the tag
+archive_exempt in Kaltura and leave the batch. When the period ends the scheduler previews the batch again on live
 state (so anything exempted meanwhile drops out) and queues it.
 
 States of a held batch: Batch APPROVED with notice.runs_after None (notices not sent) →
-runs_after set (notices going out; the keep link works until then) → released_at set
+runs_after set (notices going out; the keep links work until then) → released_at set
 (queued; Batch RUNNING). Each owner's notice is claimed (pending → sending) before the
 e-mail goes, so a rerun never sends a second one.
 """
@@ -90,20 +92,37 @@ def held_batches():
 # --- sending ------------------------------------------------------------------------------
 
 
-def keep_token(batch_id: int, owner_id: str) -> str:
-    return signing.dumps({"b": batch_id, "o": owner_id}, salt=KEEP_SALT, compress=True)
+class KeepLinkExpired(Exception):
+    """A genuine keep link past its end: the notice period, or ARCHIVE_KEEP_LINK_MAX_DAYS after it was sent."""
 
 
-def read_keep_token(token: str) -> tuple[int, str]:
-    """(batch id, owner id) from a keep link; signing.BadSignature if forged or altered."""
-    value = signing.loads(token, salt=KEEP_SALT)
+def keep_link_expiry(runs_after: datetime, now: datetime | None = None) -> datetime:
+    return min(runs_after, (now or timezone.now()) + timedelta(days=settings.ARCHIVE_KEEP_LINK_MAX_DAYS))
+
+
+def keep_token(batch_id: int, owner_id: str, expires: datetime) -> str:
+    return signing.dumps({"b": batch_id, "o": owner_id, "x": int(expires.timestamp())}, salt=KEEP_SALT, compress=True)
+
+
+def read_keep_token(token: str, now: datetime | None = None) -> tuple[int, str]:
+    """(batch id, owner id) from a keep link; signing.BadSignature if forged or altered, KeepLinkExpired
+    once past the end it carries or older than ARCHIVE_KEEP_LINK_MAX_DAYS (the setting as it is now)."""
+    try:
+        value = signing.loads(token, salt=KEEP_SALT, max_age=timedelta(days=settings.ARCHIVE_KEEP_LINK_MAX_DAYS))
+    except signing.SignatureExpired:
+        raise KeepLinkExpired from None
     if not isinstance(value, dict) or not isinstance(value.get("b"), int) or not isinstance(value.get("o"), str):
         raise signing.BadSignature("unexpected content")
+    if not isinstance(value.get("x"), int):
+        raise signing.BadSignature("no expiry")
+    if (now or timezone.now()).timestamp() >= value["x"]:
+        raise KeepLinkExpired
     return value["b"], value["o"]
 
 
-def keep_url(batch_id: int, owner_id: str) -> str:
-    return settings.ARCHIVE_SITE_URL + reverse("keep_entries", args=[keep_token(batch_id, owner_id)])
+def keep_url(batch_id: int, owner_id: str, expires: datetime) -> str:
+    """The page, with the token after "#": never sent to the server, so never in its access log."""
+    return f"{settings.ARCHIVE_SITE_URL}{reverse('keep_entries')}#{keep_token(batch_id, owner_id, expires)}"
 
 
 def _group_by_owner(batch: Batch, kaltura: Kaltura) -> None:
@@ -125,12 +144,14 @@ def _group_by_owner(batch: Batch, kaltura: Kaltura) -> None:
 def notice_message(notice: OwnerNotice, runs_after: datetime, email: str) -> EmailMessage:
     batch = notice.batch
     names = dict(Entry.objects.filter(id__in=notice.entry_ids).values_list("id", "name"))
+    expires = keep_link_expiry(runs_after)
     context = {
         "owner_id": notice.owner_id,
         "entries": [{"id": entry_id, "name": names.get(entry_id, "")} for entry_id in notice.entry_ids],
         "runs_after": runs_after,
         "replace": batch.action != Batch.Action.ARCHIVE,
-        "keep_url": keep_url(batch.pk, notice.owner_id),
+        "keep_url": keep_url(batch.pk, notice.owner_id, expires),
+        "keep_until": expires,
     }
     count = len(notice.entry_ids)
     subject = (
@@ -231,7 +252,7 @@ def _send_one(owner_notice: OwnerNotice, runs_after: datetime, kaltura: Kaltura)
 
 
 class KeepRefused(Exception):
-    """The link no longer allows keeping (the batch ran, was cancelled, or the period ended)."""
+    """The link no longer allows keeping (used already, the batch ran, was cancelled, or the period ended)."""
 
 
 def keep_window_open(notice: BatchNotice, now: datetime | None = None) -> bool:
@@ -248,7 +269,8 @@ def keep_entries(owner_notice: OwnerNotice, entry_ids: list[str], *, kaltura: Ka
     """Exempt these of the owner's entries and take them out of the batch; returns the ids kept.
 
     Only entries listed in this owner's notice, still owned by them in Kaltura, and still
-    waiting in a batch whose notice period has not ended.
+    waiting in a batch whose notice period has not ended. The link is spent once it has kept
+    something (OwnerNotice.keep_used_at); asking for nothing, or for nothing keepable, leaves it usable.
     """
     wanted = [entry_id for entry_id in dict.fromkeys(entry_ids) if entry_id in set(owner_notice.entry_ids)]
     if not wanted:
@@ -262,6 +284,8 @@ def keep_entries(owner_notice: OwnerNotice, entry_ids: list[str], *, kaltura: Ka
         notice = BatchNotice.objects.select_for_update().select_related("batch").get(pk=owner_notice.batch_id)
         if not keep_window_open(notice):
             raise KeepRefused("the notice period has ended")
+        if OwnerNotice.objects.filter(pk=owner_notice.pk).exclude(keep_used_at=None).exists():
+            raise KeepRefused("this link has been used already")
         for entry_id in wanted:
             if entry_id not in live or live[entry_id].owner_id != owner:
                 continue
@@ -280,6 +304,8 @@ def keep_entries(owner_notice: OwnerNotice, entry_ids: list[str], *, kaltura: Ka
                 dry_run=False, outcome=AuditEvent.Outcome.SKIPPED, message=KEPT_REASON,
             )  # fmt: skip
             kept.append(entry_id)
+        if kept:
+            OwnerNotice.objects.filter(pk=owner_notice.pk).update(keep_used_at=timezone.now())
     return kept
 
 

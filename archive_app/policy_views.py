@@ -242,11 +242,24 @@ def _keep_refusal(request: HttpRequest, message: str, status: int) -> HttpRespon
     return render(request, "archive_app/keep_refused.html", {"message": message}, status=status)
 
 
+EXPIRED = (
+    "This link has expired: the notice period is over (or the archiving was called off, or the link is too old). "
+    "If you still need a video kept, write to the media library."
+)
+
+
 @login_not_required
 @require_http_methods(["GET", "POST"])
-def keep_entries(request: HttpRequest, token: str) -> HttpResponse:
+def keep_entries(request: HttpRequest) -> HttpResponse:
+    """GET: a page that posts the token from the link's "#" part (static/js/keep.js), so the token never
+    travels in a requested address. POST with the token: the owner's entries; with action=keep: keep them."""
+    if request.method == "GET":
+        return render(request, "archive_app/keep_open.html")
+    token = request.POST.get("token", "").strip()
     try:
         batch_id, owner_id = notices.read_keep_token(token)
+    except notices.KeepLinkExpired:
+        return _keep_refusal(request, EXPIRED, 410)
     except signing.BadSignature:
         return _keep_refusal(
             request,
@@ -259,28 +272,22 @@ def keep_entries(request: HttpRequest, token: str) -> HttpResponse:
     if owner_notice is None or notice is None:
         return _keep_refusal(request, "This link does not belong to any archive notice.", 404)
     if not notices.keep_window_open(notice):
-        return _keep_refusal(
-            request,
-            "This link has expired: the notice period is over (or the archiving was called off). "
-            "If you still need a video kept, write to the media library.",
-            410,
-        )
-    if request.method == "POST":
-        chosen = request.POST.getlist("keep")
+        return _keep_refusal(request, EXPIRED, 410)
+    if request.POST.get("action") == "keep":
         try:
-            kept = notices.keep_entries(owner_notice, chosen)
-        except notices.KeepRefused:
-            return _keep_refusal(request, "This link has expired: the notice period is over.", 410)
+            kept = notices.keep_entries(owner_notice, request.POST.getlist("keep"))
+        except notices.KeepRefused as refused:
+            return _keep_refusal(request, f"Nothing was changed: {refused}.", 410)
         except (KalturaError, ImproperlyConfigured):
             messages.error(request, "Kaltura could not be reached just now; nothing was changed. Please try again.")
-            return redirect("keep_entries", token=token)
-        if kept:
-            messages.success(
-                request, f"Kept {len(kept)} video{'s' if len(kept) != 1 else ''}: they will not be archived."
-            )
         else:
-            messages.info(request, "Nothing was changed: choose the videos to keep.")
-        return redirect("keep_entries", token=token)
+            if kept:
+                messages.success(
+                    request, f"Kept {len(kept)} video{'s' if len(kept) != 1 else ''}: they will not be archived."
+                )
+            else:
+                messages.info(request, "Nothing was changed: choose the videos to keep.")
+        owner_notice.refresh_from_db()
     items = {
         entry_id: (status, skip_reason)
         for entry_id, status, skip_reason in BatchItem.objects.filter(
@@ -297,5 +304,12 @@ def keep_entries(request: HttpRequest, token: str) -> HttpResponse:
         }
         for entry_id in owner_notice.entry_ids
     ]
-    context = {"rows": rows, "notice": notice, "owner_id": owner_id, "replace": notice.batch.action != "archive"}
+    context = {
+        "rows": rows,
+        "notice": notice,
+        "owner_id": owner_id,
+        "replace": notice.batch.action != "archive",
+        "token": token,
+        "used_at": owner_notice.keep_used_at,
+    }
     return render(request, "archive_app/keep.html", context)

@@ -9,13 +9,37 @@ handler (ours, RQ's or a test's) ever sees them.
 
 from __future__ import annotations
 
+import base64
+import binascii
+import itertools
 import logging
 import re
 
 from django.conf import settings
 
-# Kaltura quotes the session in some error messages; a v2 KS is base64 of "v2|…".
-KS_PATTERN = re.compile(r"djJ8[A-Za-z0-9_\-+/=|]+")
+
+def _hex_signature_classes() -> list[str]:
+    """Regex classes of the four characters base64 makes of any three lower-case hex digits."""
+    positions: list[set[str]] = [set(), set(), set(), set()]
+    for digits in itertools.product(b"0123456789abcdef", repeat=3):
+        for position, char in zip(positions, base64.b64encode(bytes(digits)).decode(), strict=True):
+            position.add(char)
+    return ["[" + re.escape("".join(sorted(chars))) + "]" for chars in positions]
+
+
+# A base64 character, also as a URL (or twice URL) encodes it, and the alphabet of URL-safe base64.
+_B64_CHAR = r"(?:[A-Za-z0-9+/=_\-]|%(?:25)?(?:2[BbFf]|3[Dd]))"
+_HEX_GROUP = "".join(_hex_signature_classes())
+# A v2 KS is base64 of "v2|partner|…" (so it begins djJ8); it may carry "|" and, URL-encoded, %7C.
+_KS_V2 = r"djJ8(?:" + _B64_CHAR + r"|\||%(?:25)?7[Cc])+"
+# A v1 KS is base64 of "<sha1 hex of secret+fields>|partner;partner;expiry;type;rand;user;privileges":
+# 13 groups of hex digits, then the 40th digit and the "|" (kaltura/server kSessionBase::generateSession).
+_KS_V1 = r"(?:" + _HEX_GROUP + r"){13}" + _HEX_GROUP[: _HEX_GROUP.index("]") + 1] + r"[HXn3]" + _B64_CHAR + "+"
+KS_PATTERN = re.compile(f"{_KS_V2}|{_KS_V1}")
+# Wherever a URL or a request names the session, whatever its format: .../ks/<ks>/..., ?ks=<ks>, "ks": "<ks>".
+KS_IN_URL_PATTERN = re.compile(
+    r"(?i)(/ks/|%2Fks%2F|[?&;]ks=|\bks[\"']?\s*[:=]\s*[\"']?)[^/?#&\s\"'<>,;}]+"
+)
 SECRET_SETTINGS = (
     "KALTURA_SECRET",
     "AWS_SECRET_ACCESS_KEY",
@@ -29,6 +53,18 @@ MIN_SECRET_LENGTH = 8
 REDACTED = "<secret>"
 
 
+def _is_v1_session(match: re.Match) -> bool:
+    """A v2 prefix, or a v1 head that decodes to 40 hex digits and "|" (not chance letters)."""
+    head = match.group(0)
+    if head.startswith("djJ8"):
+        return True
+    try:
+        decoded = base64.b64decode(head[:56], validate=True)
+    except (binascii.Error, ValueError):
+        return False
+    return bool(re.fullmatch(rb"[0-9a-f]{40}\|.", decoded, re.DOTALL))
+
+
 def known_secrets() -> list[str]:
     values = [getattr(settings, name, "") or "" for name in SECRET_SETTINGS]
     values.append(settings.DATABASES.get("default", {}).get("PASSWORD") or "")
@@ -37,7 +73,8 @@ def known_secrets() -> list[str]:
 
 def redact(text) -> str:
     """The text with any Kaltura session replaced by <ks> and the configured secrets by <secret>."""
-    text = KS_PATTERN.sub("<ks>", str(text))
+    text = KS_PATTERN.sub(lambda match: "<ks>" if _is_v1_session(match) else match.group(0), str(text))
+    text = KS_IN_URL_PATTERN.sub(lambda match: match.group(1) + "<ks>", text)
     for secret in known_secrets():
         text = text.replace(secret, REDACTED)
     return text

@@ -1,4 +1,4 @@
-"""Hardening of the web side: the Content-Security-Policy header and sign-in throttling.
+"""Hardening of the web side: the Content-Security-Policy header, sign-in throttling, one log line per 403.
 
 (Secrets are kept out of logs and stored text by archive_app.redaction.)
 """
@@ -71,6 +71,39 @@ def refuse_nul_bytes(get_response):
         return get_response(request)
 
     return middleware
+
+
+# --- Refusals in the log -----------------------------------------------------------------
+
+
+class OneLineForbidden(logging.Filter):
+    """Django logs a 403 as a warning with the PermissionDenied traceback, which says nothing a
+    reader needs (every refusal has the same one). Make it one line: who, what, and why."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        request = getattr(record, "request", None)
+        if getattr(record, "status_code", None) != 403 or request is None:
+            return True
+        if record.name == "django.security.csrf":
+            reason = f"CSRF check failed: {record.args[0]}" if record.args else "CSRF check failed"
+        else:
+            refusal = record.exc_info[1] if record.exc_info else None
+            reason = str(refusal) if refusal is not None and str(refusal) else "permission denied"
+            view = getattr(request.resolver_match, "view_name", "")
+            reason += f" ({view})" if view else ""
+        user = getattr(request, "user", None)
+        username = user.get_username() if user is not None and user.is_authenticated else "anonymous"
+        path = request.path.encode("unicode_escape").decode("ascii")  # as Django does: no forged log lines
+        record.msg, record.args = "403 forbidden: user %s, %s %s: %s", (username, request.method, path, reason)
+        record.exc_info = record.exc_text = None
+        return True
+
+
+def install_forbidden_log_filter() -> None:
+    for name in ("django.request", "django.security.csrf"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(existing, OneLineForbidden) for existing in logger.filters):
+            logger.addFilter(OneLineForbidden())
 
 
 # --- Sign-in throttling -----------------------------------------------------------------

@@ -114,6 +114,8 @@ KALTURA_SECRET = envsecret("KALTURA_SECRET")
 KALTURA_USERID = envstr("KALTURA_USERID")
 KALTURA_SESSION_EXPIRY = envint("KALTURA_SESSION_EXPIRY", 86400, minimum=60)
 KALTURA_TIMEOUT = envint("KALTURA_TIMEOUT", 120, minimum=1)
+# Hosts (or *.domain) flavor downloads may come from besides the service host and *.kaltura.com.
+KALTURA_CDN_HOSTS = envlist("KALTURA_CDN_HOSTS")
 # How often the scheduled job mirrors changed entries and recent plays.
 SYNC_INTERVAL_MINUTES = envint("SYNC_INTERVAL_MINUTES", 15, minimum=1)
 
@@ -179,6 +181,8 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": envstr("LOG_LEVEL", "INFO").upper()},
     # Request bodies carry the Kaltura session; never let debug logging print them.
     "loggers": {
+        # Through the root handler only: Django's own console handler (with DEBUG) printed every line twice.
+        "django": {"handlers": [], "level": "INFO"},
         "urllib3": {"level": "WARNING"},
         "botocore": {"level": "WARNING"},
         "KalturaClient": {"level": "WARNING"},
@@ -215,6 +219,8 @@ EMAIL_TIMEOUT = envint("EMAIL_TIMEOUT", 30, minimum=1)
 DEFAULT_FROM_EMAIL = envstr("DEFAULT_FROM_EMAIL", "kaltura-archive@localhost")
 # The dashboard's address as owners reach it: the keep links in notices start with it.
 ARCHIVE_SITE_URL = envstr("ARCHIVE_SITE_URL", "http://127.0.0.1:8000").rstrip("/")
+# A keep link expires when the notice period ends, and at the latest this many days after it was sent.
+ARCHIVE_KEEP_LINK_MAX_DAYS = envint("ARCHIVE_KEEP_LINK_MAX_DAYS", 30, minimum=1)
 # How often the scheduler makes due policies' batches and queues batches whose notice period ended.
 POLICY_INTERVAL_MINUTES = envint("POLICY_INTERVAL_MINUTES", 60, minimum=1)
 
@@ -236,6 +242,9 @@ if _proxy_ssl_header:
 CLIENT_IP_HEADER = envstr("DJANGO_CLIENT_IP_HEADER")
 # More image sources for entry thumbnails, beyond Kaltura's service host (and *.kaltura.com).
 CSP_IMG_SOURCES = envlist("CSP_IMG_SOURCES")
+
+# Days the audit log keeps clients' IP addresses; a scheduled job blanks older ones.
+ARCHIVE_AUDIT_IP_RETENTION_DAYS = envint("ARCHIVE_AUDIT_IP_RETENTION_DAYS", 90, minimum=1)
 
 # Sign-in throttling: after this many failures in the window, sign-in is refused until it passes.
 SIGN_IN_MAX_FAILURES = envint("SIGN_IN_MAX_FAILURES", 5, minimum=1)  # per username

@@ -262,6 +262,10 @@ class _Handler(BaseHTTPRequestHandler):
                 self._send(404, b"Not Found", "text/plain")
                 return
             source, extension = flavor["_content"], flavor["fileExt"]
+        redirect = state.take_download_redirect(flavor["id"])
+        if redirect is not None:
+            self._send(redirect[0], b"", "text/plain", {"Location": redirect[1]})
+            return
         size = content.size_of(source)
         start, end = 0, size
         status = 200
@@ -354,6 +358,8 @@ class _Handler(BaseHTTPRequestHandler):
             state.clear_faults()
         elif path == "/sim/download-faults" and post:
             state.set_download_faults(**body)
+        elif (redirect := re.fullmatch(r"/sim/flavors/([^/]+)/redirect", path)) and post:
+            state.redirect_download(redirect.group(1), **body)
         elif path == "/sim/conversions/complete" and post:
             state.complete_conversions()
         elif path == "/sim/entries" and post:

@@ -99,6 +99,7 @@ class SimState:
         self.failing_conversions = 0
         self.faults: list[dict] = []
         self.download_faults: dict[str, Any] = {"truncate_next": 0, "truncate_at": 0.5, "bytes_per_second": None}
+        self.download_redirects: dict[str, dict[str, Any]] = {}  # flavor id -> where its next downloads go
         self._counters: Counter[str] = Counter()
         self._subrequest_counters: Counter[str] = Counter()
         self._workdir: str | None = None
@@ -347,6 +348,25 @@ class SimState:
         with self.lock:
             self.faults.clear()
             self.download_faults.update(truncate_next=0, truncate_at=0.5, bytes_per_second=None)
+            self.download_redirects.clear()
+
+    def redirect_download(self, flavor_id: str, location: str, count: int = 1, status: int = 302) -> None:
+        """Answer the flavor's next `count` downloads with a redirect to `location` (a CDN, or anywhere)."""
+        if status not in (301, 302, 303, 307, 308):
+            raise ValueError("status must be a redirect: 301, 302, 303, 307 or 308")
+        with self.lock:
+            if flavor_id not in self.flavors:
+                raise KeyError(flavor_id)
+            self.download_redirects[flavor_id] = {"location": str(location), "remaining": int(count),
+                                                  "status": int(status)}  # fmt: skip
+
+    def take_download_redirect(self, flavor_id: str) -> tuple[int, str] | None:
+        with self.lock:
+            redirect = self.download_redirects.get(flavor_id)
+            if redirect is None or redirect["remaining"] <= 0:
+                return None
+            redirect["remaining"] -= 1
+            return redirect["status"], redirect["location"]
 
     def set_download_faults(
         self, truncate_next: int = 0, truncate_at: float = 0.5, bytes_per_second: float | None = None

@@ -60,11 +60,20 @@ def run_jobs(queue) -> None:
     SimpleWorker([queue], connection=queue.connection).work(burst=True)
 
 
-def keep_path(message) -> str:
-    """The keep link's path, as an owner would follow it from the e-mail."""
-    match = re.search(r"https?://[^/\s]+(/keep/[^\s]+/)", message.body)
+def keep_token_from(message) -> str:
+    """The keep link's token: after the "#" of the link in the e-mail, never in its path."""
+    match = re.search(r"https?://[^/\s]+/keep/#(\S+)", message.body)
     assert match, message.body
     return match.group(1)
+
+
+def open_keep_link(client, token: str):
+    """What the keep page's script does with the link: post its token."""
+    return client.post("/keep/", {"token": token})
+
+
+def keep_with_link(client, token: str, entry_ids: list[str]):
+    return client.post("/keep/", {"token": token, "action": "keep", "keep": entry_ids})
 
 
 def tags_of(world: World, entry_id: str) -> set[str]:

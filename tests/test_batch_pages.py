@@ -113,3 +113,52 @@ def test_health_page_checks_live_state(client, make_user, old_entries, rq_queue,
     assert client.get(reverse("health"), {"plays_lt": "-5"}).status_code == 400
     # By default it checks every archived entry: the simulator's old-tool tags without S3 objects show up.
     assert "tagged archived_to_s3 but no S3 object" in client.get(reverse("health")).content.decode()
+
+
+def test_viewing_a_batch_never_releases_items_the_scheduled_job_and_cancel_do(client, make_user, rq_queue):
+    """htmx polls the batch page every 2 s: a GET must write nothing, even for an item whose worker died."""
+    from archive_app.jobs import release_stale_items_job
+
+    librarian = make_user()
+    client.force_login(librarian)
+    long_ago = datetime.now(tz=UTC) - timedelta(days=1)
+    batches_ = []
+    for n in range(2):
+        batch = Batch.objects.create(action=Batch.Action.ARCHIVE, created_by=librarian, status=Batch.Status.RUNNING)
+        BatchItem.objects.create(batch=batch, entry_id=f"1_stale{n:03d}", status=BatchItem.Status.RUNNING,
+                                 heartbeat_at=long_ago, job_id=f"job-{n}")  # fmt: skip
+        batches_.append(batch)
+    live = BatchItem.objects.create(batch=batches_[0], entry_id="1_working", status=BatchItem.Status.RUNNING,
+                                    heartbeat_at=datetime.now(tz=UTC), job_id="job-live")  # fmt: skip
+    events = AuditEvent.objects.count()
+    for _ in range(3):
+        assert client.get(reverse("batch_detail", args=[batches_[0].pk])).status_code == 200
+        assert client.get(reverse("batch_detail", args=[batches_[0].pk]), HTTP_HX_REQUEST="true").status_code == 200
+    assert set(BatchItem.objects.values_list("status", flat=True)) == {"running"}
+    assert AuditEvent.objects.count() == events
+
+    assert release_stale_items_job() == {batches_[0].pk: 1, batches_[1].pk: 1}
+    statuses = dict(BatchItem.objects.values_list("entry_id", "status"))
+    assert statuses == {"1_stale000": "failed", "1_stale001": "failed", "1_working": "running"}
+    assert "worker stopped" in BatchItem.objects.get(entry_id="1_stale000").message
+    assert AuditEvent.objects.filter(action="release_stale", batch=batches_[0]).get().details == {"items": 1}
+    assert release_stale_items_job() == {}  # nothing twice
+    live.refresh_from_db()
+    assert live.status == "running"
+
+    # Cancelling releases a dead worker's item too, rather than leaving it "running" in a cancelled batch.
+    dead = BatchItem.objects.create(batch=batches_[1], entry_id="1_dead", status=BatchItem.Status.WAITING,
+                                    heartbeat_at=long_ago, job_id="job-dead")  # fmt: skip
+    client.post(reverse("batch_cancel", args=[batches_[1].pk]))
+    dead.refresh_from_db()
+    assert dead.status == "failed"
+
+
+def test_the_scheduler_releases_stale_items(rq_queue):
+    from rq.cron import CronScheduler
+
+    from archive_app.jobs import release_stale_items_job
+
+    scheduler = CronScheduler(connection=rq_queue.connection, name="stale-items-test")
+    scheduler.load_config_from_file("archive_app/cron.py")  # what `rqcron archive_app.cron` loads
+    assert release_stale_items_job in [job.func for job in scheduler.get_jobs()]

@@ -328,11 +328,12 @@ def test_archive_command_prints_the_plan_and_changes_nothing(archive_world, s3, 
 
 
 @pytest.mark.django_db(transaction=True)
-def test_archive_command_executes_and_health_check_agrees(archive_world, s3, rq_queue, capsys):
+def test_archive_command_executes_and_health_check_agrees(archive_world, s3, rq_queue, capsys, make_user):
     from django.core.management import call_command
     from django.core.management.base import CommandError
 
     sim, entry_ids, librarian = archive_world
+    make_user("ops", role="librarian")  # --user must hold the role (test_command_user)
     call_command("archive_entries", f"--id={entry_ids[0]}", "--execute", "--in-process", "--user", "ops")
     assert ArchiveCopy.objects.filter(entry_id=entry_ids[0]).exists()
     assert "archived_to_s3" in sim.state.get_entry(entry_ids[0])["tags"]

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import secrets
 import time
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 from django.conf import settings as django_settings
@@ -58,7 +61,7 @@ ROUTES = {
     "exemption_remove": ({"POST"}, {"entry_id": "1_abcd1234"}),
     "category_exclude": ({"POST"}, {}),
     "category_include": ({"POST"}, {"category_id": 1}),
-    "keep_entries": ({"GET", "POST"}, {"token": "not-a-signed-token"}),
+    "keep_entries": ({"GET", "POST"}, {}),
     "audit_log": ({"GET"}, {}),
     "audit_export": ({"GET"}, {}),
     "healthz": ({"GET"}, {}),
@@ -468,20 +471,45 @@ def test_a_500_page_and_its_log_show_no_secret(client, settings, caplog):
     assert settings.KALTURA_SECRET not in caplog.text and AWS_SECRET not in caplog.text
 
 
+def session_forms(v2: str, partner_id: int, secret: str) -> dict[str, str]:
+    """Every way a Kaltura session can reach a message: v1 (made by the official client's own
+    generateSession) and v2, bare, URL-encoded (once and twice), in a URL path and in a query."""
+    from KalturaClient import KalturaClient
+
+    v1 = KalturaClient.generateSession(secret, "owner@example.edu", 2, partner_id, 86400, "disableentitlement")
+    forms = {}
+    for version, ks in (("v1", v1.decode()), ("v2", v2)):
+        forms[version] = ks
+        forms[f"{version} URL-encoded"] = quote(ks, safe="")
+        forms[f"{version} URL-encoded twice"] = quote(quote(ks, safe=""), safe="")
+        forms[f"{version} in a path"] = f"https://cdnapisec.kaltura.com/p/{partner_id}/ks/{ks}/flavorId/0_abcd1234"
+        forms[f"{version} in a query"] = f"https://cdnapisec.kaltura.com/api_v3/?ks={quote(ks, safe='')}&format=1"
+    return forms
+
+
+def session_leaks(text: str, forms: dict[str, str]) -> list[str]:
+    """The forms whose session (or a piece of it long enough to matter) is still in the text."""
+    sessions = [forms["v1"], forms["v2"]]
+    pieces = [piece for ks in sessions for piece in (ks, quote(ks, safe=""), ks[10:40], ks[-30:])]
+    return [piece for piece in pieces if piece in text]
+
+
 @pytest.mark.django_db(transaction=True)
 def test_failed_jobs_show_no_secret_in_messages_audit_rq_or_logs(
     client, make_user, old_entries, rq_queue, kaltura_sim, settings, caplog
 ):
     settings.AWS_SECRET_ACCESS_KEY = AWS_SECRET
     ks = kaltura_session(Kaltura.from_settings())
-    secrets_shown = [ks, settings.KALTURA_SECRET, AWS_SECRET]
+    forms = session_forms(ks, kaltura_sim.partner_id, kaltura_sim.admin_secret)
+    secrets_shown = [settings.KALTURA_SECRET, AWS_SECRET]
     # A transient error: the item fails, and the job fails too so that RQ retries it later.
     kaltura_sim.state.inject_fault(
         "kaltura_error",
         count=100,
         service="flavorAsset",
         action="getUrl",
-        message=f"bad ks {ks}; secret {settings.KALTURA_SECRET}; aws {AWS_SECRET}",
+        message="; ".join(f"{name}: {form}" for name, form in forms.items())
+        + f"; secret {settings.KALTURA_SECRET}; aws {AWS_SECRET}",
     )
     client.force_login(make_user("boss", role="admin"))
     client.post(reverse("batch_create"), {"action": "archive", "filter_query": "tags=forgotten"})
@@ -496,21 +524,24 @@ def test_failed_jobs_show_no_secret_in_messages_audit_rq_or_logs(
     SimpleWorker([rq_queue], connection=rq_queue.connection).work(burst=True)
 
     assert set(batch.items.values_list("status", flat=True)) == {"failed"}
-    texts = [caplog.text]
-    texts += list(batch.items.values_list("message", flat=True))
-    texts += [json.dumps([event.message, event.details]) for event in AuditEvent.objects.all()]
+    texts = {"logs": caplog.text}
+    texts["item messages"] = json.dumps(list(batch.items.values_list("message", flat=True)))
+    texts["audit events"] = json.dumps([[event.message, event.details] for event in AuditEvent.objects.all()])
     for job in jobs:
         job = Job.fetch(job.id, connection=rq_queue.connection)
         result = job.latest_result()
         assert result is not None and "KalturaError" in result.exc_string
-        texts += [repr(job.args), repr(job.kwargs), job.description, result.exc_string]
+        texts[f"RQ job {job.id}"] = " ".join([repr(job.args), repr(job.kwargs), job.description, result.exc_string])
         page = client.get(reverse("django_rq:job_detail", args=[0, job.id]))
         assert page.status_code == 200
-        texts.append(page.content.decode())
-    assert any("<ks>" in text for text in texts)
-    for text in texts:
+        texts[f"RQ page of {job.id}"] = page.content.decode()
+    stored = {name: text for name, text in texts.items() if name != "logs" and "page" not in name}
+    assert all(text.count("<ks>") >= len(forms) for text in stored.values())
+    assert "v1 in a path: https://cdnapisec.kaltura.com/p/" in texts["item messages"]  # the rest of the text stays
+    for name, text in texts.items():
+        assert session_leaks(text, forms) == [], name
         for secret in secrets_shown:
-            assert secret not in text
+            assert secret not in text, name
 
 
 def test_redaction_covers_every_configured_secret(settings):
@@ -522,6 +553,22 @@ def test_redaction_covers_every_configured_secret(settings):
     assert redact(text + " djJ8MTIzfGFiYw==") == " ".join(["<secret>"] * 4) + " <ks>"
 
 
+@pytest.mark.parametrize("attempt", range(20))  # random sessions: any base64 character anywhere
+def test_every_form_of_a_kaltura_session_is_redacted_and_the_text_around_it_kept(attempt):
+    v2 = "djJ8" + base64.urlsafe_b64encode(b"1234567|" + secrets.token_bytes(90 + attempt % 3)).decode()
+    forms = session_forms(v2, 1234567, "partner-admin-secret")
+    for name, form in forms.items():
+        for text in (f"failed: {form}.", f'Invalid KS "{form}", Error "-1,INVALID_STR"', f'{{"ks": "{form}", "x": 1}}'):
+            clean = redact(text)
+            assert session_leaks(clean, forms) == [], (name, clean)
+            assert "<ks>" in clean and clean.startswith(text.split(form)[0]), name
+
+
+def test_text_that_merely_looks_like_base64_is_kept():
+    text = "copied 0_abcd1234 (MDAwMDAwMDAwMDAw, sha256 " + "a" * 64 + ") thanks: tasks=3"
+    assert redact(text) == text
+
+
 @pytest.mark.parametrize(
     "url", ["/admin/archive_app/entry/1_abcd%00/change/", "/admin/auth/user/?q=a%00", "/entries/%00/"]
 )
@@ -530,3 +577,51 @@ def test_a_nul_byte_in_the_address_is_a_400_even_where_no_form_checks(client, ad
     admin.save()
     client.force_login(admin)
     assert client.get(url).status_code == 400
+
+
+# --- Refusals in the log ---------------------------------------------------------------------
+
+
+@contextmanager
+def console_output():
+    """What every console handler of the logging tree prints, as it would reach the terminal."""
+    import io
+    import logging
+
+    handlers = set(logging.root.handlers)
+    for logger in logging.Logger.manager.loggerDict.values():
+        handlers |= set(getattr(logger, "handlers", []))
+    output = io.StringIO()
+    streams = [(handler, handler.setStream(output)) for handler in handlers if type(handler) is logging.StreamHandler]
+    try:
+        yield output
+    finally:
+        for handler, stream in streams:
+            handler.setStream(stream)
+
+
+@pytest.mark.parametrize("debug", [False, True])
+def test_a_403_is_logged_once_on_one_line_with_user_path_and_reason(client, make_user, settings, debug):
+    settings.DEBUG = debug  # Django's own console handler printed it a second time with DEBUG on
+    client.force_login(make_user("nobody", role=None))
+    with console_output() as output:
+        assert client.get("/entries/?q=%0Aforged").status_code == 403
+    lines = [line for line in output.getvalue().splitlines() if line.strip()]
+    assert len(lines) == 1, lines
+    assert "403 forbidden: user nobody, GET /entries/: permission denied (entry_list)" in lines[0]
+
+
+def test_a_csrf_refusal_is_one_line_too(make_user):
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(make_user("lib", role="librarian"))
+    with console_output() as output:
+        assert client.post(reverse("batch_create"), {"action": "archive"}).status_code == 403
+    lines = [line for line in output.getvalue().splitlines() if line.strip()]
+    assert len(lines) == 1 and "403 forbidden: user lib, POST /batches/new/: CSRF check failed: " in lines[0], lines
+
+
+def test_a_path_cannot_forge_a_log_line(client, make_user):
+    client.force_login(make_user("nobody", role=None))
+    with console_output() as output:
+        client.get("/entries/%0A2026-01-01 INFO forged line/")
+    assert len([line for line in output.getvalue().splitlines() if line.strip()]) == 1

@@ -123,6 +123,7 @@ WEB_FORMS = [
     ),
     WebForm("exemption_add", ("entry_id", "reason"), method="post"),
     WebForm("category_exclude", ("category_id", "reason"), method="post"),
+    WebForm("keep_entries", ("token", "action", "keep"), method="post", signed_in=False),
     # University sign-in with no IdP configured (404); tests/test_sso.py sends hostile answers to configured ones.
     WebForm("saml_acs", ("SAMLResponse", "RelayState"), method="post", signed_in=False),
     WebForm("saml_login", ("next", "idp"), signed_in=False),
@@ -140,8 +141,6 @@ PATH_PARAMETERS = [
     ("restore_retry", "restore_id", "post"),
     ("policy_edit", "policy_id", "get"),
     ("exemption_remove", "entry_id", "post"),
-    ("keep_entries", "token", "get"),
-    ("keep_entries", "token", "post"),
 ]
 HYPOTHESIS = settings(
     max_examples=30,

@@ -611,6 +611,26 @@ def test_truncated_and_throttled_downloads(sim, client, state):
     state.set_download_faults()
 
 
+def test_a_download_can_be_redirected(sim, client, state):
+    entry_id = state.add_entry(original_size_bytes=10_000)
+    flavor_id = original_of(client, entry_id).id
+    url = client.flavorAsset.getUrl(flavor_id)
+    # Through the control API, as a test in another process would.
+    requests.post(f"{sim.url}/sim/flavors/{flavor_id}/redirect", json={"location": "https://cdn.example/a.mp4"},
+                  timeout=10).raise_for_status()  # fmt: skip
+    first = requests.get(url, allow_redirects=False, timeout=10)
+    assert first.status_code == 302 and first.headers["Location"] == "https://cdn.example/a.mp4"
+    assert len(download(url).content) == 10_000  # only the next one (count=1)
+    state.redirect_download(flavor_id, url, count=2, status=308)
+    assert requests.get(url, allow_redirects=False, timeout=10).status_code == 308
+    state.clear_faults()
+    assert requests.get(url, allow_redirects=False, timeout=10).status_code == 200
+    with pytest.raises(ValueError):
+        state.redirect_download(flavor_id, url, status=200)
+    missing = requests.post(f"{sim.url}/sim/flavors/0_nosuchfl/redirect", json={"location": url}, timeout=10)
+    assert missing.status_code == 404
+
+
 def test_thumbnail_update_and_image(sim, client, state):
     entry = pick(sim)
     updated = client.media.updateThumbnail(entry["id"], 5)

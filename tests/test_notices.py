@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from archive_app import batches, notices, policies
 from archive_app.models import ArchiveCopy, AuditEvent, Batch, BatchItem, BatchNotice, OwnerNotice
-from tests.policy_world import keep_path, make_policy, run_jobs, tags_of
+from tests.policy_world import keep_token_from, keep_with_link, make_policy, open_keep_link, run_jobs, tags_of
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -50,7 +50,7 @@ def test_owners_get_exactly_one_message_each_listing_their_entries(policy_world,
     assert "2 of your Kaltura videos will be archived on" in alice.subject
     assert f"{timezone.localtime(notice.runs_after):%d %B %Y}" in alice.subject
     assert "the video, its link and embeds keep working" in alice.body
-    assert "/keep/" in alice.body and keep_path(alice) != keep_path(bob)
+    assert "/keep/#" in alice.body and keep_token_from(alice) != keep_token_from(bob)
 
     # Owners without an address are recorded, and shown on the batch page.
     statuses = dict(OwnerNotice.objects.filter(batch=batch).values_list("owner_id", "status"))
@@ -124,73 +124,103 @@ def test_over_smtp_a_refused_address_is_recorded_and_a_down_server_is_retried(po
     assert "address refused (bounced)" in page and "bob@bounce.example.edu" in page
 
 
-def test_the_keep_link_exempts_only_that_owners_entries_and_expires(client, policy_world, rq_queue, settings,
-                                                                     mailoutbox):  # fmt: skip
+def test_the_keep_link_exempts_only_that_owners_entries_once(client, policy_world, rq_queue, settings,
+                                                              mailoutbox):  # fmt: skip
     world = policy_world
     batch = approved_policy_batch(world, rq_queue, settings)
-    link = keep_path(message_to(mailoutbox, "alice@example.edu"))
+    token = keep_token_from(message_to(mailoutbox, "alice@example.edu"))
     alice_first, alice_second = world.entries["alice"]
     bobs = world.entries["bob"][0]
 
-    page = client.get(link)  # no sign-in
+    assert client.get("/keep/").status_code == 200  # the page the link opens: it holds no token
+    page = open_keep_link(client, token)  # no sign-in
     assert page.status_code == 200
     text = page.content.decode()
     assert alice_first in text and alice_second in text and bobs not in text
+    assert f'name="token" value="{token}"' in text  # the form posts it on; it never becomes an address
 
-    # Asking to keep bob's entry through alice's link does nothing to it.
-    response = client.post(link, {"keep": [alice_first, bobs]})
-    assert response.status_code == 302
+    # Asking for nothing changes nothing and leaves the link usable.
+    assert "Nothing was changed" in keep_with_link(client, token, []).content.decode()
+    # An entry handed to someone else since the notice is no longer alice's to keep; bob's never was.
+    world.sim.state.entries[alice_second]["userId"] = "bob"
+    response = keep_with_link(client, token, [alice_first, alice_second, bobs])
+    assert response.status_code == 200 and "Kept 1 video" in response.content.decode()
     assert "archive_exempt" in tags_of(world, alice_first)
-    assert "archive_exempt" not in tags_of(world, alice_second)
-    assert "archive_exempt" not in tags_of(world, bobs)
+    assert "archive_exempt" not in tags_of(world, alice_second) and "archive_exempt" not in tags_of(world, bobs)
     items = dict(batch.items.values_list("entry_id", "status"))
     assert items[alice_first] == "skipped" and items[alice_second] == "pending" and items[bobs] == "pending"
     event = AuditEvent.objects.get(action="owner_keep")
     assert event.username == "owner:alice" and event.entry_id == alice_first and event.batch_id == batch.pk
     assert AuditEvent.objects.get(action="exempt_entry").username == "owner:alice"
-    assert 'data-testid="kept"' in client.get(link).content.decode()
 
-    # An entry handed to someone else since the notice is no longer alice's to keep.
-    world.sim.state.entries[alice_second]["userId"] = "bob"
-    client.post(link, {"keep": [alice_second]})
-    assert "archive_exempt" not in tags_of(world, alice_second)
-
-    # When the notice period ends the link expires, and keeps nothing.
-    BatchNotice.objects.filter(pk=batch.pk).update(runs_after=timezone.now() - timedelta(seconds=1))
+    # The link has done its work: it shows what was kept, and keeps nothing more.
     world.sim.state.entries[alice_second]["userId"] = "alice"
-    expired = client.get(link)
-    assert expired.status_code == 410 and "expired" in expired.content.decode()
-    assert client.post(link, {"keep": [alice_second]}).status_code == 410
+    again = open_keep_link(client, token).content.decode()
+    assert 'data-testid="kept"' in again and 'data-testid="keep-used"' in again and 'type="checkbox"' not in again
+    refused = keep_with_link(client, token, [alice_second])
+    assert refused.status_code == 410 and "used already" in refused.content.decode()
     assert "archive_exempt" not in tags_of(world, alice_second)
+    assert AuditEvent.objects.filter(action="owner_keep").count() == 1
     # The CSRF check stands, as on every form.
-    strict = Client(enforce_csrf_checks=True)
-    BatchNotice.objects.filter(pk=batch.pk).update(runs_after=timezone.now() + timedelta(days=1))
-    assert strict.post(link, {"keep": [alice_second]}).status_code == 403
+    assert Client(enforce_csrf_checks=True).post("/keep/", {"token": token}).status_code == 403
+
+
+def test_the_keep_link_expires_with_the_notice_period(client, policy_world, rq_queue, settings, mailoutbox):
+    world = policy_world
+    batch = approved_policy_batch(world, rq_queue, settings)
+    token = keep_token_from(message_to(mailoutbox, "alice@example.edu"))
+    BatchNotice.objects.filter(pk=batch.pk).update(runs_after=timezone.now() - timedelta(seconds=1))
+    expired = open_keep_link(client, token)
+    assert expired.status_code == 410 and "expired" in expired.content.decode()
+    assert keep_with_link(client, token, world.entries["alice"]).status_code == 410
+    assert all("archive_exempt" not in tags_of(world, entry_id) for entry_id in world.all_entries())
+
+
+def test_the_keep_link_expires_after_its_maximum_age(client, policy_world, rq_queue, settings, mailoutbox):
+    """Even when the notice period is longer (the policy's is 14 days here)."""
+    world = policy_world
+    settings.ARCHIVE_KEEP_LINK_MAX_DAYS = 3
+    batch = approved_policy_batch(world, rq_queue, settings)
+    message = message_to(mailoutbox, "alice@example.edu")
+    token = keep_token_from(message)
+    until = timezone.localtime(timezone.now() + timedelta(days=3))
+    assert f"open this link before {until.day} {until:%B %Y}" in message.body
+    assert notices.read_keep_token(token, now=timezone.now() + timedelta(days=2)) == (batch.pk, "alice")
+    with pytest.raises(notices.KeepLinkExpired):
+        notices.read_keep_token(token, now=timezone.now() + timedelta(days=3, minutes=1))
+    assert notices.keep_window_open(BatchNotice.objects.get(pk=batch.pk), now=timezone.now() + timedelta(days=4))
+    # As the page sees it: a link whose end has passed is refused, whatever the batch.
+    past = notices.keep_token(batch.pk, "alice", timezone.now() - timedelta(seconds=1))
+    assert open_keep_link(client, past).status_code == 410
+    assert keep_with_link(client, past, world.entries["alice"]).status_code == 410
+    assert not OwnerNotice.objects.exclude(keep_used_at=None).exists()
 
 
 def test_a_forged_or_altered_link_is_refused(client, policy_world, rq_queue, settings, mailoutbox):
     world = policy_world
     batch = approved_policy_batch(world, rq_queue, settings)
-    link = keep_path(message_to(mailoutbox, "alice@example.edu"))
-    token = link.split("/")[2]
+    token = keep_token_from(message_to(mailoutbox, "alice@example.edu"))
 
     altered = token[:-3] + ("AAA" if token[-3:] != "AAA" else "BBB")
     # The payload changed to bob's, keeping alice's signature.
     payload, _, signature = token.rpartition(":")
-    bobs_payload = signing.dumps({"b": batch.pk, "o": "bob"}, salt=notices.KEEP_SALT, compress=True).rpartition(":")
+    far = int((timezone.now() + timedelta(days=30)).timestamp())
+    bobs = {"b": batch.pk, "o": "bob", "x": far}
+    bobs_payload = signing.dumps(bobs, salt=notices.KEEP_SALT, compress=True).rpartition(":")
     swapped = f"{bobs_payload[0]}:{signature}"
-    forged = signing.dumps({"b": batch.pk, "o": "bob"}, key="not-the-secret-key", salt=notices.KEEP_SALT)
-    other_salt = signing.dumps({"b": batch.pk, "o": "bob"}, salt="something.else")
-    for bad in (altered, swapped, forged, other_salt, "nonsense", token[:20]):
-        response = client.get(reverse("keep_entries", args=[bad]))
+    forged = signing.dumps(bobs, key="not-the-secret-key", salt=notices.KEEP_SALT)
+    other_salt = signing.dumps(bobs, salt="something.else")
+    no_expiry = signing.dumps({"b": batch.pk, "o": "bob"}, salt=notices.KEEP_SALT, compress=True)  # the old links'
+    for bad in (altered, swapped, forged, other_salt, no_expiry, "nonsense", token[:20], ""):
+        response = open_keep_link(client, bad)
         assert response.status_code == 400, bad
         assert "not valid" in response.content.decode()
-        assert client.post(reverse("keep_entries", args=[bad]), {"keep": world.entries["bob"]}).status_code == 400
+        assert keep_with_link(client, bad, world.entries["bob"]).status_code == 400
     assert not AuditEvent.objects.filter(action="owner_keep").exists()
     assert all("archive_exempt" not in tags_of(world, e) for e in world.all_entries())
     # A genuine signature for an owner who got no notice for this batch finds nothing.
-    stranger = notices.keep_token(batch.pk, "mallory")
-    assert client.get(reverse("keep_entries", args=[stranger])).status_code == 404
+    stranger = notices.keep_token(batch.pk, "mallory", timezone.now() + timedelta(days=1))
+    assert open_keep_link(client, stranger).status_code == 404
 
 
 def test_the_batch_runs_after_the_notice_period_without_the_kept_entries(client, policy_world, rq_queue, settings,
@@ -198,7 +228,7 @@ def test_the_batch_runs_after_the_notice_period_without_the_kept_entries(client,
     world = policy_world
     batch = approved_policy_batch(world, rq_queue, settings)
     kept = world.entries["alice"][0]
-    client.post(keep_path(message_to(mailoutbox, "alice@example.edu")), {"keep": [kept]})
+    keep_with_link(client, keep_token_from(message_to(mailoutbox, "alice@example.edu")), [kept])
     # A librarian exempts another entry by hand during the period: the fresh preview drops it too.
     world.sim.state.set_tags(world.entries["bob"][0], "forgotten, archive_exempt")
 
@@ -239,7 +269,7 @@ def test_cancelling_a_held_batch_stops_it_and_its_links(client, policy_world, rq
     batch = approved_policy_batch(world, rq_queue, settings)
     batches.batch_cancel(batch, user=world.librarian)
     assert Batch.objects.get(pk=batch.pk).status == Batch.Status.CANCELLED
-    assert client.get(keep_path(message_to(mailoutbox, "alice@example.edu"))).status_code == 410
+    assert open_keep_link(client, keep_token_from(message_to(mailoutbox, "alice@example.edu"))).status_code == 410
     BatchNotice.objects.filter(pk=batch.pk).update(runs_after=timezone.now() - timedelta(seconds=1))
     call_command("run_policies", "--execute")
     assert rq_queue.count == 0 and not ArchiveCopy.objects.exists()
@@ -255,14 +285,20 @@ def test_an_owner_follows_the_keep_link_from_the_email_and_keeps_a_video(page, l
     link = next(word for word in message.body.split() if word.startswith(live_server.url + "/keep/"))
     wanted, other = world.entries["alice"]
 
+    token = link.split("#", 1)[1]
+    requested = []
+    page.on("request", lambda request: requested.append(request.url))
     page.goto(link)  # straight from the e-mail, not signed in
     page.wait_for_selector("[data-testid=keep-form]")
     assert page.locator("[data-testid=signed-in-user]").count() == 0
     page.check(f"#keep-{wanted}")
     page.click("text=Keep the ticked videos")
     page.wait_for_selector(f"tr[data-entry='{wanted}'] [data-testid=kept]")
-    assert page.locator(f"tr[data-entry='{other}'] input[type=checkbox]").count() == 1
+    assert page.locator(f"tr[data-entry='{other}'] input[type=checkbox]").count() == 0  # the link works once
     assert "Kept 1 video" in page.content()
+    # The token went in request bodies only: no address the server (or its access log) saw holds it.
+    assert requested and not [url for url in requested if token in url]
+    assert token not in page.url and page.evaluate("window.location.hash") == ""
     assert "archive_exempt" in tags_of(world, wanted) and "archive_exempt" not in tags_of(world, other)
 
 

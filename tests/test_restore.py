@@ -423,8 +423,9 @@ def test_nothing_to_restore_is_a_clear_refusal(world, rq_queue):
 # --- command line -------------------------------------------------------------------------------
 
 
-def test_restore_command_plans_then_executes(world, rq_queue, capsys):
+def test_restore_command_plans_then_executes(world, rq_queue, capsys, make_user):
     sim, admin = world
+    make_user("ops", role="admin")  # --user must hold the role (test_command_user)
     entry_ids, originals = make_placeholders(sim, rq_queue, admin)
     call_command("restore_entries", *[f"--id={e}" for e in entry_ids], "--tier", "Bulk")
     out = capsys.readouterr().out

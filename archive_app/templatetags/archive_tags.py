@@ -9,6 +9,14 @@ from django.utils.safestring import mark_safe
 
 register = template.Library()
 
+
+@register.filter
+def personal(value, user):
+    """E-mail and IP addresses as the user may see them: archive admins in full, others masked."""
+    from archive_app.privacy import masked_for
+
+    return masked_for(user, value)
+
 CHART_WIDTH = 600
 CHART_HEIGHT = 200
 LABEL_SPACE = 24  # below the bars, for the year labels

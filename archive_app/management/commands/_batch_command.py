@@ -4,15 +4,22 @@ from __future__ import annotations
 
 import time
 
-from django.contrib.auth.models import User
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 from django.utils import timezone
 from tqdm import tqdm
 
-from archive_app import batches
-from archive_app.cli import add_filter_arguments, entries_from_options, positive_int_option, username_option
+from archive_app import audit, batches
+from archive_app.cli import (
+    CLI_USERNAME,
+    add_filter_arguments,
+    command_origin,
+    command_user,
+    entries_from_options,
+    positive_int_option,
+    username_option,
+)
 from archive_app.kaltura import Kaltura, KalturaError
 from archive_app.models import AuditEvent, Batch, BatchItem
 from archive_app.storage import ArchiveStore, StorageError
@@ -36,7 +43,12 @@ class BatchCommand(BaseCommand):
         add_filter_arguments(parser)
         parser.add_argument("--max-entries", metavar="N", help="at most this many entries of the selection")
         parser.add_argument("--execute", action="store_true", help="really do it (default: print the plan only)")
-        parser.add_argument("--user", default="cli", help="who the audit log names (default: cli)")
+        parser.add_argument(
+            "--user",
+            default=CLI_USERNAME,
+            help="the librarian the audit log names, who must hold the role (default: cli, the command line itself; "
+            "every event also records the OS user and host)",
+        )
         parser.add_argument("--no-wait", action="store_true", help="with --execute: return once queued")
         parser.add_argument(
             "--in-process", action="store_true", help="with --execute: run the jobs in this process, not on workers"
@@ -47,7 +59,7 @@ class BatchCommand(BaseCommand):
 
     def handle(self, *args, **options):
         max_entries = positive_int_option("--max-entries", options["max_entries"])
-        username = username_option("--user", options["user"])
+        username_option("--user", options["user"])  # a malformed name is refused before anything is read
         action = self.batch_action(options)
         entries = entries_from_options(options)
         entry_ids = list(entries.values_list("id", flat=True)[:max_entries])
@@ -55,10 +67,11 @@ class BatchCommand(BaseCommand):
             raise CommandError("the selection is empty")
         try:
             kaltura, store = Kaltura.from_settings(), ArchiveStore.from_settings()
-            user, _ = User.objects.get_or_create(username=username)  # only once it can be used
-            if options["execute"]:
-                return self.run_batch(action, entry_ids, user, kaltura, store, options)
-            return self.dry_run(action, entry_ids, user, kaltura, store)
+            user = command_user(options["user"], permission="archive_app.run_batches", role="Librarians")
+            with audit.details_for_every_event(**command_origin()):
+                if options["execute"]:
+                    return self.run_batch(action, entry_ids, user, kaltura, store, options)
+                return self.dry_run(action, entry_ids, user, kaltura, store)
         except ImproperlyConfigured as exc:
             raise CommandError(str(exc)) from None
         except (KalturaError, StorageError, batches.BatchError) as exc:
@@ -78,7 +91,7 @@ class BatchCommand(BaseCommand):
                     dry_run=True,
                     outcome=AuditEvent.Outcome.SKIPPED if plan.skipped else AuditEvent.Outcome.OK,
                     message=plan.summary()[:1000],
-                    details={"steps": plan.step_names, "skip_reason": plan.skip_reason, "via": "command line"},
+                    details={**audit.context_details(), "steps": plan.step_names, "skip_reason": plan.skip_reason},
                 )
                 for plan in plans
             ],

@@ -10,7 +10,8 @@ from django.core.management.base import BaseCommand, CommandError
 from django.core.validators import validate_email
 from django.db import transaction
 
-from archive_app.cli import username_option
+from archive_app import audit
+from archive_app.cli import CLI_USERNAME, command_origin, username_option
 from archive_app.roles import ROLE_GROUPS, assign_role
 
 
@@ -54,6 +55,9 @@ class Command(BaseCommand):
                 user.email = email
             user.save()
             assign_role(user, role)
+            # Who gave the role: the command line, named by its OS user and host (the password never).
+            audit.record("user_role", username=CLI_USERNAME, dry_run=False, message=f"{username} is {role}",
+                         details={"user": username, "role": role, "created": created, **command_origin()})  # fmt: skip
         verb = "created" if created else "updated"
         self.stdout.write(f"{verb} {role} {username}")
         if generated:

@@ -5,13 +5,19 @@ from __future__ import annotations
 import time
 
 from django.conf import settings
-from django.contrib.auth.models import User
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
-from archive_app import restores
-from archive_app.cli import add_filter_arguments, entries_from_options
+from archive_app import audit, restores
+from archive_app.cli import (
+    CLI_USERNAME,
+    add_filter_arguments,
+    command_origin,
+    command_user,
+    entries_from_options,
+    username_option,
+)
 from archive_app.kaltura import Kaltura, KalturaError
 from archive_app.models import Restore
 from archive_app.storage import ArchiveStore, StorageError
@@ -35,13 +41,19 @@ class Command(BaseCommand):
             help=f"Glacier retrieval tier: Bulk, Standard or Expedited (default {settings.ARCHIVE_RESTORE_TIER})",
         )
         parser.add_argument("--execute", action="store_true", help="really do it (default: print the plan only)")
-        parser.add_argument("--user", default="cli", help="who the audit log names (default: cli)")
+        parser.add_argument(
+            "--user",
+            default=CLI_USERNAME,
+            help="the archive admin the audit log names, who must hold the role (default: cli, the command line "
+            "itself; every event also records the OS user and host)",
+        )
         parser.add_argument("--no-wait", action="store_true", help="with --execute: return once requested")
         parser.add_argument(
             "--in-process", action="store_true", help="with --execute: run the jobs in this process, not on workers"
         )
 
     def handle(self, *args, **options):
+        username_option("--user", options["user"])  # a malformed name is refused before anything is read
         tier = (options["tier"] or settings.ARCHIVE_RESTORE_TIER).capitalize()
         if tier not in Restore.Tier.values:
             raise CommandError(f"--tier must be one of {', '.join(Restore.Tier.values)}, got {options['tier']!r}")
@@ -52,12 +64,13 @@ class Command(BaseCommand):
         entry_ids = list(entries_from_options(options).values_list("id", flat=True)[: options["max_entries"]])
         if not entry_ids:
             raise CommandError("the selection is empty")
-        user, _ = User.objects.get_or_create(username=options["user"])
         try:
             kaltura, store = Kaltura.from_settings(), ArchiveStore.from_settings()
-            if not options["execute"]:
-                return self.dry_run(entry_ids, tier, user, kaltura, store)
-            return self.request_restores(entry_ids, tier, user, kaltura, store, options)
+            user = command_user(options["user"], permission="archive_app.restore_entries", role="Archive admins")
+            with audit.details_for_every_event(**command_origin()):
+                if not options["execute"]:
+                    return self.dry_run(entry_ids, tier, user, kaltura, store)
+                return self.request_restores(entry_ids, tier, user, kaltura, store, options)
         except ImproperlyConfigured as exc:
             raise CommandError(str(exc)) from None
         except (KalturaError, StorageError) as exc:

@@ -6,7 +6,8 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
-from archive_app import notices, policies
+from archive_app import audit, notices, policies
+from archive_app.cli import command_origin
 from archive_app.kaltura import KalturaError
 from archive_app.models import ArchivePolicy
 from archive_app.storage import StorageError
@@ -25,6 +26,10 @@ class Command(BaseCommand):
     def handle(self, *args, **options):
         execute = options["execute"]
         now = timezone.now()
+        with audit.details_for_every_event(**command_origin()):
+            return self.run(execute, now, options)
+
+    def run(self, execute, now, options):
         try:
             if options["policy"]:
                 policy = ArchivePolicy.objects.filter(name=options["policy"]).first()
