@@ -89,8 +89,25 @@ def _check_bucket() -> dict:
     return {"ok": True, "versioning": ArchiveStore.from_settings().versioning_enabled()}
 
 
+def _check_fixity() -> dict:
+    """Copies whose last fixity audit or sample re-hash failed (recorded: no S3 request), and when the audit last
+    ran. Only when asked (`?checks=fixity`): a damaged copy must page the archive's monitor, not take the site
+    out of a load balancer."""
+    from django.db.models import Max
+
+    from archive_app.fixity import failing_copies
+    from archive_app.models import ArchiveCopy
+
+    failed = failing_copies().count()
+    last = ArchiveCopy.objects.aggregate(last=Max("fixity_checked_at"))["last"]
+    age = round((time.time() - last.timestamp()) / 3600, 1) if last else None
+    # Two missed runs of the scheduled audit: the copies are no longer being checked.
+    overdue = ArchiveCopy.objects.exists() and (age is None or age > 2 * settings.FIXITY_AUDIT_INTERVAL_HOURS)
+    return {"ok": failed == 0 and not overdue, "failed": failed, "last_audit_hours": age, "overdue": overdue}
+
+
 CHECKS = ["database", "redis", "workers", "scheduler"]
-OPTIONAL_CHECKS = ["bucket"]
+OPTIONAL_CHECKS = ["bucket", "fixity"]
 
 
 @login_not_required
@@ -105,6 +122,8 @@ def healthz(request: HttpRequest) -> JsonResponse:
     checks = {}
     if "bucket" in wanted:
         checks["bucket"] = _run("bucket", _check_bucket)
+    if "fixity" in wanted:
+        checks["fixity"] = _run("fixity", _check_fixity)
     if "database" in wanted:
         checks["database"] = _run("database", _check_database)
     conn = _redis()

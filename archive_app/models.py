@@ -346,6 +346,15 @@ class ArchiveCopy(models.Model):
     placeholder_flavor_id = models.CharField(max_length=32, blank=True)
     placeholder_version = models.CharField(max_length=32, blank=True)
     placeholder_size = models.BigIntegerField(null=True, blank=True)
+    # Fixity (issue 15): the last audit of the S3 version's size, class and checksum (no restore), and the last
+    # full re-hash of a restored sample against `sha256`. Every check is also an audit event: these are the latest.
+    fixity_checked_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    fixity_ok = models.BooleanField(null=True, blank=True, help_text="None until first audited")
+    fixity_problem = models.TextField(blank=True)
+    rehash_requested_at = models.DateTimeField(null=True, blank=True, help_text="sampled: restore asked for")
+    rehashed_at = models.DateTimeField(null=True, blank=True)
+    rehash_ok = models.BooleanField(null=True, blank=True)
+    rehash_problem = models.TextField(blank=True)
 
     class Meta:
         verbose_name_plural = "archive copies"

@@ -123,6 +123,17 @@ class ObjectState:
 
 
 @dataclass(frozen=True)
+class VersionHead:
+    """One version's size, class and full-object CRC32 as S3 reports them without reading the bytes."""
+
+    key: str
+    version_id: str | None
+    size: int
+    storage_class: str
+    crc32: str | None
+
+
+@dataclass(frozen=True)
 class ObjectSummary:
     """One line of a bucket listing: enough for a dry-run preview."""
 
@@ -603,6 +614,24 @@ class ArchiveStore:
             restored_until=parsedate_to_datetime(expiry.group(1)) if expiry else None,
         )
 
+    def head_checksum(self, key: str, version_id: str | None = None) -> VersionHead | None:
+        """One HeadObject (with the checksum S3 stored at upload) of that version, or of the current one when
+        None; None when there is none (deleted, or hidden by a delete marker). The fixity audit's only request."""
+        try:
+            head = self._call("head_object", key, ChecksumMode="ENABLED", **_version_param(version_id))
+        except StorageError as exc:
+            if exc.code in NOT_FOUND_CODES or exc.code in ("405", "MethodNotAllowed", "400", "InvalidArgument"):
+                # 405: the version asked for is a delete marker; 400: no such version id.
+                return None
+            raise
+        return VersionHead(
+            key=key,
+            version_id=_version(head),
+            size=head["ContentLength"],
+            storage_class=head.get("StorageClass") or "STANDARD",
+            crc32=head.get("ChecksumCRC32"),
+        )
+
     def _tags(self, key: str, version_id: str | None) -> dict[str, str] | None:
         try:
             response = self._call("get_object_tagging", key, **({"VersionId": version_id} if version_id else {}))
@@ -773,5 +802,6 @@ __all__ = [
     "ObjectState",
     "ObjectSummary",
     "StorageError",
+    "VersionHead",
     "part_size_for",
 ]
