@@ -382,6 +382,29 @@ class EntryLock(models.Model):
         return f"{self.entry_id} held by {self.holder}"
 
 
+class LegalHold(models.Model):
+    """An archive admin's legal hold on an entry: nothing replaces, restores or re-archives over it until released.
+
+    One row while held; placing and releasing are audit events (the history). Its copies' S3 versions get an
+    Object Lock legal hold too where the bucket has Object Lock.
+    """
+
+    entry_id = models.CharField(max_length=32, unique=True)
+    reason = models.CharField(max_length=500)
+    placed_by = models.ForeignKey("auth.User", on_delete=models.PROTECT, related_name="+")
+    placed_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"{self.entry_id} held: {self.reason}"
+
+    @property
+    def refusal(self) -> str:
+        """The plain reason every plan gives for refusing a held entry."""
+        return (f"under legal hold since {self.placed_at:%Y-%m-%d} ({self.reason}, placed by "
+                f"{self.placed_by.get_username()}): nothing is archived, replaced or restored until an archive admin "
+                "releases the hold")  # fmt: skip
+
+
 class Batch(models.Model):
     """A librarian's selection of entries and what to do to them, approved before it runs."""
 

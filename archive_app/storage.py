@@ -632,6 +632,11 @@ class ArchiveStore:
             crc32=head.get("ChecksumCRC32"),
         )
 
+    def set_legal_hold(self, key: str, version_id: str | None, on: bool) -> None:
+        """An Object Lock legal hold on that version (StorageError where the bucket has no Object Lock)."""
+        self._call("put_object_legal_hold", key, LegalHold={"Status": "ON" if on else "OFF"},
+                   **_version_param(version_id))  # fmt: skip
+
     def _tags(self, key: str, version_id: str | None) -> dict[str, str] | None:
         try:
             response = self._call("get_object_tagging", key, **({"VersionId": version_id} if version_id else {}))

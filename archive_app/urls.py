@@ -7,6 +7,7 @@ urlpatterns = [
     path("entries/", views.entry_list, name="entry_list"),
     re_path(r"^entries/export\.(?P<fmt>csv|tsv)$", views.entry_export, name="entry_export"),
     path("entries/<str:entry_id>/", views.entry_detail, name="entry_detail"),
+    path("entries/<str:entry_id>/legal-hold/", views.entry_legal_hold, name="entry_legal_hold"),
     path("health/", batch_views.health, name="health"),
     path("batches/", batch_views.batch_list, name="batch_list"),
     path("batches/new/", batch_views.batch_create, name="batch_create"),

@@ -36,6 +36,7 @@ ROUTES = {
     "entry_list": ({"GET"}, {}),
     "entry_export": ({"GET"}, {"fmt": "csv"}),
     "entry_detail": ({"GET"}, {"entry_id": "1_abcd1234"}),
+    "entry_legal_hold": ({"POST"}, {"entry_id": "1_abcd1234"}),
     "health": ({"GET"}, {}),
     "batch_list": ({"GET"}, {}),
     "batch_create": ({"POST"}, {}),
