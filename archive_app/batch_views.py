@@ -168,7 +168,9 @@ def health(request: HttpRequest) -> HttpResponse:
         entry_ids = list(entries.values_list("id", flat=True)[:HEALTH_LIMIT])
         store = ArchiveStore.from_settings()
         states = read_live_states(entry_ids, Kaltura.from_settings(), store)
-        context["bucket_warning"] = "" if store.versioning_enabled() else UNVERSIONED_BUCKET
+        safety = store.bucket_safety()
+        context["bucket_warning"] = "" if safety.versioning == "Enabled" else UNVERSIONED_BUCKET
+        context["bucket_safety"] = safety
     except selectors.InvalidSelection:
         context["error"] = "The filter is not valid."
     except (KalturaError, StorageError, ImproperlyConfigured) as exc:

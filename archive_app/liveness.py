@@ -82,11 +82,19 @@ def _run(name: str, check, *args) -> dict:
 
 
 def _check_bucket() -> dict:
-    """The archive bucket answers; whether it keeps versions is reported, not failed (an S3 round trip, so only
-    when asked: `?checks=bucket`)."""
+    """The archive bucket answers; versioning, Object Lock and the credentials' delete rights are reported, not
+    failed (S3 round trips, so only when asked: `?checks=bucket`)."""
     from archive_app.storage import ArchiveStore
 
-    return {"ok": True, "versioning": ArchiveStore.from_settings().versioning_enabled()}
+    safety = ArchiveStore.from_settings().bucket_safety()
+    return {
+        "ok": True,
+        "versioning": safety.versioning == "Enabled",
+        "object_lock": safety.object_lock,
+        "default_retention": safety.default_retention,
+        "can_delete_versions": safety.can_delete_versions,
+        "risks": len(safety.risks()),
+    }
 
 
 def _check_fixity() -> dict:

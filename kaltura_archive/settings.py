@@ -167,6 +167,13 @@ ARCHIVE_RESTORE_DAYS = envint("ARCHIVE_RESTORE_DAYS", 7, minimum=1)
 # How often the scheduled job checks restores waiting on Glacier (and looks for played placeholders).
 ARCHIVE_RESTORE_POLL_MINUTES = envint("ARCHIVE_RESTORE_POLL_MINUTES", 10, minimum=1)
 
+# --- Object Lock on each new copy (the bucket must be created with Object Lock) ----------
+# GOVERNANCE or COMPLIANCE retention for ARCHIVE_OBJECT_LOCK_DAYS; COMPLIANCE cannot be shortened by anyone.
+ARCHIVE_OBJECT_LOCK_MODE = envchoice("ARCHIVE_OBJECT_LOCK_MODE", ["", "GOVERNANCE", "COMPLIANCE"], "")
+ARCHIVE_OBJECT_LOCK_DAYS = envint("ARCHIVE_OBJECT_LOCK_DAYS", 3650, minimum=1)
+# A legal hold (no end date) on each new copy, released only by someone allowed s3:PutObjectLegalHold.
+ARCHIVE_LEGAL_HOLD_NEW_COPIES = envbool("ARCHIVE_LEGAL_HOLD_NEW_COPIES", False)
+
 # --- Fixity (archive_app/fixity.py) ---------------------------------------------------
 # How often the scheduled audit checks every copy's S3 version (one HEAD per copy, no restore).
 FIXITY_AUDIT_INTERVAL_HOURS = envint("FIXITY_AUDIT_INTERVAL_HOURS", 24 * 7, minimum=1)
