@@ -266,3 +266,27 @@ def entry_legal_hold(request: HttpRequest, entry_id: str) -> HttpResponse:
         messages.error(request, str(exc))
         return redirect("entry_detail", entry_id)
     return redirect("entry_detail", entry_id)
+
+
+@require_GET
+@permission_required(BROWSE, raise_exception=True)
+def preservation_report(request: HttpRequest) -> HttpResponse:
+    """For an auditor: copies, fixity and re-hash coverage per storage class, and the NDSA level reached."""
+    from archive_app.preservation import preservation_report as build
+
+    return render(request, "archive_app/preservation_report.html", {"report": build()})
+
+
+@require_GET
+@permission_required(BROWSE, raise_exception=True)
+def preservation_export(request: HttpRequest) -> HttpResponse:
+    from archive_app.preservation import CSV_HEADER, csv_rows
+    from archive_app.preservation import preservation_report as build
+    from archive_app.selectors import delimited_lines
+
+    report = build()
+    response = HttpResponse("".join(delimited_lines(csv_rows(report), fmt="csv", columns=CSV_HEADER)),
+                            content_type="text/csv; charset=utf-8")  # fmt: skip
+    stamp = timezone.localtime(report.generated_at).strftime("%Y%m%d-%H%M")
+    response["Content-Disposition"] = f'attachment; filename="kaltura-archive-preservation-{stamp}.csv"'
+    return response

@@ -38,6 +38,8 @@ ROUTES = {
     "entry_detail": ({"GET"}, {"entry_id": "1_abcd1234"}),
     "entry_legal_hold": ({"POST"}, {"entry_id": "1_abcd1234"}),
     "health": ({"GET"}, {}),
+    "preservation_report": ({"GET"}, {}),
+    "preservation_export": ({"GET"}, {}),
     "batch_list": ({"GET"}, {}),
     "batch_create": ({"POST"}, {}),
     "batch_detail": ({"GET"}, {"batch_id": BATCH}),

@@ -52,6 +52,8 @@ MATRIX: dict[str, tuple[list, dict]] = {
     "entry_detail": ([ENTRY_ID], LIBRARIANS),
     "entry_legal_hold": ([ENTRY_ID], POST_ONLY),
     "health": ([], LIBRARIANS),
+    "preservation_report": ([], LIBRARIANS),
+    "preservation_export": ([], LIBRARIANS),
     "batch_list": ([], LIBRARIANS),
     "batch_create": ([], POST_ONLY),
     "batch_detail": (["<batch>"], LIBRARIANS),
