@@ -355,6 +355,9 @@ class ArchiveCopy(models.Model):
     rehashed_at = models.DateTimeField(null=True, blank=True)
     rehash_ok = models.BooleanField(null=True, blank=True)
     rehash_problem = models.TextField(blank=True)
+    # The self-describing sidecar beside the copy (archive_app/sidecar.py): the entry's metadata at archive time.
+    sidecar_key = models.CharField(max_length=1024, blank=True)
+    sidecar_version_id = models.CharField(max_length=1024, blank=True)
 
     class Meta:
         verbose_name_plural = "archive copies"

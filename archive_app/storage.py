@@ -693,6 +693,22 @@ class ArchiveStore:
             restored_until=parsedate_to_datetime(expiry.group(1)) if expiry else None,
         )
 
+    def put_new_small(self, key: str, body: bytes, *, content_type: str, metadata: dict[str, str]) -> str | None:
+        """A small object (a sidecar) at a free key, never over an existing one (PreconditionFailed instead), in
+        STANDARD so that it reads without a restore, with the copies' Object Lock. Returns its VersionId."""
+        response = self._call("put_object", key, Body=body, ContentType=content_type, Metadata=metadata,
+                              StorageClass="STANDARD", ChecksumAlgorithm="CRC32", IfNoneMatch="*",
+                              **self._lock_params())  # fmt: skip
+        return _version(response)
+
+    def read_small(self, key: str, version_id: str | None = None, limit: int = 16 * 1024 * 1024) -> bytes:
+        """The bytes of a small object (a sidecar); refuses one larger than `limit`."""
+        reader, size = self.open_stream(key, key=key, version_id=version_id)
+        with reader:
+            if size > limit:
+                raise StorageError(f"{self._url(key)} has {size} bytes, more than {limit}", code="TooLarge")
+            return reader.read()
+
     def head_checksum(self, key: str, version_id: str | None = None) -> VersionHead | None:
         """One HeadObject (with the checksum S3 stored at upload) of that version, or of the current one when
         None; None when there is none (deleted, or hidden by a delete marker). The fixity audit's only request."""

@@ -290,6 +290,9 @@ def _adopt_from_s3_steps(state: LiveState) -> list[Step]:
     return steps
 
 
+VERIFY_STEP = "check bytes streamed = S3 size = Kaltura's size; record SHA-256 and version; write the metadata sidecar"
+
+
 def plan_archive(state: LiveState, policy: Policy) -> Plan:
     """Copy the original to S3 and tag the entry archived_to_s3.
 
@@ -339,7 +342,7 @@ def plan_archive(state: LiveState, policy: Policy) -> Plan:
         copy_bytes = original.size_bytes
         steps.append(Step("copy", f"archive the new content first ({changed}): {copy_step} under a new key; "
                                   "the earlier copy stays"))  # fmt: skip
-        steps.append(Step("verify", "check bytes streamed = S3 size = Kaltura's size; record SHA-256 and version"))
+        steps.append(Step("verify", VERIFY_STEP))
     elif state.copy is None and state.s3 is not None and sizes_agree(state.s3.size, original) and has_sha:
         # A listing (previews) cannot show the SHA-256 tag; the job, which reads it, copies under a new key
         # when it is missing or names other content (the old tool's archives have no hash).
@@ -357,7 +360,7 @@ def plan_archive(state: LiveState, policy: Policy) -> Plan:
         else:
             verb = "copy"
         steps.append(Step("copy", f"{verb}: {copy_step}"))
-        steps.append(Step("verify", "check bytes streamed = S3 size = Kaltura's size; record SHA-256 and version"))
+        steps.append(Step("verify", VERIFY_STEP))
     if TAG_ARCHIVED not in state.tags:
         steps.append(Step("tag_archived", f"add tag {TAG_ARCHIVED}"))
     if not steps:
