@@ -277,3 +277,24 @@ def test_the_sample_re_hash_restores_from_glacier_and_catches_bit_rot(
     assert rehash_events.filter(outcome=AuditEvent.Outcome.FAILED).exists()
     # Both were read this period: nothing is due again for five years.
     assert fixity.plan_rehash(now=later + timedelta(days=40)).chosen == []
+
+
+def test_the_command_shows_the_re_hash_cost_and_requests_nothing_in_a_dry_run(world, rq_queue, capsys, settings):
+    (copy,) = archive(world, rq_queue, 1)
+    ArchiveCopy.objects.filter(id=copy.id).update(verified_at=datetime.now(UTC) - timedelta(days=2 * 365))
+    call_command("audit_fixity", "--rehash-only")
+    out = capsys.readouterr().out
+    assert "re-hash: 1 copies chosen" in out and "restore cost $" in out and "dry run" in out
+    copy.refresh_from_db()
+    assert copy.rehash_requested_at is None and copy.rehashed_at is None
+    assert AuditEvent.objects.filter(action=fixity.REHASH_ACTION, dry_run=True).count() == 1
+
+
+def test_an_alarm_nobody_can_receive_is_itself_a_failed_event(world, rq_queue, s3):
+    (copy,) = archive(world, rq_queue, 1)
+    world[2].__class__.objects.update(email="")  # no archive admin has an address
+    s3.delete_object(Bucket=settings.AWS_BUCKET, Key=copy.key)
+    fixity.audit_fixity(execute=True)
+    assert mail.outbox == []
+    alarm = events(fixity.ALARM_ACTION).get()
+    assert alarm.outcome == AuditEvent.Outcome.FAILED and "no archive admin has an e-mail" in alarm.message
