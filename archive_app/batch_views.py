@@ -151,6 +151,7 @@ HEALTH_LIMIT = 500
 @permission_required("archive_app.browse_entries", raise_exception=True)
 def health(request: HttpRequest) -> HttpResponse:
     """The archive's invariants checked on live Kaltura and S3 state, for a selection (default: archived)."""
+    from archive_app.fixity import failing_copies
     from archive_app.health import UNVERSIONED_BUCKET, entry_problems
     from archive_app.kaltura import Kaltura
     from archive_app.restores import known_placeholder_sizes
@@ -161,12 +162,16 @@ def health(request: HttpRequest) -> HttpResponse:
     if not query:
         query.setlist("state", ["archived", "placeholder"])
     context = {"query": query.urlencode(), "limit": HEALTH_LIMIT, "rows": [], "error": ""}
+    # Recorded by the fixity audit, so shown even when Kaltura or S3 cannot be read right now.
+    context["fixity_failures"] = list(failing_copies()[:HEALTH_LIMIT])
     try:
         entries = selectors.entry_list(data=query)
         entry_ids = list(entries.values_list("id", flat=True)[:HEALTH_LIMIT])
         store = ArchiveStore.from_settings()
         states = read_live_states(entry_ids, Kaltura.from_settings(), store)
-        context["bucket_warning"] = "" if store.versioning_enabled() else UNVERSIONED_BUCKET
+        safety = store.bucket_safety()
+        context["bucket_warning"] = "" if safety.versioning == "Enabled" else UNVERSIONED_BUCKET
+        context["bucket_safety"] = safety
     except selectors.InvalidSelection:
         context["error"] = "The filter is not valid."
     except (KalturaError, StorageError, ImproperlyConfigured) as exc:

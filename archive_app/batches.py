@@ -479,15 +479,18 @@ def step_adopt(run: runner.Run) -> dict:
 
 
 def step_verify(run: runner.Run) -> dict:
+    from archive_app.sidecar import write_sidecar
+
     if run.scratch.get("adopted"):
-        return {"verified": "adopted"}
+        return {"verified": "adopted", **write_sidecar(run.store, run.state, run.scratch["copy"])}
     archived = run.scratch["uploaded"]
     run.store.verify(run.entry_id, key=archived.key, version_id=archived.version_id, size=archived.size,
                      sha256=archived.sha256, crc32=archived.crc32)  # fmt: skip
-    _record_copy(run, key=archived.key, size=archived.size, sha256=archived.sha256, crc32=archived.crc32,
-                 version_id=archived.version_id, storage_class=archived.storage_class, adopted=False,
-                 source=ArchiveCopy.HashSource.STREAM)  # fmt: skip
-    return {"verified": True, "bytes": archived.size, "sha256": archived.sha256}
+    copy = _record_copy(run, key=archived.key, size=archived.size, sha256=archived.sha256, crc32=archived.crc32,
+                        version_id=archived.version_id, storage_class=archived.storage_class, adopted=False,
+                        source=ArchiveCopy.HashSource.STREAM)  # fmt: skip
+    return {"verified": True, "bytes": archived.size, "sha256": archived.sha256,
+            **write_sidecar(run.store, run.state, copy)}  # fmt: skip
 
 
 def _record_copy(run: runner.Run, *, key, size, sha256, crc32, version_id, storage_class, adopted, source,
@@ -513,6 +516,7 @@ def _record_copy(run: runner.Run, *, key, size, sha256, crc32, version_id, stora
             "bytes_freed": 0,
         },
     )
+    run.scratch["copy"] = copy
     return copy
 
 

@@ -27,18 +27,31 @@ def check_service_settings(app_configs, **kwargs):
         from archive_app.storage import ArchiveStore, StorageError
 
         try:
-            versioned = ArchiveStore.from_settings().versioning_enabled()
+            safety = ArchiveStore.from_settings().bucket_safety()
         except (StorageError, ImproperlyConfigured) as exc:
             # check --deploy is not a connectivity test: said, not warned.
             warnings.append(Info(f"Could not read the archive bucket's versioning: {exc}", id="archive.I006"))
         else:
-            if not versioned:
+            if safety.versioning != "Enabled":
                 warnings.append(
                     Warning(
                         f"The archive bucket {settings.AWS_BUCKET} has no versioning: an object written over from "
                         "outside the app would be lost.",
                         hint="aws s3api put-bucket-versioning --versioning-configuration Status=Enabled",
                         id="archive.W005",
+                    )
+                )
+            # Object Lock and delete rights: reported (many archives run without them), see the Health page.
+            for risk in safety.risks():
+                if not risk.startswith("versioning"):
+                    warnings.append(Info(f"Archive bucket {settings.AWS_BUCKET}: {risk}.", id="archive.I007"))
+            locking = settings.ARCHIVE_OBJECT_LOCK_MODE or settings.ARCHIVE_LEGAL_HOLD_NEW_COPIES
+            if locking and not safety.object_lock:
+                warnings.append(
+                    Warning(
+                        f"ARCHIVE_OBJECT_LOCK_MODE / ARCHIVE_LEGAL_HOLD_NEW_COPIES are set but the bucket "
+                        f"{settings.AWS_BUCKET} has no Object Lock: every archive upload would be refused.",
+                        id="archive.W006",
                     )
                 )
     if not settings.PLACEHOLDER_VIDEO.is_file():

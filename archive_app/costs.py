@@ -97,3 +97,14 @@ def savings(*, freed_bytes: int, archived_bytes: int, objects: int, storage_clas
         s3_monthly=s3_monthly_cost(archived_bytes=archived_bytes, objects=objects, storage_class=storage_class),
         min_storage_days=MIN_STORAGE_DAYS[storage_class],
     )
+
+
+def retrieval_cost(*, size_bytes: int, storage_class: str, tier: str = "Standard") -> float:
+    """USD to read `size_bytes` back from `storage_class` (a Glacier restore at `tier`; Deep Archive has no
+    Expedited, so it is priced as Standard), plus the restored copy's STANDARD storage for the day it is kept."""
+    prices = settings.PRICE_RETRIEVAL_GB
+    if storage_class == "DEEP_ARCHIVE" and tier == "Expedited":
+        tier = "Standard"
+    price = prices.get(f"{storage_class}:{tier}", prices.get(storage_class, 0.0))
+    restored_copy = size_bytes / GB * s3_price("STANDARD") / DAYS_PER_MONTH if storage_class in OVERHEAD_CLASSES else 0
+    return size_bytes / GB * price + restored_copy

@@ -63,3 +63,13 @@ cron.register(
     job_timeout=3 * 3600,
     name="audit_ip_retention",
 )
+
+from archive_app.jobs import fixity_audit_job  # noqa: E402
+
+cron.register(
+    fixity_audit_job,
+    queue_name="default",
+    interval=settings.FIXITY_AUDIT_INTERVAL_HOURS * 3600,
+    job_timeout=6 * 3600,
+    name="fixity_audit",
+)

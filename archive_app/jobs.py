@@ -130,3 +130,19 @@ def auto_restore_job() -> dict:
     from archive_app.restores import auto_restore
 
     return auto_restore()
+
+
+def fixity_audit_job() -> dict:
+    """Scheduled: the fixity audit of every copy, then the sample re-hash (restores it needs are requested, and
+    hashed by a later run once Glacier has them ready)."""
+    from archive_app import fixity
+
+    summary = fixity.audit_fixity(execute=True)
+    plan, rehash = fixity.rehash_sample(execute=True)
+    return {
+        "checked": summary.checked,
+        "failed": summary.failed,
+        "requests": summary.requests,
+        "rehash": {"passed": rehash.passed, "failed": rehash.failed, "requested": rehash.requested,
+                   "waiting": rehash.waiting},
+    }  # fmt: skip

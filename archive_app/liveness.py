@@ -82,15 +82,40 @@ def _run(name: str, check, *args) -> dict:
 
 
 def _check_bucket() -> dict:
-    """The archive bucket answers; whether it keeps versions is reported, not failed (an S3 round trip, so only
-    when asked: `?checks=bucket`)."""
+    """The archive bucket answers; versioning, Object Lock and the credentials' delete rights are reported, not
+    failed (S3 round trips, so only when asked: `?checks=bucket`)."""
     from archive_app.storage import ArchiveStore
 
-    return {"ok": True, "versioning": ArchiveStore.from_settings().versioning_enabled()}
+    safety = ArchiveStore.from_settings().bucket_safety()
+    return {
+        "ok": True,
+        "versioning": safety.versioning == "Enabled",
+        "object_lock": safety.object_lock,
+        "default_retention": safety.default_retention,
+        "can_delete_versions": safety.can_delete_versions,
+        "risks": len(safety.risks()),
+    }
+
+
+def _check_fixity() -> dict:
+    """Copies whose last fixity audit or sample re-hash failed (recorded: no S3 request), and when the audit last
+    ran. Only when asked (`?checks=fixity`): a damaged copy must page the archive's monitor, not take the site
+    out of a load balancer."""
+    from django.db.models import Max
+
+    from archive_app.fixity import failing_copies
+    from archive_app.models import ArchiveCopy
+
+    failed = failing_copies().count()
+    last = ArchiveCopy.objects.aggregate(last=Max("fixity_checked_at"))["last"]
+    age = round((time.time() - last.timestamp()) / 3600, 1) if last else None
+    # Two missed runs of the scheduled audit: the copies are no longer being checked.
+    overdue = ArchiveCopy.objects.exists() and (age is None or age > 2 * settings.FIXITY_AUDIT_INTERVAL_HOURS)
+    return {"ok": failed == 0 and not overdue, "failed": failed, "last_audit_hours": age, "overdue": overdue}
 
 
 CHECKS = ["database", "redis", "workers", "scheduler"]
-OPTIONAL_CHECKS = ["bucket"]
+OPTIONAL_CHECKS = ["bucket", "fixity"]
 
 
 @login_not_required
@@ -105,6 +130,8 @@ def healthz(request: HttpRequest) -> JsonResponse:
     checks = {}
     if "bucket" in wanted:
         checks["bucket"] = _run("bucket", _check_bucket)
+    if "fixity" in wanted:
+        checks["fixity"] = _run("fixity", _check_fixity)
     if "database" in wanted:
         checks["database"] = _run("database", _check_database)
     conn = _redis()

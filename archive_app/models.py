@@ -362,6 +362,18 @@ class ArchiveCopy(models.Model):
     placeholder_flavor_id = models.CharField(max_length=32, blank=True)
     placeholder_version = models.CharField(max_length=32, blank=True)
     placeholder_size = models.BigIntegerField(null=True, blank=True)
+    # Fixity (issue 15): the last audit of the S3 version's size, class and checksum (no restore), and the last
+    # full re-hash of a restored sample against `sha256`. Every check is also an audit event: these are the latest.
+    fixity_checked_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    fixity_ok = models.BooleanField(null=True, blank=True, help_text="None until first audited")
+    fixity_problem = models.TextField(blank=True)
+    rehash_requested_at = models.DateTimeField(null=True, blank=True, help_text="sampled: restore asked for")
+    rehashed_at = models.DateTimeField(null=True, blank=True)
+    rehash_ok = models.BooleanField(null=True, blank=True)
+    rehash_problem = models.TextField(blank=True)
+    # The self-describing sidecar beside the copy (archive_app/sidecar.py): the entry's metadata at archive time.
+    sidecar_key = models.CharField(max_length=1024, blank=True)
+    sidecar_version_id = models.CharField(max_length=1024, blank=True)
 
     class Meta:
         verbose_name_plural = "archive copies"
@@ -387,6 +399,29 @@ class EntryLock(models.Model):
 
     def __str__(self) -> str:
         return f"{self.entry_id} held by {self.holder}"
+
+
+class LegalHold(models.Model):
+    """An archive admin's legal hold on an entry: nothing replaces, restores or re-archives over it until released.
+
+    One row while held; placing and releasing are audit events (the history). Its copies' S3 versions get an
+    Object Lock legal hold too where the bucket has Object Lock.
+    """
+
+    entry_id = models.CharField(max_length=32, unique=True)
+    reason = models.CharField(max_length=500)
+    placed_by = models.ForeignKey("auth.User", on_delete=models.PROTECT, related_name="+")
+    placed_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"{self.entry_id} held: {self.reason}"
+
+    @property
+    def refusal(self) -> str:
+        """The plain reason every plan gives for refusing a held entry."""
+        return (f"under legal hold since {self.placed_at:%Y-%m-%d} ({self.reason}, placed by "
+                f"{self.placed_by.get_username()}): nothing is archived, replaced or restored until an archive admin "
+                "releases the hold")  # fmt: skip
 
 
 class Batch(models.Model):

@@ -185,6 +185,8 @@ def plan_restore(
     entry is READY and tagged archived_to_s3 only. `state.replacement_started`: our own updateContent is under way.
     """
     entry_id = state.entry_id
+    if state.legal_hold:
+        return RestorePlan(entry_id, skip_reason=state.legal_hold)
     if state.entry is None:
         return RestorePlan(entry_id, skip_reason="not found in Kaltura")
     s3 = state.s3
@@ -679,6 +681,8 @@ def step_restore_content(run: runner.Run) -> dict:
     restore = run.row
 
     def still_allowed(state: LiveState) -> str:
+        if state.legal_hold:
+            return state.legal_hold
         # The owner may have uploaded new content over the placeholder since the plan was made.
         if TAG_REPLACED not in state.tags:
             return NOT_A_PLACEHOLDER

@@ -32,7 +32,7 @@ from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from typing import Any, Protocol
 from urllib.parse import urlencode
@@ -120,6 +120,46 @@ class ObjectState:
     @property
     def readable(self) -> bool:
         return not self.needs_restore
+
+
+# Never written: the key the delete-permission probe names (bucket_safety).
+PROBE_KEY = ".kaltura-archive-probe/never-written"
+
+
+@dataclass(frozen=True)
+class BucketSafety:
+    versioning: str  # "Enabled", "Suspended" or "Off"
+    object_lock: bool
+    default_retention: str  # "COMPLIANCE 3650 days", or "" when none
+    can_delete_versions: str  # "yes", "no" or "unknown"
+    delete_detail: str
+
+    def risks(self) -> list[str]:
+        """In words, for the Health page, /healthz and check --deploy."""
+        risks = []
+        if self.versioning != "Enabled":
+            risks.append(f"versioning is {self.versioning.lower()}: an object written over from outside the app "
+                         "would be lost")  # fmt: skip
+        if not self.object_lock:
+            risks.append("no Object Lock: anyone with delete rights can destroy archived versions")
+        if self.can_delete_versions == "yes" and not self.default_retention.startswith("COMPLIANCE"):
+            risks.append("the app's credentials may delete object versions (s3:DeleteObjectVersion): whoever holds "
+                         "them can destroy the archive; deny it in their policy or use COMPLIANCE retention")
+        elif self.can_delete_versions == "unknown":
+            risks.append(f"could not tell whether the app's credentials may delete object versions "
+                         f"({self.delete_detail})")  # fmt: skip
+        return risks
+
+
+@dataclass(frozen=True)
+class VersionHead:
+    """One version's size, class and full-object CRC32 as S3 reports them without reading the bytes."""
+
+    key: str
+    version_id: str | None
+    size: int
+    storage_class: str
+    crc32: str | None
 
 
 @dataclass(frozen=True)
@@ -210,8 +250,13 @@ class ArchiveStore:
         access_key_id: str | None = None,
         secret_access_key: str | None = None,
         max_attempts: int = 5,
+        lock_mode: str = "",
+        lock_days: int = 0,
+        legal_hold: bool = False,
     ) -> None:
         self.bucket = bucket
+        # Object Lock for each new copy (the bucket must have Object Lock): a retention, a legal hold, or both.
+        self.lock_mode, self.lock_days, self.legal_hold = lock_mode, lock_days, legal_hold
         self.key_prefix = key_prefix or ""
         self.storage_class = storage_class
         self._endpoint_url = endpoint_url or None
@@ -236,6 +281,9 @@ class ArchiveStore:
             access_key_id=getattr(settings, "AWS_ACCESS_KEY_ID", None),
             secret_access_key=getattr(settings, "AWS_SECRET_ACCESS_KEY", None),
             max_attempts=getattr(settings, "AWS_MAX_ATTEMPTS", 5),
+            lock_mode=getattr(settings, "ARCHIVE_OBJECT_LOCK_MODE", ""),
+            lock_days=getattr(settings, "ARCHIVE_OBJECT_LOCK_DAYS", 0),
+            legal_hold=getattr(settings, "ARCHIVE_LEGAL_HOLD_NEW_COPIES", False),
         )
 
     def __repr__(self) -> str:
@@ -283,6 +331,46 @@ class ArchiveStore:
         """Whether the bucket keeps overwritten and deleted objects as versions (what protects against
         writes from outside the app)."""
         return self._call("get_bucket_versioning").get("Status") == "Enabled"
+
+    def _lock_params(self) -> dict[str, Any]:
+        """The Object Lock headers of a new copy. A copy written wrong cannot then be deleted by `_confirm` (it
+        stays, unrecorded, until its retention ends): the price of copies nobody can delete."""
+        params: dict[str, Any] = {}
+        if self.lock_mode:
+            params["ObjectLockMode"] = self.lock_mode
+            params["ObjectLockRetainUntilDate"] = datetime.now(UTC) + timedelta(days=self.lock_days)
+        if self.legal_hold:
+            params["ObjectLockLegalHoldStatus"] = "ON"
+        return params
+
+    def bucket_safety(self) -> BucketSafety:
+        """What protects the archive from its own bucket: versioning, Object Lock, and whether these credentials
+        may delete object versions. Read-only but for one probe: a DeleteObject of the "null" version of a key
+        nobody writes (`PROBE_KEY`), a no-op when allowed (S3 deletes nothing that is not there), AccessDenied when
+        the policy denies s3:DeleteObjectVersion. S3 checks the permission before looking for the object."""
+        versioning = self._call("get_bucket_versioning").get("Status") or "Off"
+        lock_enabled, retention = False, ""
+        try:
+            config = self._call("get_object_lock_configuration").get("ObjectLockConfiguration") or {}
+        except StorageError as exc:
+            if exc.code not in ("ObjectLockConfigurationNotFoundError", "404"):
+                raise
+            config = {}
+        if config.get("ObjectLockEnabled") == "Enabled":
+            lock_enabled = True
+            rule = (config.get("Rule") or {}).get("DefaultRetention") or {}
+            if rule:
+                span = f"{rule['Days']} days" if rule.get("Days") else f"{rule.get('Years')} years"
+                retention = f"{rule.get('Mode')} {span}"
+        try:
+            self._call("delete_object", f"{self.key_prefix}{PROBE_KEY}", VersionId="null")
+        except StorageError as exc:
+            delete = "no" if exc.code in ("AccessDenied", "403") else "unknown"
+            detail = f"{exc.code}" if delete == "no" else f"the probe failed: {exc}"
+        else:
+            delete, detail = "yes", "s3:DeleteObjectVersion is allowed"
+        return BucketSafety(versioning=versioning, object_lock=lock_enabled, default_retention=retention,
+                            can_delete_versions=delete, delete_detail=detail)  # fmt: skip
 
     def _url(self, key: str) -> str:
         return f"s3://{self.bucket}/{key}"
@@ -429,6 +517,7 @@ class ArchiveStore:
             ChecksumAlgorithm="CRC32",
             ChecksumCRC32=reader.crc32,
             IfNoneMatch="*",
+            **self._lock_params(),
         )
         return self._confirm(key, response, reader, tag=False)
 
@@ -451,6 +540,7 @@ class ArchiveStore:
             Metadata=metadata,
             ChecksumAlgorithm="CRC32",
             ChecksumType="FULL_OBJECT",
+            **self._lock_params(),
         )["UploadId"]
         try:
             parts = self._send_parts(key, upload_id, first, reader, part_size, concurrency)
@@ -602,6 +692,45 @@ class ArchiveStore:
             restore_ongoing='ongoing-request="true"' in restore,
             restored_until=parsedate_to_datetime(expiry.group(1)) if expiry else None,
         )
+
+    def put_new_small(self, key: str, body: bytes, *, content_type: str, metadata: dict[str, str]) -> str | None:
+        """A small object (a sidecar) at a free key, never over an existing one (PreconditionFailed instead), in
+        STANDARD so that it reads without a restore, with the copies' Object Lock. Returns its VersionId."""
+        response = self._call("put_object", key, Body=body, ContentType=content_type, Metadata=metadata,
+                              StorageClass="STANDARD", ChecksumAlgorithm="CRC32", IfNoneMatch="*",
+                              **self._lock_params())  # fmt: skip
+        return _version(response)
+
+    def read_small(self, key: str, version_id: str | None = None, limit: int = 16 * 1024 * 1024) -> bytes:
+        """The bytes of a small object (a sidecar); refuses one larger than `limit`."""
+        reader, size = self.open_stream(key, key=key, version_id=version_id)
+        with reader:
+            if size > limit:
+                raise StorageError(f"{self._url(key)} has {size} bytes, more than {limit}", code="TooLarge")
+            return reader.read()
+
+    def head_checksum(self, key: str, version_id: str | None = None) -> VersionHead | None:
+        """One HeadObject (with the checksum S3 stored at upload) of that version, or of the current one when
+        None; None when there is none (deleted, or hidden by a delete marker). The fixity audit's only request."""
+        try:
+            head = self._call("head_object", key, ChecksumMode="ENABLED", **_version_param(version_id))
+        except StorageError as exc:
+            if exc.code in NOT_FOUND_CODES or exc.code in ("405", "MethodNotAllowed", "400", "InvalidArgument"):
+                # 405: the version asked for is a delete marker; 400: no such version id.
+                return None
+            raise
+        return VersionHead(
+            key=key,
+            version_id=_version(head),
+            size=head["ContentLength"],
+            storage_class=head.get("StorageClass") or "STANDARD",
+            crc32=head.get("ChecksumCRC32"),
+        )
+
+    def set_legal_hold(self, key: str, version_id: str | None, on: bool) -> None:
+        """An Object Lock legal hold on that version (StorageError where the bucket has no Object Lock)."""
+        self._call("put_object_legal_hold", key, LegalHold={"Status": "ON" if on else "OFF"},
+                   **_version_param(version_id))  # fmt: skip
 
     def _tags(self, key: str, version_id: str | None) -> dict[str, str] | None:
         try:
@@ -773,5 +902,6 @@ __all__ = [
     "ObjectState",
     "ObjectSummary",
     "StorageError",
+    "VersionHead",
     "part_size_for",
 ]

@@ -6,21 +6,22 @@ from django.conf import settings
 from django.contrib.auth.decorators import permission_required
 from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
-from django.shortcuts import render
+from django.shortcuts import redirect, render
 from django.template.defaultfilters import filesizeformat
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import escape
 from django.utils.safestring import SafeString, mark_safe
 from django.utils.text import Truncator
-from django.views.decorators.http import require_GET
+from django.views.decorators.http import require_GET, require_POST
 
 from archive_app import costs, selectors
 from archive_app.filters import DEFAULT_SORT
-from archive_app.models import ArchiveCopy, ArchiveState, AuditEvent, Entry
+from archive_app.models import ArchiveCopy, ArchiveState, AuditEvent, Entry, LegalHold
 from archive_app.restores import restore_counts
 
 BROWSE = "archive_app.browse_entries"
+MANAGE = "archive_app.manage_archive"
 PAGE_SIZE = 50
 # (heading, sort key or None, numeric) in table order; sort keys are filters.SORTS.
 COLUMNS = [
@@ -236,8 +237,56 @@ def entry_detail(request: HttpRequest, entry_id: str) -> HttpResponse:
             "flavors": list(entry.flavors.all()),
             "categories": sorted(entry.categories.all(), key=lambda category: category.full_name),
             "archive_copy": ArchiveCopy.objects.filter(entry_id=entry.id).first(),
+            "legal_hold": LegalHold.objects.filter(entry_id=entry.id).select_related("placed_by").first(),
             "events": AuditEvent.objects.filter(entry_id=entry.id).select_related("batch")[:200],
             # Only a web address becomes an <img>: the mirror holds whatever Kaltura sent.
             "thumbnail_url": entry.thumbnail_url if entry.thumbnail_url.startswith(("https://", "http://")) else "",
         },
     )
+
+
+@require_POST
+@permission_required(MANAGE, raise_exception=True)
+def entry_legal_hold(request: HttpRequest, entry_id: str) -> HttpResponse:
+    """Place (with a reason) or release an entry's legal hold: archive admins only, audited."""
+    from django.contrib import messages
+
+    from archive_app import holds
+
+    if not Entry.objects.filter(id=entry_id).exists():
+        raise Http404("No entry with this id in the mirror.")
+    try:
+        if request.POST.get("action") == "release":
+            holds.hold_release(entry_id, user=request.user)
+            messages.info(request, f"{entry_id}: legal hold released.")
+        else:
+            holds.hold_place(entry_id, user=request.user, reason=request.POST.get("reason", ""))
+            messages.info(request, f"{entry_id}: under legal hold.")
+    except holds.HoldError as exc:
+        messages.error(request, str(exc))
+        return redirect("entry_detail", entry_id)
+    return redirect("entry_detail", entry_id)
+
+
+@require_GET
+@permission_required(BROWSE, raise_exception=True)
+def preservation_report(request: HttpRequest) -> HttpResponse:
+    """For an auditor: copies, fixity and re-hash coverage per storage class, and the NDSA level reached."""
+    from archive_app.preservation import preservation_report as build
+
+    return render(request, "archive_app/preservation_report.html", {"report": build()})
+
+
+@require_GET
+@permission_required(BROWSE, raise_exception=True)
+def preservation_export(request: HttpRequest) -> HttpResponse:
+    from archive_app.preservation import CSV_HEADER, csv_rows
+    from archive_app.preservation import preservation_report as build
+    from archive_app.selectors import delimited_lines
+
+    report = build()
+    response = HttpResponse("".join(delimited_lines(csv_rows(report), fmt="csv", columns=CSV_HEADER)),
+                            content_type="text/csv; charset=utf-8")  # fmt: skip
+    stamp = timezone.localtime(report.generated_at).strftime("%Y%m%d-%H%M")
+    response["Content-Disposition"] = f'attachment; filename="kaltura-archive-preservation-{stamp}.csv"'
+    return response

@@ -159,6 +159,8 @@ class LiveState:
     copy: CopyRecord | None = None
     # Set by the executor when this operation's own replacement is under way in Kaltura.
     replacement_started: bool = False
+    # The refusal of a legal hold on the entry (LegalHold.refusal), read with the rest: "" when not held.
+    legal_hold: str = ""
 
     @property
     def original(self) -> KFlavor | None:
@@ -288,6 +290,9 @@ def _adopt_from_s3_steps(state: LiveState) -> list[Step]:
     return steps
 
 
+VERIFY_STEP = "check bytes streamed = S3 size = Kaltura's size; record SHA-256 and version; write the metadata sidecar"
+
+
 def plan_archive(state: LiveState, policy: Policy) -> Plan:
     """Copy the original to S3 and tag the entry archived_to_s3.
 
@@ -296,6 +301,8 @@ def plan_archive(state: LiveState, policy: Policy) -> Plan:
     Nothing is written to a key that exists: the first copy takes the entry id's key, a copy of changed content
     a key of its own, so every earlier copy stays.
     """
+    if state.legal_hold:
+        return Plan(state.entry_id, "archive", skip_reason=state.legal_hold)
     if state.entry is not None and state.on_placeholder:
         # Kaltura's content is the placeholder (either tool's tag): copying it would archive the placeholder.
         if state.copy is not None:
@@ -335,7 +342,7 @@ def plan_archive(state: LiveState, policy: Policy) -> Plan:
         copy_bytes = original.size_bytes
         steps.append(Step("copy", f"archive the new content first ({changed}): {copy_step} under a new key; "
                                   "the earlier copy stays"))  # fmt: skip
-        steps.append(Step("verify", "check bytes streamed = S3 size = Kaltura's size; record SHA-256 and version"))
+        steps.append(Step("verify", VERIFY_STEP))
     elif state.copy is None and state.s3 is not None and sizes_agree(state.s3.size, original) and has_sha:
         # A listing (previews) cannot show the SHA-256 tag; the job, which reads it, copies under a new key
         # when it is missing or names other content (the old tool's archives have no hash).
@@ -353,7 +360,7 @@ def plan_archive(state: LiveState, policy: Policy) -> Plan:
         else:
             verb = "copy"
         steps.append(Step("copy", f"{verb}: {copy_step}"))
-        steps.append(Step("verify", "check bytes streamed = S3 size = Kaltura's size; record SHA-256 and version"))
+        steps.append(Step("verify", VERIFY_STEP))
     if TAG_ARCHIVED not in state.tags:
         steps.append(Step("tag_archived", f"add tag {TAG_ARCHIVED}"))
     if not steps:
@@ -364,6 +371,8 @@ def plan_archive(state: LiveState, policy: Policy) -> Plan:
 def replace_refusal(state: LiveState, policy: Policy, *, archive_first: bool = False) -> str:
     """Why the content may not be replaced with the placeholder now, or ''. Checked by the plan and again
     right before media.updateContent (`archive_first`: the archive steps planned just before make the copy)."""
+    if state.legal_hold:
+        return state.legal_hold
     reason = _why_not(state, policy)
     if reason:
         return reason
@@ -398,6 +407,8 @@ def plan_replace(state: LiveState, policy: Policy, *, after_archive: Plan | None
     the flavors for the placeholder's, whose identity is recorded; the entry is still READY with the same id,
     and it carries flavors_deleted.
     """
+    if state.legal_hold:
+        return Plan(state.entry_id, "replace", skip_reason=state.legal_hold)
     if state.entry is not None and state.on_placeholder and not state.replacement_started:
         return Plan(state.entry_id, "replace", skip_reason="already replaced")
     archive_first = after_archive is not None and not after_archive.skipped
@@ -486,6 +497,7 @@ def read_live_state(entry_id: str, kaltura, store, *, replacement_started: bool 
             return LiveState(entry_id, None)
         raise
     copy = copy_record(entry_id)
+    hold = legal_holds([entry_id]).get(entry_id, "")
     s3 = store.head(entry_id, key=copy.key, version_id=copy.version_id or None) if copy else store.head(entry_id)
     return LiveState(
         entry_id,
@@ -494,7 +506,16 @@ def read_live_state(entry_id: str, kaltura, store, *, replacement_started: bool 
         s3=s3,
         copy=copy,
         replacement_started=replacement_started,
+        legal_hold=hold,
     )
+
+
+def legal_holds(entry_ids: list[str]) -> dict[str, str]:
+    """The refusal of each held entry among these."""
+    from archive_app.models import LegalHold
+
+    return {hold.entry_id: hold.refusal for hold in LegalHold.objects.filter(entry_id__in=entry_ids)
+            .select_related("placed_by")}  # fmt: skip
 
 
 def read_live_states(entry_ids: list[str], kaltura, store) -> dict[str, LiveState]:
@@ -504,6 +525,7 @@ def read_live_states(entry_ids: list[str], kaltura, store) -> dict[str, LiveStat
     entries = kaltura.entries_by_ids(entry_ids)
     flavors = kaltura.flavors_for_entries(list(entries)) if entries else {}
     objects = store.list_objects(entry_ids) if entry_ids else {}
+    holds = legal_holds(entry_ids)
     copies: dict[str, CopyRecord] = {}
     for copy in ArchiveCopy.objects.filter(entry_id__in=entry_ids):  # newest first: keep the first seen
         copies.setdefault(copy.entry_id, CopyRecord.from_model(copy))
@@ -519,6 +541,7 @@ def read_live_states(entry_ids: list[str], kaltura, store) -> dict[str, LiveStat
             flavors=flavors.get(entry_id, []),
             s3=objects.get(entry_id),
             copy=copies.get(entry_id),
+            legal_hold=holds.get(entry_id, ""),
         )
         for entry_id in entry_ids
     }

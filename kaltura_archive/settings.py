@@ -172,6 +172,26 @@ ARCHIVE_RESTORE_DAYS = envint("ARCHIVE_RESTORE_DAYS", 7, minimum=1)
 # How often the scheduled job checks restores waiting on Glacier (and looks for played placeholders).
 ARCHIVE_RESTORE_POLL_MINUTES = envint("ARCHIVE_RESTORE_POLL_MINUTES", 10, minimum=1)
 
+# --- Object Lock on each new copy (the bucket must be created with Object Lock) ----------
+# GOVERNANCE or COMPLIANCE retention for ARCHIVE_OBJECT_LOCK_DAYS; COMPLIANCE cannot be shortened by anyone.
+ARCHIVE_OBJECT_LOCK_MODE = envchoice("ARCHIVE_OBJECT_LOCK_MODE", ["", "GOVERNANCE", "COMPLIANCE"], "")
+ARCHIVE_OBJECT_LOCK_DAYS = envint("ARCHIVE_OBJECT_LOCK_DAYS", 3650, minimum=1)
+# A legal hold (no end date) on each new copy, released only by someone allowed s3:PutObjectLegalHold.
+ARCHIVE_LEGAL_HOLD_NEW_COPIES = envbool("ARCHIVE_LEGAL_HOLD_NEW_COPIES", False)
+
+# --- Fixity (archive_app/fixity.py) ---------------------------------------------------
+# How often the scheduled audit checks every copy's S3 version (one HEAD per copy, no restore).
+FIXITY_AUDIT_INTERVAL_HOURS = envint("FIXITY_AUDIT_INTERVAL_HOURS", 24 * 7, minimum=1)
+# HEAD requests in flight at once during an audit.
+FIXITY_CONCURRENCY = envint("FIXITY_CONCURRENCY", 8, minimum=1)
+# Bytes the sample re-hash may restore and read in one calendar month (restores cost money: see the command).
+FIXITY_REHASH_BYTES_PER_MONTH = envint("FIXITY_REHASH_BYTES_PER_MONTH", 100 * 1024**3, minimum=0)
+# Every copy is re-hashed in full once per this many years: Glacier classes, and classes read without a restore.
+FIXITY_REHASH_YEARS_ARCHIVED = envint("FIXITY_REHASH_YEARS_ARCHIVED", 5, minimum=1)
+FIXITY_REHASH_YEARS_INSTANT = envint("FIXITY_REHASH_YEARS_INSTANT", 1, minimum=1)
+# The Glacier tier of the sample's restores: Bulk costs least and nobody is waiting.
+FIXITY_REHASH_TIER = envchoice("FIXITY_REHASH_TIER", ["BULK", "STANDARD", "EXPEDITED"], "BULK").capitalize()
+
 
 LOGGING = {
     "version": 1,
@@ -201,6 +221,17 @@ PRICE_S3_GB_MONTH = {
 }
 # Kaltura does not publish one storage price: 0.10 is a placeholder, set to your contract.
 PRICE_KALTURA_STORAGE_GB_MONTH = envfloat("PRICE_KALTURA_STORAGE_GB_MONTH", 0.10)
+# Reading archived bytes back (USD per GB retrieved): by class, and by Glacier tier for the Glacier classes.
+PRICE_RETRIEVAL_GB = {
+    "STANDARD": 0.0,
+    "STANDARD_IA": envfloat("PRICE_RETRIEVAL_STANDARD_IA_GB", 0.01),
+    "GLACIER_IR": envfloat("PRICE_RETRIEVAL_GLACIER_IR_GB", 0.03),
+    "GLACIER:Expedited": envfloat("PRICE_RETRIEVAL_GLACIER_EXPEDITED_GB", 0.03),
+    "GLACIER:Standard": envfloat("PRICE_RETRIEVAL_GLACIER_STANDARD_GB", 0.01),
+    "GLACIER:Bulk": envfloat("PRICE_RETRIEVAL_GLACIER_BULK_GB", 0.0),
+    "DEEP_ARCHIVE:Standard": envfloat("PRICE_RETRIEVAL_DEEP_ARCHIVE_STANDARD_GB", 0.02),
+    "DEEP_ARCHIVE:Bulk": envfloat("PRICE_RETRIEVAL_DEEP_ARCHIVE_BULK_GB", 0.0025),
+}
 
 # --- E-mail: owner notices before a policy's batch runs ------------------------------
 # The console backend in development (the demo); SMTP in production.

@@ -13,7 +13,7 @@ from django.urls import URLPattern, URLResolver, get_resolver, reverse
 from django.utils import timezone
 
 from archive_app import audit
-from archive_app.models import ArchivePolicy, AuditEvent, Batch, Category, ExcludedCategory, Restore
+from archive_app.models import ArchivePolicy, AuditEvent, Batch, Category, ExcludedCategory, LegalHold, Restore
 from archive_app.roles import archive_admin_required
 from tests.factories import make_entry
 
@@ -50,7 +50,10 @@ MATRIX: dict[str, tuple[list, dict]] = {
     "entry_list": ([], LIBRARIANS),
     "entry_export": (["csv"], LIBRARIANS),
     "entry_detail": ([ENTRY_ID], LIBRARIANS),
+    "entry_legal_hold": ([ENTRY_ID], POST_ONLY),
     "health": ([], LIBRARIANS),
+    "preservation_report": ([], LIBRARIANS),
+    "preservation_export": ([], LIBRARIANS),
     "batch_list": ([], LIBRARIANS),
     "batch_create": ([], POST_ONLY),
     "batch_detail": (["<batch>"], LIBRARIANS),
@@ -249,6 +252,7 @@ def test_batch_create_by_role(client, world, role):
 # The other views that change something: who gets past the gate. Each POST is one a permitted user could make;
 # what it does is tested with its feature (test_restore_pages, test_policies, test_notices).
 GATED_POSTS = {
+    "entry_legal_hold": ([ENTRY_ID], {"action": "place", "reason": "subpoena 42"}, ADMINS),
     "restore_create": ([], {"entry_id": ENTRY_ID, "tier": "Standard"}, ADMINS),
     "restore_retry": (["<restore>"], {}, ADMINS),
     "restore_cancel": (["<restore>"], {}, ADMINS),
@@ -267,6 +271,7 @@ def _gated_state():
         list(Restore.objects.values_list("id", "status")),
         list(ArchivePolicy.objects.values_list("id", "name")),
         list(ExcludedCategory.objects.values_list("category_id", flat=True)),
+        list(LegalHold.objects.values_list("entry_id", flat=True)),
         AuditEvent.objects.count(),
     )
 
