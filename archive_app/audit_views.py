@@ -17,8 +17,9 @@ from django.utils import timezone
 from django.utils.functional import cached_property
 from django.views.decorators.http import require_GET
 
+from archive_app import wording
 from archive_app.filters import AuditEventFilterSet
-from archive_app.models import AuditEvent
+from archive_app.models import AuditEvent, Entry
 from archive_app.selectors import delimited_lines
 
 PAGE_SIZE = 100
@@ -96,6 +97,11 @@ def _table_rows(events: list[dict]) -> list[dict]:
     entry_url = reverse("entry_detail", args=["0_x"]).replace("0_x", "{}")  # one reverse() per page
     batch_url = reverse("batch_detail", args=[0]).replace("/0/", "/{}/")
     badges = {AuditEvent.Outcome.OK: "success", AuditEvent.Outcome.SKIPPED: "secondary"}
+    names = dict(
+        Entry.objects.filter(id__in={event["entry_id"] for event in events if event["entry_id"]}).values_list(
+            "id", "name"
+        )
+    )
     return [
         {
             "id": event["id"],
@@ -103,7 +109,9 @@ def _table_rows(events: list[dict]) -> list[dict]:
             "user": event["username"],
             "user_url": f"{log_url}?{urlencode({'user': event['username']})}",
             "action": event["action"],
+            "action_label": wording.action_label(event["action"]),
             "entry_id": event["entry_id"],
+            "entry_name": names.get(event["entry_id"], ""),
             "entry_url": entry_url.format(quote(event["entry_id"])) if event["entry_id"] else "",
             "batch_id": event["batch_id"] or "",
             "batch_url": batch_url.format(event["batch_id"]) if event["batch_id"] else "",

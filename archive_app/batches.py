@@ -22,7 +22,7 @@ from django.db.models import Count, F, Q, Sum
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from archive_app import audit, bulk
+from archive_app import audit, bulk, sync
 from archive_app.kaltura import Kaltura, KalturaError
 from archive_app.models import (
     TAG_ARCHIVED,
@@ -415,6 +415,7 @@ def _finish(item: BatchItem, status: str, message: str, *, user, action: str | N
             outcome=outcome,
             message=message,
         )
+    sync.refresh_entries([item.entry_id])  # the pages show what the job did, without waiting for a sync
     refresh_batch_status(item.batch_id)
 
 

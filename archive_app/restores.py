@@ -28,7 +28,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from archive_app import audit
+from archive_app import audit, sync
 from archive_app.kaltura import Kaltura, KalturaError
 from archive_app.models import (
     TAG_REPLACED,
@@ -548,6 +548,7 @@ def execute_restore(restore_id: int, token: str, *, kaltura: Kaltura | None = No
 
 def _finish(context: Context, status: str, error: str) -> None:
     context.save(status=status, error=error, finished_at=timezone.now())
+    sync.refresh_entries([context.entry_id], context.kaltura)  # the pages show the restored entry at once
     if status == Restore.Status.DONE:
         audit.record("restore_done", user=context.restore.requested_by, entry_id=context.entry_id, dry_run=False,
                      details={"restore": context.restore.pk})  # fmt: skip

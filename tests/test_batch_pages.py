@@ -8,9 +8,9 @@ import pytest
 from django.urls import reverse
 from rq import SimpleWorker
 
-from archive_app import sync
+from archive_app import sync, wording
 from archive_app.kaltura import Kaltura
-from archive_app.models import ArchiveCopy, AuditEvent, Batch, BatchItem
+from archive_app.models import ArchiveCopy, AuditEvent, Batch, BatchItem, Entry, Flavor
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -52,10 +52,16 @@ def test_create_previews_and_approve_queues(client, make_user, old_entries, rq_q
     assert response.status_code == 302 and response["Location"] == reverse("batch_detail", args=[batch.pk])
     assert set(batch.items.values_list("entry_id", flat=True)) == set(old_entries)
     page = client.get(reverse("batch_detail", args=[batch.pk])).content.decode()
-    assert "Dry run" in page and "copy → verify → tag_archived" in page
+    assert "Dry run" in page
+    assert "<li>Copy original to S3 (" in page and "<li>Check the copy (size and SHA-256)</li>" in page
+    assert "Old seminar 0" in page  # names beside ids
     assert AuditEvent.objects.filter(batch=batch, dry_run=True).count() >= 2
 
-    client.post(reverse("batch_approve", args=[batch.pk]))
+    # Without the confirmation page's button nothing is approved.
+    unconfirmed = client.post(reverse("batch_approve", args=[batch.pk]))
+    assert unconfirmed["Location"] == reverse("batch_confirm", args=[batch.pk])
+    assert Batch.objects.get().status == "draft" and rq_queue.count == 0
+    client.post(reverse("batch_approve", args=[batch.pk]), {"confirmed": "yes"})
     assert rq_queue.count == 2
     assert set(BatchItem.objects.values_list("status", flat=True)) == {"queued"}
 
@@ -80,6 +86,7 @@ def test_librarian_makes_a_batch_from_a_filter_and_watches_it_finish(page, sign_
     page.wait_for_selector("[data-testid=preview]")
     assert page.get_by_test_id("to-process").inner_text() == "2"
     page.click("text=Approve and run 2 entries")
+    page.click("[data-testid=confirm-approve]")
     page.wait_for_selector("[data-testid=batch-progress][data-status=running]")
 
     # A real worker (in this process, sharing the test database) does the jobs.
@@ -92,19 +99,22 @@ def test_librarian_makes_a_batch_from_a_filter_and_watches_it_finish(page, sign_
 def test_entry_page_shows_the_archive_copy_and_its_history(client, make_user, old_entries, rq_queue):
     client.force_login(make_user())
     client.post(reverse("batch_create"), {"action": "archive", "filter_query": "tags=forgotten"})
-    client.post(reverse("batch_approve", args=[Batch.objects.get().pk]))
+    client.post(reverse("batch_approve", args=[Batch.objects.get().pk]), {"confirmed": "yes"})
     SimpleWorker([rq_queue], connection=rq_queue.connection).work(burst=True)
     copy = ArchiveCopy.objects.get(entry_id=old_entries[0])
     page = client.get(reverse("entry_detail", args=[old_entries[0]])).content.decode()
     assert copy.sha256 in page
     for action in ("preview_archive", "copy", "verify", "tag_archived"):
-        assert f"<td>{action}</td>" in page
+        assert f'{wording.action_label(action)} <code class="small text-muted">{action}</code>' in page
+    # The job refreshed the mirror row: the page shows the new state, and says when it was read.
+    assert 'data-testid="archive-state">archived (copy in S3)' in page
+    assert "when its last job finished" in page and "as of the last sync" not in page
 
 
 def test_health_page_checks_live_state(client, make_user, old_entries, rq_queue, s3, settings):
     client.force_login(make_user())
     client.post(reverse("batch_create"), {"action": "archive", "filter_query": "tags=forgotten"})
-    client.post(reverse("batch_approve", args=[Batch.objects.get().pk]))
+    client.post(reverse("batch_approve", args=[Batch.objects.get().pk]), {"confirmed": "yes"})
     SimpleWorker([rq_queue], connection=rq_queue.connection).work(burst=True)
     assert "All 2 entries are healthy" in client.get(reverse("health"), {"tags": "forgotten"}).content.decode()
     s3.delete_object(Bucket=settings.AWS_BUCKET, Key=old_entries[1])
@@ -113,3 +123,23 @@ def test_health_page_checks_live_state(client, make_user, old_entries, rq_queue,
     assert client.get(reverse("health"), {"plays_lt": "-5"}).status_code == 400
     # By default it checks every archived entry: the simulator's old-tool tags without S3 objects show up.
     assert "tagged archived_to_s3 but no S3 object" in client.get(reverse("health")).content.decode()
+
+
+def test_a_finished_replace_refreshes_the_mirror_without_a_sync(client, make_user, old_entries, rq_queue):
+    """The flavors Kaltura made from the placeholder are in the mirror (and so on every page) at once."""
+    client.force_login(make_user())
+    entry_id = old_entries[0]
+    before = dict(Flavor.objects.filter(entry_id=entry_id).values_list("id", "size_bytes"))
+    client.post(reverse("batch_create"), {"action": "archive_replace", "filter_query": f"ids={entry_id}"})
+    client.post(reverse("batch_approve", args=[Batch.objects.get().pk]), {"confirmed": "yes"})
+    SimpleWorker([rq_queue], connection=rq_queue.connection).work(burst=True)
+    assert BatchItem.objects.get().status == "done"
+    live = {flavor.id: flavor.size_bytes for flavor in Kaltura.from_settings().flavors(entry_id)}
+    mirrored = dict(Flavor.objects.filter(entry_id=entry_id).values_list("id", "size_bytes"))
+    assert mirrored == live and mirrored != before
+    entry = Entry.objects.get(pk=entry_id)
+    assert entry.archive_state == "placeholder" and entry.total_flavor_bytes == sum(live.values())
+    page = client.get(reverse("entry_detail", args=[entry_id])).content.decode()
+    assert "when its last job finished" in page
+    browse = client.get(reverse("entry_list"), {"state": "placeholder"}).content.decode()
+    assert f'data-entry-id="{entry_id}"' in browse

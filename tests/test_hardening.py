@@ -253,6 +253,7 @@ def test_pages_load_without_csp_violations_and_htmx_progress_works(page, sign_in
     page.select_option("select[name=action]", "archive")
     page.click("text=Preview batch")
     page.click("text=Approve and run 2 entries")
+    page.click("[data-testid=confirm-approve]")
     page.wait_for_selector("[data-testid=batch-progress][data-status=running]")
     SimpleWorker([rq_queue], connection=rq_queue.connection).work(burst=True)
     # htmx polls the progress partial and swaps it in; app.js sizes the bar from data-percent.
@@ -460,7 +461,7 @@ def test_failed_jobs_show_no_secret_in_messages_audit_rq_or_logs(
     client.force_login(make_user("boss", role="admin"))
     client.post(reverse("batch_create"), {"action": "archive", "filter_query": "tags=forgotten"})
     batch = Batch.objects.get()
-    client.post(reverse("batch_approve", args=[batch.pk]))
+    client.post(reverse("batch_approve", args=[batch.pk]), {"confirmed": "yes"})
     jobs = rq_queue.get_jobs()
     assert len(jobs) == 2
     for job in jobs:  # ids in, nothing else
