@@ -35,10 +35,12 @@ ROUTES = {
     "entry_list": ({"GET"}, {}),
     "entry_export": ({"GET"}, {"fmt": "csv"}),
     "entry_detail": ({"GET"}, {"entry_id": "1_abcd1234"}),
+    "entry_selection": ({"POST"}, {}),
     "health": ({"GET"}, {}),
     "batch_list": ({"GET"}, {}),
     "batch_create": ({"POST"}, {}),
     "batch_detail": ({"GET"}, {"batch_id": BATCH}),
+    "batch_confirm": ({"GET"}, {"batch_id": BATCH}),
     "batch_approve": ({"POST"}, {"batch_id": BATCH}),
     "batch_cancel": ({"POST"}, {"batch_id": BATCH}),
     "batch_retry": ({"POST"}, {"batch_id": BATCH}),
@@ -67,6 +69,8 @@ ROUTES = {
 # What a POST to each sends: valid data, so only the missing CSRF token can refuse it.
 POST_DATA = {
     "batch_create": {"action": "archive", "filter_query": ""},
+    "entry_selection": {"op": "clear"},
+    "batch_approve": {"confirmed": "yes"},
     "login": {"username": "admin", "password": "correct-horse-battery"},
 }
 
