@@ -121,9 +121,9 @@ ROW_HTML = (
     '<tr data-entry-id="{id}"><td><input class="form-check-input" type="checkbox" name="checked" value="{id}" '
     'form="selection-form" aria-label="Select {id} {name}"{checked}></td>'
     '<td><a href="{url}">{id}</a>{gone}</td><td class="wrap">{name}</td>'
-    '<td>{owner}</td><td>{created}</td><td>{last_played}</td><td class="num">{plays}</td>'
+    '<td class="wrap-short">{owner}</td><td>{created}</td><td>{last_played}</td><td class="num">{plays}</td>'
     '<td class="wrap">{categories}</td><td class="wrap">{tags}</td><td class="num">{original}</td>'
-    '<td class="num">{total}</td><td>{state}</td></tr>'
+    '<td class="num">{total}</td><td class="wrap-short">{state}</td></tr>'
 )
 GONE_BADGE = ' <span class="badge text-bg-secondary">gone</span>'
 

@@ -82,7 +82,7 @@ def test_librarian_makes_a_batch_from_a_filter_and_watches_it_finish(page, sign_
     page.goto("/entries/?tags=forgotten")
     assert page.locator("table tbody tr").count() == 2
     page.select_option("select[name=action]", "archive")
-    page.click("text=Preview batch")
+    page.click("[data-testid=preview-filter]")
     page.wait_for_selector("[data-testid=preview]")
     assert page.get_by_test_id("to-process").inner_text() == "2"
     page.click("text=Approve and run 2 entries")

@@ -255,7 +255,7 @@ def test_pages_load_without_csp_violations_and_htmx_progress_works(page, sign_in
 
     page.goto("/entries/?tags=forgotten")
     page.select_option("select[name=action]", "archive")
-    page.click("text=Preview batch")
+    page.click("[data-testid=preview-filter]")
     page.click("text=Approve and run 2 entries")
     page.click("[data-testid=confirm-approve]")
     page.wait_for_selector("[data-testid=batch-progress][data-status=running]")
