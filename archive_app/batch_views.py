@@ -121,6 +121,8 @@ def batch_detail(request: HttpRequest, batch_id: int) -> HttpResponse:
     context = {
         "batch": batch,
         "items": items,
+        "policy_selected": _policy_selected(batch),
+        "max_batch_size": settings.ARCHIVE_MAX_BATCH_SIZE,
         "totals": batches.preview_totals(batch),
         "progress": _progress(batch),
         "can_approve": _can_approve(batch, request.user),
@@ -128,6 +130,17 @@ def batch_detail(request: HttpRequest, batch_id: int) -> HttpResponse:
     }
     template = "archive_app/_batch_progress.html" if request.htmx else "archive_app/batch_detail.html"
     return render(request, template, context)
+
+
+def _policy_selected(batch: Batch) -> int | None:
+    """For a draft made by a policy: how many entries the policy selects now (a batch takes at most the cap)."""
+    notice = getattr(batch, "notice", None)
+    if batch.status != Batch.Status.DRAFT or notice is None or notice.policy is None:
+        return None
+    try:
+        return selectors.entry_list(data=QueryDict(notice.policy.filter_query)).count()
+    except selectors.InvalidSelection:
+        return None
 
 
 def _can_approve(batch: Batch, user) -> bool:

@@ -72,7 +72,8 @@ def test_a_batch_over_the_cap_is_refused_with_a_message(client, make_user, old_e
     response = client.post(
         reverse("batch_create"), {"action": "archive", "filter_query": "tags=forgotten"}, follow=True
     )
-    assert "at most 1" in response.content.decode()
+    # The real size of the selection, not the cap plus one the view once read to detect it.
+    assert "The selection has 2 entries; a batch may have at most 1." in response.content.decode()
     assert not Batch.objects.exists()
 
 
@@ -143,3 +144,49 @@ def test_a_finished_replace_refreshes_the_mirror_without_a_sync(client, make_use
     assert "when its last job finished" in page
     browse = client.get(reverse("entry_list"), {"state": "placeholder"}).content.decode()
     assert f'data-entry-id="{entry_id}"' in browse
+
+
+def test_every_skipped_row_says_why_and_never_pending(client, make_user, old_entries, kaltura_sim, rq_queue):
+    recent = kaltura_sim.state.add_entry(name="New lecture", tags="forgotten")
+    sync.sync_full(Kaltura.from_settings())
+    client.force_login(make_user())
+    client.post(reverse("batch_create"), {"action": "archive", "filter_query": "tags=forgotten"})
+    batch = Batch.objects.get()
+    row = _item_row(client.get(reverse("batch_detail", args=[batch.pk])).content.decode(), recent)
+    assert "Will be skipped" in row and "Skipped: created less than 365 days ago" in row
+    assert "pending" not in row.lower()
+    assert "New lecture" in row
+    client.post(reverse("batch_approve", args=[batch.pk]), {"confirmed": "yes"})
+    row = _item_row(client.get(reverse("batch_detail", args=[batch.pk])).content.decode(), recent)
+    assert "<td data-testid=\"item-status\">Skipped</td>" in row and "created less than 365 days ago" in row
+
+
+def _item_row(page: str, entry_id: str) -> str:
+    start = page.index(f'<tr data-entry="{entry_id}">')
+    return page[start : page.index("</tr>", start)]
+
+
+def test_the_confirmation_shows_the_totals_and_owners_and_changes_nothing(client, make_user, old_entries):
+    client.force_login(make_user())
+    client.post(reverse("batch_create"), {"action": "archive", "filter_query": "tags=forgotten"})
+    batch = Batch.objects.get()
+    events = AuditEvent.objects.count()
+    page = client.get(reverse("batch_confirm", args=[batch.pk])).content.decode()
+    to_copy = sum(BatchItem.objects.values_list("bytes_to_copy", flat=True))
+    assert to_copy > 0 and f"{to_copy:,} bytes" in page
+    assert 'data-testid="confirm-entries">2<' in page
+    owners = set(Entry.objects.filter(id__in=old_entries).values_list("owner_id", flat=True))
+    assert all(f"<li>{owner}: " in page for owner in owners)
+    assert Batch.objects.get().status == "draft" and AuditEvent.objects.count() == events
+    assert 'name="confirmed" value="yes"' in page
+
+
+def test_a_policy_batch_at_the_cap_says_how_many_the_policy_selects(client, policy_world, settings):
+    from archive_app import policies
+    from tests.policy_world import make_policy
+
+    settings.ARCHIVE_MAX_BATCH_SIZE = 2
+    batch_id = policies.policy_run(make_policy(policy_world), execute=True)["batch"]
+    client.force_login(policy_world.librarian)
+    page = client.get(reverse("batch_detail", args=[batch_id])).content.decode()
+    assert "Its policy selects 5 entries now; a batch holds at most 2, so this one has 2" in page

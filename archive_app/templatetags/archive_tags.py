@@ -159,3 +159,11 @@ def action_label(action: str) -> str:
     from archive_app import wording
 
     return wording.action_label(action)
+
+
+@register.filter
+def step_label(name: str, size=None) -> str:
+    """A step's plain label; `size` is the bytes it moves (a copy or an upload)."""
+    from archive_app import wording
+
+    return wording.step_label(name, copy_bytes=size or None)
