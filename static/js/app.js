@@ -79,14 +79,30 @@ document.addEventListener("DOMContentLoaded", () => {
   showPageState();
   document.addEventListener("change", (event) => {
     const box = event.target;
+    let changed;
     if (box.matches("input[name=checked][form=selection-form]")) {
-      sendSelection(form, [box.value], box.checked ? [box.value] : []);
-      showPageState();
+      changed = [box];
     } else if (box === pageBox) {
-      boxes().forEach((row) => { row.checked = box.checked; });
-      const ids = boxes().map((row) => row.value);
-      sendSelection(form, ids, box.checked ? ids : []);
+      changed = boxes();
+      changed.forEach((row) => { row.checked = box.checked; });
+    } else {
+      return;
     }
+    const ids = changed.map((row) => row.value);
+    sendSelection(form, ids, changed.filter((row) => row.checked).map((row) => row.value)).catch(() => {
+      // Not stored (signed out, say): undo the ticks rather than show a selection that is not there.
+      changed.forEach((row) => { row.checked = !row.checked; });
+      let note = document.querySelector("[data-testid=selection-error]");
+      if (!note) {
+        note = document.createElement("div");
+        note.className = "alert alert-danger small";
+        note.setAttribute("role", "alert");
+        note.dataset.testid = "selection-error";
+        form.after(note);
+      }
+      note.textContent = "The selection could not be saved. Reload the page (you may need to sign in again).";
+    }).finally(showPageState);
+    showPageState();
   });
 });
 
