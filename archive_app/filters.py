@@ -553,3 +553,15 @@ class AuditEventFilterSet(django_filters.FilterSet):
 
     def filter_mode(self, queryset, name, value):
         return queryset.filter(dry_run=value == "dry_run")
+
+
+def describe_filter(query: str) -> list[tuple[str, str]]:
+    """(label, values) for each field of a browse query string, in words: "Not played for (years)", "3"."""
+    from django.http import QueryDict
+
+    described = []
+    for key, values in QueryDict(query).lists():
+        field = EntryFilterSet.base_filters.get(key)
+        label = str(field.label) if field is not None and field.label else key
+        described.append((label, ", ".join(values)))
+    return described

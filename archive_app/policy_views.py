@@ -15,7 +15,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from archive_app import audit, exemptions, notices, policies, selectors
-from archive_app.filters import ENTRY_ID_RE, EntryFilterSet
+from archive_app.filters import ENTRY_ID_RE, EntryFilterSet, describe_filter
 from archive_app.kaltura import Kaltura, KalturaError
 from archive_app.models import ArchivePolicy, BatchItem, BatchNotice, Category, Entry, OwnerNotice
 
@@ -116,7 +116,7 @@ def _policy_rows():
             selected = selectors.entry_list(data=QueryDict(policy.filter_query)).count()
         except selectors.InvalidSelection:
             selected = None
-        rows.append({"policy": policy, "selected": selected})
+        rows.append({"policy": policy, "selected": selected, "conditions": describe_filter(policy.filter_query)})
     return rows
 
 
