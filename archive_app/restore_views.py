@@ -133,6 +133,7 @@ def restore_detail(request: HttpRequest, restore_id: int) -> HttpResponse:
         "archive_app/restore_detail.html",
         {
             "restore": restore,
+            "entry_name": Entry.objects.filter(pk=restore.entry_id).values_list("name", flat=True).first() or "",
             "events": events[:200],
             "wait": restores.expected_wait(restore.storage_class, restore.tier),
         },

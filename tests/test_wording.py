@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import pytest
+from django.urls import reverse
+
 from archive_app import batches, restores, wording
 
 
@@ -27,3 +30,20 @@ def test_an_unknown_name_reads_as_its_words():
     assert wording.action_label("policy_run") == "Policy run"
     assert wording.action_label("copy") == "Copy original to S3"
     assert wording.action_label("preview_archive_replace") == "Preview: archive and replace"
+
+
+@pytest.mark.django_db
+def test_the_audit_log_and_restores_show_names_beside_ids_and_plain_actions(client, make_user):
+    from archive_app import audit
+    from archive_app.models import Restore
+    from tests.factories import make_entry
+
+    make_entry("1_named001", name="Organic chemistry, week 3")
+    audit.record("tag_archived", entry_id="1_named001", dry_run=False)
+    Restore.objects.create(entry_id="1_named001", status=Restore.Status.FAILED, error="no copy")
+    client.force_login(make_user("boss", role="admin"))
+    log = client.get(reverse("audit_log")).content.decode()
+    assert "Organic chemistry, week 3" in log
+    assert 'Tag it archived <code class="small text-muted">tag_archived</code>' in log
+    restores_page = client.get(reverse("restore_list")).content.decode()
+    assert "1_named001</a> <span>Organic chemistry, week 3</span>" in restores_page
