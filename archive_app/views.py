@@ -10,7 +10,6 @@ from django.http import (
     Http404,
     HttpRequest,
     HttpResponse,
-    HttpResponseBadRequest,
     JsonResponse,
     QueryDict,
     StreamingHttpResponse,
@@ -247,19 +246,26 @@ def entry_selection(request: HttpRequest) -> HttpResponse:
     selection = Selection(request.session)
     op = request.POST.get("op", "")
     back = QueryDict(request.POST.get("back", "")[:8000]).urlencode()
+    wants_json = request.headers.get("Accept", "").startswith("application/json")
+    refusal = ""
     if op == "page":
         selection.update_page(shown=request.POST.getlist("shown"), checked=request.POST.getlist("checked"))
     elif op == "all":
         try:
             selection.select_all(_filter_query(QueryDict(request.POST.get("filter_query", "")[:8000])))
         except selectors.InvalidSelection:
-            return HttpResponseBadRequest("The filter is not valid; correct it before selecting.")
+            refusal = "The filter is not valid; correct it before selecting."
     elif op == "clear":
         selection.clear()
     else:
-        return HttpResponseBadRequest("unknown selection change")
+        refusal = "Unknown change to the selection."
+    if refusal and wants_json:
+        return JsonResponse({"error": refusal}, status=400)
+    if refusal:
+        messages.error(request, refusal)
+        return redirect(reverse("entry_list") + (f"?{back}" if back else ""))
     count = selection.count()
-    if request.headers.get("Accept", "").startswith("application/json"):
+    if wants_json:
         return JsonResponse({"selected": count})
     if op != "page" or count:
         messages.info(request, f"{count:,} entries selected." if count else "The selection is cleared.")

@@ -53,6 +53,9 @@ def test_bad_changes_are_refused_and_ids_that_are_not_ids_are_dropped(client, ma
     assert change(client, op="all", filter_query="plays_lt=-4").status_code == 400
     assert change(client, op="all", filter_query="foo=bar").status_code == 400
     assert change(client, op="delete").status_code == 400
+    # Without script: a message on the page it came from.
+    response = client.post(reverse("entry_selection"), {"op": "all", "filter_query": "foo=bar"}, follow=True)
+    assert "The filter is not valid; correct it before selecting." in response.content.decode()
     assert change(client, op="page", shown=["x'; --", entries[0].id], checked=["x'; --", entries[0].id]).json() == {
         "selected": 1
     }
