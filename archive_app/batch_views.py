@@ -192,12 +192,17 @@ def batch_approve(request: HttpRequest, batch_id: int) -> HttpResponse:
         messages.error(request, str(exc))
     else:
         batch.refresh_from_db(fields=["status"])
+        totals = batches.preview_totals(batch)
+        entries = f"{totals.to_process:,} entr{'y' if totals.to_process == 1 else 'ies'}"
+        skipped = f" ({totals.skipped:,} skipped)" if totals.skipped else ""
         if batch.status == Batch.Status.DRAFT:
-            messages.info(request, "Approved. A second librarian must approve it too before it runs.")
+            messages.info(request, f"Approved {entries}{skipped}. A second librarian must approve it before it runs.")
         elif batch.status == Batch.Status.APPROVED:
-            messages.success(request, "Approved: the owners are being warned; it runs when the notice period ends.")
+            messages.success(
+                request, f"Approved {entries}{skipped}: the owners are being warned; it runs after the notice period."
+            )
         else:
-            messages.success(request, "Approved: the batch is running.")
+            messages.success(request, f"Approved: {entries} running{skipped}.")
     return redirect("batch_detail", batch_id=batch_id)
 
 

@@ -61,7 +61,8 @@ def test_create_previews_and_approve_queues(client, make_user, old_entries, rq_q
     unconfirmed = client.post(reverse("batch_approve", args=[batch.pk]))
     assert unconfirmed["Location"] == reverse("batch_confirm", args=[batch.pk])
     assert Batch.objects.get().status == "draft" and rq_queue.count == 0
-    client.post(reverse("batch_approve", args=[batch.pk]), {"confirmed": "yes"})
+    approved = client.post(reverse("batch_approve", args=[batch.pk]), {"confirmed": "yes"}, follow=True)
+    assert "Approved: 2 entries running." in approved.content.decode()
     assert rq_queue.count == 2
     assert set(BatchItem.objects.values_list("status", flat=True)) == {"queued"}
 
