@@ -20,8 +20,10 @@ SESSION_KEY = "entry_selection"
 
 
 def _ids(values) -> list[str]:
-    """Entry ids from a request, in order; anything that is not an id is dropped."""
-    return list(dict.fromkeys(value for value in values if ENTRY_ID_RE.match(value)))[:MAX_IDS]
+    """Entry ids from a request (each value one id, or several separated by spaces), in order; anything
+    that is not an id is dropped."""
+    ids = (part for value in values for part in value.split()[: MAX_IDS + 1])
+    return list(dict.fromkeys(part for part in ids if ENTRY_ID_RE.match(part)))[:MAX_IDS]
 
 
 class Selection:

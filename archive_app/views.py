@@ -220,6 +220,7 @@ def entry_list(request: HttpRequest) -> HttpResponse:
             "totals": totals,
             "columns": _columns(sort),
             "selection": selection,
+            "shown_ids": " ".join(row["id"] for row in rows),
             "selected": selection.count(),
             "filter_query": _filter_query(request.GET),
             "page_query": request.GET.urlencode(),

@@ -73,6 +73,10 @@ def test_without_script_the_form_goes_back_to_the_same_page(client, make_user, e
                                      "back": "tags=forgotten&page=1"},
     )  # fmt: skip
     assert response.status_code == 302 and response["Location"] == "/entries/?tags=forgotten&page=1"
+    # The page sends the ids it shows as one field, spaces between.
+    client.post(reverse("entry_selection"), {"op": "page", "shown": f"{entries[0].id} {entries[1].id}",
+                                             "checked": [entries[1].id]})  # fmt: skip
+    assert Selection(client.session).ids == [entries[1].id]
 
 
 def test_a_batch_from_the_selection_over_the_cap_says_its_real_size(client, make_user, entries, settings):
