@@ -64,6 +64,11 @@ class ArchiveUserAdmin(UserAdmin):
     superuser status or single permissions, or edit a superuser; staff status follows the
     Archive admins group, so an admin made here can use the admin and the RQ dashboard."""
 
+    # Recorded by Django, not typed: shown, not edited (their split date/time inputs had no labels either).
+    readonly_fields = ["last_login", "date_joined"]
+    # Plain labelled multi-selects: the two-box widget's script adds ARIA that screen readers are told to ignore.
+    filter_horizontal = ()
+
     def get_fieldsets(self, request, obj=None):
         fieldsets = super().get_fieldsets(request, obj)
         if request.user.is_superuser or obj is None:

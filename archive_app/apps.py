@@ -8,5 +8,6 @@ class ArchiveAppConfig(AppConfig):
     def ready(self) -> None:
         from archive_app import checks  # noqa: F401  (registers the system checks)
         from archive_app.redaction import install_log_redaction
+        from archive_app.sso import accounts  # noqa: F401  (audits sign-in and sign-out)
 
         install_log_redaction()

@@ -8,12 +8,13 @@ from django.contrib.auth.decorators import permission_required
 from django.core.exceptions import ImproperlyConfigured
 from django.core.paginator import Paginator
 from django.db.models import Count, Sum
-from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, QueryDict
+from django.http import HttpRequest, HttpResponse, QueryDict
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
 from archive_app import batches, costs, selectors
+from archive_app.error_views import bad_request
 from archive_app.kaltura import Kaltura, KalturaError
 from archive_app.models import Batch, BatchItem, Entry
 from archive_app.selection import Selection
@@ -29,7 +30,7 @@ def batch_create(request: HttpRequest) -> HttpResponse:
     """A previewed draft batch of the page's filter, or (source=selection) of the checked entries."""
     action = request.POST.get("action", "")
     if action not in Batch.Action.values:
-        return HttpResponseBadRequest("unknown action")
+        return bad_request(request, f"{action!r} is not a batch action; nothing was done.")
     selection = Selection(request.session)
     from_selection = request.POST.get("source") == "selection"
     if from_selection:

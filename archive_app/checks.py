@@ -29,6 +29,9 @@ def check_service_settings(app_configs, **kwargs):
                 id="archive.W004",
             )
         )
+    for name in ("PLACEHOLDER_AUDIO", "PLACEHOLDER_CAPTIONS"):
+        if not getattr(settings, name).is_file():
+            warnings.append(Warning(f"{name} {getattr(settings, name)} is not a file.", id="archive.W005"))
     return warnings
 
 
@@ -50,6 +53,54 @@ def check_notice_settings(app_configs, **kwargs):
                 f"EMAIL_BACKEND is {settings.EMAIL_BACKEND}; owner notices would not reach anyone.",
                 hint="Leave EMAIL_BACKEND unset for SMTP and set EMAIL_HOST (see README.md).",
                 id="archive.W102",
+            )
+        )
+    return warnings
+
+
+@register("archive", deploy=True)
+def check_sso_settings(app_configs, **kwargs):
+    """University sign-in: what would let a forged or intercepted assertion in, or stop sign-in working."""
+    from pathlib import Path
+
+    from archive_app.sso import saml
+
+    warnings = []
+    if saml.enabled():
+        if not settings.SAML_WANT_ASSERTIONS_SIGNED:
+            warnings.append(
+                Warning(
+                    "SAML_WANT_ASSERTIONS_SIGNED is off: an unsigned assertion would sign anyone in.",
+                    hint="Remove SAML_WANT_ASSERTIONS_SIGNED and have the IdP sign its assertions.",
+                    id="archive.W201",
+                )
+            )
+        missing = [
+            name for name in ("SAML_SP_CERT_FILE", "SAML_SP_KEY_FILE") if not Path(getattr(settings, name)).is_file()
+        ]
+        if missing:
+            warnings.append(
+                Warning(
+                    f"{' and '.join(missing)} not set or not a file: the SP metadata has no certificate, "
+                    "so sign-in requests are unsigned and the IdP cannot encrypt assertions.",
+                    hint="Make a key and a self-signed certificate (README, University sign-in).",
+                    id="archive.W202",
+                )
+            )
+        if not saml.acs_url().startswith("https://"):
+            warnings.append(
+                Warning(
+                    f"The SAML assertion consumer URL {saml.acs_url()} is not HTTPS: assertions would cross the "
+                    "network in the clear.",
+                    hint="Set ARCHIVE_SITE_URL to the dashboard's https:// address.",
+                    id="archive.W203",
+                )
+            )
+    if settings.OIDC_ISSUER and not settings.OIDC_ISSUER.startswith("https://"):
+        warnings.append(
+            Warning(
+                f"OIDC_ISSUER {settings.OIDC_ISSUER} is not HTTPS: its keys and tokens could be intercepted.",
+                id="archive.W204",
             )
         )
     return warnings

@@ -244,7 +244,10 @@ def exemption_add(request: HttpRequest) -> HttpResponse:
             exemptions.entry_exempt(entry_id, kaltura=kaltura, user=request.user,
                                     reason=request.POST.get("reason", "")[:500])  # fmt: skip
         except KalturaError as exc:
-            messages.error(request, f"Kaltura refused: {exc}")
+            if exc.code == "ENTRY_ID_NOT_FOUND":
+                messages.error(request, f"There is no entry {entry_id} in Kaltura: check the id.")
+            else:
+                messages.error(request, f"Kaltura refused: {exc}")
         else:
             messages.success(request, f"{entry_id} is exempt: it will never be archived.")
     return redirect("exemption_list")
@@ -260,7 +263,10 @@ def exemption_remove(request: HttpRequest, entry_id: str) -> HttpResponse:
         try:
             exemptions.entry_unexempt(entry_id, kaltura=kaltura, user=request.user)
         except KalturaError as exc:
-            messages.error(request, f"Kaltura refused: {exc}")
+            if exc.code == "ENTRY_ID_NOT_FOUND":
+                messages.error(request, f"There is no entry {entry_id} in Kaltura any more.")
+            else:
+                messages.error(request, f"Kaltura refused: {exc}")
         else:
             messages.info(request, f"{entry_id} is no longer exempt.")
     return redirect("exemption_list")

@@ -16,7 +16,14 @@ from django.conf import settings
 
 # Kaltura quotes the session in some error messages; a v2 KS is base64 of "v2|…".
 KS_PATTERN = re.compile(r"djJ8[A-Za-z0-9_\-+/=|]+")
-SECRET_SETTINGS = ("KALTURA_SECRET", "AWS_SECRET_ACCESS_KEY", "AWS_ACCESS_KEY_ID", "SECRET_KEY", "EMAIL_HOST_PASSWORD")
+SECRET_SETTINGS = (
+    "KALTURA_SECRET",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_ACCESS_KEY_ID",
+    "SECRET_KEY",
+    "EMAIL_HOST_PASSWORD",
+    "OIDC_CLIENT_SECRET",
+)
 # Shorter values would be replaced inside ordinary words; no real secret is this short.
 MIN_SECRET_LENGTH = 8
 REDACTED = "<secret>"

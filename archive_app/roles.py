@@ -52,12 +52,12 @@ def user_role(user: User) -> str | None:
     return None
 
 
-def assign_role(user: User, role: str) -> None:
-    """Put the user in exactly the group of `role`; admins may use the Django admin."""
+def assign_role(user: User, role: str | None) -> None:
+    """Put the user in exactly the group of `role` (None: no role); admins may use the Django admin."""
     ensure_role_groups()
-    group = Group.objects.get(name=ROLE_GROUPS[role])
     user.groups.remove(*Group.objects.filter(name__in=ROLE_GROUPS.values()))
-    user.groups.add(group)
+    if role:
+        user.groups.add(Group.objects.get(name=ROLE_GROUPS[role]))
     user.is_staff = role == "admin"
     user.save(update_fields=["is_staff"])
 

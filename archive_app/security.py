@@ -15,8 +15,10 @@ from django.contrib.auth.forms import AuthenticationForm
 from django.contrib.auth.views import LoginView
 from django.core.cache import cache
 from django.core.exceptions import ValidationError
-from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
+from django.http import HttpRequest, HttpResponse
 from redis.exceptions import RedisError
+
+from archive_app.error_views import bad_request
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +67,7 @@ def refuse_nul_bytes(get_response):
 
     def middleware(request: HttpRequest) -> HttpResponse:
         if "\x00" in request.path or any("\x00" in key + "".join(values) for key, values in request.GET.lists()):
-            return HttpResponseBadRequest("A NUL character is not allowed in a web address.")
+            return bad_request(request, "A NUL character is not allowed in a web address.")
         return get_response(request)
 
     return middleware

@@ -79,5 +79,5 @@ def envsecret(name: str, default: str = "") -> str:
     return os.environ.get(name, default).strip()
 
 
-def envlist(name: str, default: str = "") -> list[str]:
-    return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
+def envlist(name: str, default: str = "", sep: str = ",") -> list[str]:
+    return [item.strip() for item in os.environ.get(name, default).split(sep) if item.strip()]

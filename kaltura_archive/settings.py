@@ -148,6 +148,9 @@ ARCHIVE_REQUIRE_SECOND_APPROVAL = envbool("ARCHIVE_REQUIRE_SECOND_APPROVAL", Fal
 ARCHIVE_REPLACEMENT_WAIT_SECONDS = envint("ARCHIVE_REPLACEMENT_WAIT_SECONDS", 120, minimum=1)
 
 PLACEHOLDER_VIDEO = Path(envstr("PLACEHOLDER_VIDEO") or BASE_DIR / "assets" / "placeholder.mp4")
+# Audio entries get a spoken notice rather than a video; the video's captions say what it says.
+PLACEHOLDER_AUDIO = Path(envstr("PLACEHOLDER_AUDIO") or BASE_DIR / "assets" / "placeholder.m4a")
+PLACEHOLDER_CAPTIONS = Path(envstr("PLACEHOLDER_CAPTIONS") or BASE_DIR / "assets" / "placeholder.en.vtt")
 
 # --- Restoring ----------------------------------------------------------------------
 # Restore played placeholders (and ones replaced although recent) by themselves.
@@ -238,3 +241,56 @@ CACHES = {
         "KEY_PREFIX": "kaltura_archive",
     }
 }
+
+# --- University sign-in: SAML 2.0 and OpenID Connect (see "University sign-in" in the README) ----
+# Local passwords: off refuses every local password except the named break-glass accounts.
+SSO_LOCAL_SIGN_IN = envbool("SSO_LOCAL_SIGN_IN", True)
+SSO_BREAK_GLASS_USERS = envlist("SSO_BREAK_GLASS_USERS")
+# IdP values (group names, entitlements, claim values) that give each role, separated by ";"
+# (group DNs contain commas). Admin wins over librarian; no mapped value: no role.
+SSO_LIBRARIAN_VALUES = envlist("SSO_LIBRARIAN_VALUES", sep=";")
+SSO_ADMIN_VALUES = envlist("SSO_ADMIN_VALUES", sep=";")
+AUTHENTICATION_BACKENDS = [
+    "archive_app.sso.accounts.LocalPasswordBackend",
+    "archive_app.sso.saml.SamlBackend",
+    "archive_app.sso.oidc.OidcBackend",
+]
+# SAML 2.0 (djangosaml2 over pysaml2; Debian's xmlsec1 checks the signatures).
+SAML_IDP_METADATA = envstr("SAML_IDP_METADATA")  # a file, or an https:// URL
+SAML_IDP_METADATA_CERT = envstr("SAML_IDP_METADATA_CERT")  # checks the signature of metadata from a URL
+SAML_IDP_ENTITY_ID = envstr("SAML_IDP_ENTITY_ID")  # which IdP, when the metadata lists several (InCommon)
+SAML_SP_ENTITY_ID = envstr("SAML_SP_ENTITY_ID")  # default: ARCHIVE_SITE_URL + /sso/saml/metadata/
+SAML_SP_CERT_FILE = envstr("SAML_SP_CERT_FILE")
+SAML_SP_KEY_FILE = envstr("SAML_SP_KEY_FILE")
+SAML_WANT_ASSERTIONS_SIGNED = envbool("SAML_WANT_ASSERTIONS_SIGNED", True)
+SAML_ATTRIBUTE_USERNAME = envstr("SAML_ATTRIBUTE_USERNAME", "eduPersonPrincipalName")
+SAML_ATTRIBUTE_EMAIL = envstr("SAML_ATTRIBUTE_EMAIL", "mail")
+SAML_ATTRIBUTE_NAME = envstr("SAML_ATTRIBUTE_NAME", "displayName")
+SAML_ROLE_ATTRIBUTES = envlist("SAML_ROLE_ATTRIBUTES", "isMemberOf,eduPersonEntitlement")
+SAML_LABEL = envstr("SAML_LABEL", "University sign-in")
+SAML_CONFIG_LOADER = "archive_app.sso.saml.sp_config"
+SAML_DEFAULT_BINDING = "urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect"  # no inline script to post a form
+# The IdP posts the assertion from its own site: over HTTPS the SAML session cookie must be SameSite=None
+# (which browsers accept only with Secure); plain-HTTP trials keep Lax.
+SAML_CSP_HANDLER = ""  # archive_app.security sends the Content-Security-Policy
+SAML_SESSION_COOKIE_SAMESITE = "None" if SESSION_COOKIE_SECURE else "Lax"
+MIDDLEWARE.insert(
+    MIDDLEWARE.index("django.contrib.sessions.middleware.SessionMiddleware") + 1,
+    "djangosaml2.middleware.SamlSessionMiddleware",
+)
+# OpenID Connect (mozilla-django-oidc): endpoints come from the issuer's discovery document.
+OIDC_ISSUER = envstr("OIDC_ISSUER").rstrip("/")
+OIDC_CLIENT_ID = envstr("OIDC_CLIENT_ID")
+OIDC_CLIENT_SECRET = envsecret("OIDC_CLIENT_SECRET")
+OIDC_SCOPES = envstr("OIDC_SCOPES", "openid email profile")
+OIDC_USERNAME_CLAIM = envstr("OIDC_USERNAME_CLAIM", "sub")
+OIDC_ROLE_CLAIM = envstr("OIDC_ROLE_CLAIM", "groups")
+OIDC_LABEL = envstr("OIDC_LABEL", "University sign-in (OpenID Connect)")
+OIDC_TIMEOUT = envint("OIDC_TIMEOUT", 10, minimum=1)
+# mozilla-django-oidc's own names.
+OIDC_RP_CLIENT_ID, OIDC_RP_CLIENT_SECRET, OIDC_RP_SCOPES = OIDC_CLIENT_ID, OIDC_CLIENT_SECRET, OIDC_SCOPES
+OIDC_RP_SIGN_ALGO = envstr("OIDC_SIGN_ALGORITHM", "RS256")
+OIDC_USE_PKCE = True
+OIDC_AUTHENTICATION_CALLBACK_URL = "oidc_callback"
+# pysaml2 logs parts of assertions at INFO, and xmlschema a line at every start.
+LOGGING["loggers"].update({"saml2": {"level": "WARNING"}, "xmlschema": {"level": "WARNING"}})

@@ -22,6 +22,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ks-expiry-cap", type=int, default=86400, help="the partner's longest KS, in seconds")
     parser.add_argument("--partner-id", type=int, default=1234567)
     parser.add_argument("--admin-secret", default="sim-admin-secret", help="the secret session.start accepts")
+    parser.add_argument("--no-archive-tags", dest="archive_tags", action="store_false",
+                        help="no entry carries the old tool's archive tags (a library nothing has archived yet)")
     parser.add_argument("--log-requests", action="store_true", help="log request paths to stderr")
     args = parser.parse_args(argv)
 
@@ -31,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     sim = Simulator(
         entries=args.entries, seed=args.seed, content_scale=args.content_scale, port=args.port, host=args.host,
         conversion_delay=args.conversion_delay, ks_expiry_cap=args.ks_expiry_cap, partner_id=args.partner_id,
-        admin_secret=args.admin_secret, log_requests=args.log_requests,
+        admin_secret=args.admin_secret, log_requests=args.log_requests, archive_tags=args.archive_tags,
     ).start()  # fmt: skip
     print(
         f"kaltura_sim serving {sim.url} partner id {sim.partner_id}, {args.entries} entries; "

@@ -90,8 +90,11 @@ def duration_type(seconds: int) -> str:
 
 
 class Generator:
-    def __init__(self, seed: int, partner_id: int, now: int, content_scale: float) -> None:
+    def __init__(self, seed: int, partner_id: int, now: int, content_scale: float, archive_tags: bool = True) -> None:
         self.seed = seed
+        # False: a library the old tool never touched (no archived_to_s3, flavors_deleted or not_archived tags),
+        # so nothing claims an S3 copy that is not there (the demo archives its own with the real jobs).
+        self.archive_tags = archive_tags
         self.partner_id = partner_id
         self.now = now
         self.content_scale = content_scale
@@ -281,7 +284,7 @@ class Generator:
         # The old tool's tags: archived (copied to S3), placeholder (flavors replaced), or marked by hand.
         roll = rng.random()
         state_tags = []
-        if media_type == MEDIA_VIDEO and source_type != "5":
+        if media_type == MEDIA_VIDEO and source_type != "5" and self.archive_tags:
             if roll < 0.06:
                 state_tags = ["archived_to_s3", "flavors_deleted"]
             elif roll < 0.16:

@@ -47,10 +47,12 @@ class Simulator:
         host: str = "127.0.0.1",
         now: float | None = None,
         log_requests: bool = False,
+        archive_tags: bool = True,
     ) -> None:
         self.state = SimState(
             entries=entries, seed=seed, content_scale=content_scale, conversion_delay=conversion_delay,
             ks_expiry_cap=ks_expiry_cap, partner_id=partner_id, admin_secret=admin_secret, now=now,
+            archive_tags=archive_tags,
         )  # fmt: skip
         self.host, self.port = host, port
         self.log_requests = log_requests

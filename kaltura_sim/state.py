@@ -59,6 +59,7 @@ class SimState:
         partner_id: int = 1234567,
         admin_secret: str = "sim-admin-secret",
         now: float | None = None,
+        archive_tags: bool = True,
     ) -> None:
         self.lock = threading.RLock()
         self.seed = seed
@@ -67,7 +68,8 @@ class SimState:
         self.conversion_delay = conversion_delay
         self.ks_expiry_cap = ks_expiry_cap
         self.base_url = "http://127.0.0.1"
-        self.generator = Generator(seed, partner_id, int(time.time() if now is None else now), content_scale)
+        self.generator = Generator(seed, partner_id, int(time.time() if now is None else now), content_scale,
+                                   archive_tags)  # fmt: skip
         self._added_rng = random.Random(f"{seed}:added")
         self._seq = 0
         self._entries_version = 0  # moves on every entry insertion
@@ -638,7 +640,7 @@ class SimState:
         if entry["replacingEntryId"]:
             raise KalturaError("ENTRY_REPLACEMENT_ALREADY_EXISTS")
         now = int(time.time())
-        temp = copy.deepcopy({k: v for k, v in entry.items() if k not in ("_seq", "_flavors")})
+        temp = copy.deepcopy({k: v for k, v in entry.items() if k not in ("_seq", "_flavors", "_earlier_content")})
         temp.update(
             id=self.generator.new_id(self._added_rng), status=ENTRY_PRECONVERT, createdAt=now, updatedAt=now,
             replacedEntryId=entry["id"], replacingEntryId=None, replacementStatus="0", displayInSearch=-1,
@@ -675,12 +677,14 @@ class SimState:
         entry = self.entries[job["entry"]]
         now = int(time.time())
         source = content.from_file(job["path"], os.path.getsize(job["path"]))
-        duration_ms = content.mp4_duration_ms(job["path"])
-        if duration_ms is not None:
-            entry.update(duration=round(duration_ms / 1000), msDuration=duration_ms,
-                         durationType=duration_type(round(duration_ms / 1000)))  # fmt: skip
         live = self.entry_flavors(entry, live_only=True)
         original = next((f for f in live if f["isOriginal"]), None)
+        if original is not None:
+            entry.setdefault("_earlier_content", []).append((original["_content"], entry["duration"],
+                                                             entry["msDuration"]))  # fmt: skip
+        probed = self._probe_duration(entry, source)
+        if probed is not None:
+            entry.update(duration=probed[0], msDuration=probed[1], durationType=duration_type(probed[0]))
         if original is None:
             original = self.generator.flavor_record(
                 self.generator.new_id(self._added_rng), entry, 0, source, FLAVOR_READY, 0, now, now,
@@ -718,6 +722,22 @@ class SimState:
             entry["width"], entry["height"] = original["width"], original["height"]
         if job["kind"] == "replace":
             self.entries[job["temp"]].update(status=ENTRY_DELETED, updatedAt=now)
+
+    @staticmethod
+    def _probe_duration(entry: dict, source: content.Content) -> tuple[int, int] | None:
+        """(duration, msDuration) as Kaltura would probe them from new content: an MP4's own header; for other
+        bytes (generated "video") what they had when they were this entry's original before, so a restored
+        original lasts as long as it did before it was archived; None (unchanged) otherwise."""
+        duration_ms = content.mp4_duration_ms(source[1])
+        if duration_ms is not None:
+            return round(duration_ms / 1000), duration_ms
+        size, digest = content.size_of(source), None
+        for earlier, duration, ms_duration in reversed(entry.get("_earlier_content", [])):
+            if content.size_of(earlier) == size:
+                digest = digest or content.sha256(source)
+                if content.sha256(earlier) == digest:
+                    return duration, ms_duration
+        return None
 
     @staticmethod
     def _set_content(flavor: dict, source: content.Content, now: int, duration: int) -> None:

@@ -55,6 +55,11 @@ ensure_chromium() {
   [ -x "${CHROMIUM:-/usr/bin/chromium}" ] || apt_install chromium
 }
 
+# pysaml2 checks and makes XML signatures with Debian's xmlsec1 (SAML sign-in and its tests).
+ensure_xmlsec1() {
+  command -v xmlsec1 >/dev/null || apt_install xmlsec1
+}
+
 ensure_redis_server_binary() {
   command -v redis-server >/dev/null || apt_install redis-server
 }

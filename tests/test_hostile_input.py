@@ -128,6 +128,11 @@ WEB_FORMS = [
     ),  # fmt: skip
     WebForm("exemption_add", ("entry_id", "reason"), method="post"),
     WebForm("category_exclude", ("category_id", "reason"), method="post"),
+    # University sign-in with no IdP configured (404); tests/test_sso.py sends hostile answers to configured ones.
+    WebForm("saml_acs", ("SAMLResponse", "RelayState"), method="post", signed_in=False),
+    WebForm("saml_login", ("next", "idp"), signed_in=False),
+    WebForm("oidc_callback", ("code", "state", "error"), signed_in=False),
+    WebForm("oidc_login", ("next",), signed_in=False),
 ]
 # (url name, path parameter, method): hostile text typed into the address.
 PATH_PARAMETERS = [

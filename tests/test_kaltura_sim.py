@@ -705,6 +705,27 @@ def test_replacement_with_an_mp4_takes_its_duration(sim, client):
     assert 1 <= after.duration <= 60 and after.msDuration // 1000 == after.duration
 
 
+def test_the_original_uploaded_again_gets_its_own_duration_back(sim, client):
+    # Kaltura probes what it converts: the placeholder lasts seconds, the restored original as long as before.
+    entry = pick(sim, lambda e, flavors: e["status"] == READY and e["mediaType"] == 1 and e["duration"] > 120
+                 and has_ready_original(flavors) and "flavors_deleted" not in e["tags"])  # fmt: skip
+    original_bytes = download(client.flavorAsset.getUrl(original_of(client, entry["id"]).id)).content
+    before = client.media.get(entry["id"])
+
+    def replace_with(data: bytes):
+        client.media.updateContent(entry["id"], KalturaUploadedFileTokenResource(token=upload_bytes(client, data)))
+        sim.state.complete_conversions()
+        return client.media.get(entry["id"])
+
+    placeholder = replace_with((REPO / "assets" / "placeholder.mp4").read_bytes())
+    assert placeholder.duration < 60
+    restored = replace_with(original_bytes)
+    assert (restored.duration, restored.msDuration) == (before.duration, before.msDuration)
+    # Bytes of the same size that are not the original: nothing to probe, the duration stays.
+    replace_with((REPO / "assets" / "placeholder.mp4").read_bytes())
+    assert replace_with(bytes(len(original_bytes))).duration == placeholder.duration
+
+
 def test_upload_token_errors(client):
     assert error_of(client.uploadToken.get, "0_nosuchtoken").code == "UPLOAD_TOKEN_NOT_FOUND"
     token = client.uploadToken.add(KalturaUploadToken(fileName="a.mp4"))
@@ -968,3 +989,15 @@ def test_command_line_runs_until_terminated():
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+def test_a_library_without_the_old_tools_tags():
+    # The demo's: nothing claims an S3 copy; everything else is there (placeholders only come from real jobs).
+    catalogue = SimState(entries=600, seed=11, content_scale=1e-4, archive_tags=False)
+    entries = catalogue.all_entries()
+    assert len(entries) == 600
+    state_tags = {"archived_to_s3", "flavors_deleted", "not_archived"}
+    assert not any(state_tags & set(e["tags"].split(", ")) for e in entries)
+    assert {1, 2, 5} <= {e["mediaType"] for e in entries} and any(e["tags"] for e in entries)
+    tagged = SimState(entries=600, seed=11, content_scale=1e-4).all_entries()
+    assert any(state_tags & set(e["tags"].split(", ")) for e in tagged)

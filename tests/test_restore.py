@@ -48,10 +48,15 @@ def tags(sim, entry_id: str) -> set[str]:
     return {tag.strip() for tag in sim.state.get_entry(entry_id)["tags"].split(",") if tag.strip()}
 
 
-def make_placeholders(sim, queue, user, count: int = 2, *, created_at: int | None = None) -> tuple[list, dict]:
-    """Entries archived and replaced by the real batch path; and the SHA-256 of each original."""
+def make_placeholders(
+    sim, queue, user, count: int = 2, *, created_at: int | None = None, durations: dict | None = None
+) -> tuple[list, dict]:
+    """Entries archived and replaced by the real batch path; and the SHA-256 of each original (their durations
+    into `durations`, if given)."""
     old = created_at or int((datetime.now(tz=UTC) - timedelta(days=5 * 365)).timestamp())
-    entry_ids = [sim.state.add_entry(name=f"Old lecture {n}", createdAt=old) for n in range(count)]
+    entry_ids = [sim.state.add_entry(name=f"Old lecture {n}", createdAt=old, duration=830) for n in range(count)]
+    if durations is not None:
+        durations.update({entry_id: sim.state.get_entry(entry_id)["duration"] for entry_id in entry_ids})
     sync.sync_full(Kaltura.from_settings())
     originals = {entry_id: sim.state.original_bytes_sha256(entry_id) for entry_id in entry_ids}
     batch = batches.batch_create(user=user, action=Batch.Action.ARCHIVE_REPLACE, entry_ids=entry_ids)
@@ -141,8 +146,10 @@ def test_plan_refuses_what_cannot_be_restored():
 def test_a_placeholder_comes_back_as_its_original(world, rq_queue, settings, storage_class):
     sim, admin = world
     settings.ARCHIVE_STORAGE_CLASS = storage_class
-    entry_ids, originals = make_placeholders(sim, rq_queue, admin)
+    durations = {}
+    entry_ids, originals = make_placeholders(sim, rq_queue, admin, durations=durations)
     entry_id, other = entry_ids
+    assert sim.state.get_entry(entry_id)["duration"] < durations[entry_id]  # the placeholder's
     assert ArchiveStore.from_settings().head(entry_id).storage_class == storage_class
     before = {f["id"]: f["version"] for f in sim.state.get_flavors(entry_id) if f["status"] == 2}
 
@@ -159,6 +166,7 @@ def test_a_placeholder_comes_back_as_its_original(world, rq_queue, settings, sto
     assert ArchiveCopy.objects.get(entry_id=entry_id).sha256 == originals[entry_id]
     assert tags(sim, entry_id) == {"archived_to_s3"}
     assert int(sim.state.get_entry(entry_id)["status"]) == 2
+    assert sim.state.get_entry(entry_id)["duration"] == durations[entry_id]
     after = {f["id"]: f for f in sim.state.get_flavors(entry_id) if f["status"] == 2}
     assert set(after) == set(before) and len(after) >= 2
     assert all(after[flavor_id]["version"] > version for flavor_id, version in before.items())

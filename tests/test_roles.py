@@ -80,6 +80,13 @@ MATRIX: dict[str, tuple[list, dict]] = {
     "audit_export": ([], SIGNED_IN),
     # For load balancers, without signing in; 503 here because no worker or scheduler runs (test_healthz).
     "healthz": ([], _row(503, 503, 503, 503)),
+    # University sign-in: no sign-in needed; 404 here because no IdP is configured (tests/test_sso.py
+    # runs them against real local IdPs). The assertion consumer only takes the IdP's POST.
+    "saml_metadata": ([], _row(404, 404, 404, 404)),
+    "saml_login": ([], _row(404, 404, 404, 404)),
+    "saml_acs": ([], _row(405, 405, 405, 405)),
+    "oidc_login": ([], _row(404, 404, 404, 404)),
+    "oidc_callback": ([], _row(404, 404, 404, 404)),
 }
 
 # Included apps, by namespace: sample URLs of each (every view of django_rq is also checked for the guard).

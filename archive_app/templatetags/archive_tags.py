@@ -12,7 +12,8 @@ register = template.Library()
 CHART_WIDTH = 600
 CHART_HEIGHT = 200
 LABEL_SPACE = 24  # below the bars, for the year labels
-TOP_SPACE = 6
+TOP_SPACE = 8
+AXIS_SPACE = 64  # left of the bars, for the bytes axis's values
 CHECKED = mark_safe(" checked")
 SELECTED = mark_safe(" selected")
 NUMBER_ATTRS = mark_safe(' step="any" min="0"')
@@ -27,26 +28,44 @@ def usd(value) -> str:
     return f"{sign}${abs(value):,.2f}"
 
 
+def byte_ticks(largest: int, most: int = 5) -> list[int]:
+    """Round values for a bytes axis, from 0 to at least `largest`: steps of 1, 2 or 5 (times a power of ten)
+    of the largest binary unit that fits, as filesizeformat shows them ("500.0 MB", "1.0 GB")."""
+    unit = 1
+    while unit * 1024 <= largest:
+        unit *= 1024
+    step = unit
+    for multiple in (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000):
+        step = multiple * unit
+        if largest <= step * (most - 1):
+            break
+    count = max(1, -(-largest // step))
+    return [step * index for index in range(count + 1)]
+
+
 @register.inclusion_tag("archive_app/_bar_chart.html")
-def bar_chart(bars: list[dict], title: str, chart_id: str) -> dict:
-    """Bars of `bytes` with a `label` each, scaled to the largest; every bar carries a <title>."""
+def bar_chart(bars: list[dict], title: str, chart_id: str, x_label: str = "Year") -> dict:
+    """Bars of `bytes` with a `label` each, against a bytes axis with round values; every bar carries a
+    <title>, and the same figures follow as a table."""
     count = max(1, len(bars))
-    slot = CHART_WIDTH / count
+    plot_width = CHART_WIDTH - AXIS_SPACE
+    slot = plot_width / count
     plot_height = CHART_HEIGHT - LABEL_SPACE - TOP_SPACE
-    largest = max((bar["bytes"] for bar in bars), default=0) or 1
+    ticks = byte_ticks(max((bar["bytes"] for bar in bars), default=0) or 1)
+    top = ticks[-1]
     drawn = []
     for index, bar in enumerate(bars):
-        height = plot_height * bar["bytes"] / largest
+        height = plot_height * bar["bytes"] / top
         if bar["bytes"]:
             height = max(height, 1)  # a non-zero year stays visible
         drawn.append(
             {
                 **bar,
-                "x": round(index * slot + slot * 0.1, 1),
+                "x": round(AXIS_SPACE + index * slot + slot * 0.1, 1),
                 "width": round(slot * 0.8, 1),
                 "y": round(TOP_SPACE + plot_height - height, 1),
                 "height": round(height, 1),
-                "label_x": round(index * slot + slot / 2, 1),
+                "label_x": round(AXIS_SPACE + index * slot + slot / 2, 1),
                 "tooltip": f"{bar['label']}: {filesizeformat(bar['bytes'])} in {bar['entries']:,} entries",
             }
         )
@@ -54,10 +73,16 @@ def bar_chart(bars: list[dict], title: str, chart_id: str) -> dict:
         "bars": drawn,
         "title": title,
         "chart_id": chart_id,
+        "x_label": x_label,
         "width": CHART_WIDTH,
         "height": CHART_HEIGHT,
-        "label_y": CHART_HEIGHT - 8,
+        "plot_left": AXIS_SPACE,
+        "label_y": CHART_HEIGHT - LABEL_SPACE + 14,
         "axis_y": CHART_HEIGHT - LABEL_SPACE,
+        "ticks": [
+            {"label": filesizeformat(value), "y": round(TOP_SPACE + plot_height - plot_height * value / top, 1)}
+            for value in ticks
+        ],
         "small_labels": len(bars) > 16,
     }
 
