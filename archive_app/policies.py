@@ -96,6 +96,10 @@ def policy_selection(policy: ArchivePolicy, now: datetime) -> tuple[list[str], b
     Entries already waiting in another batch (a draft, one held for its notice, one running) are
     left to it: their owners must not be warned twice, and the next run takes what is left.
     """
+    try:
+        normalise_filter(policy.filter_query)  # a policy saved before the rules were: no condition, a typo
+    except ValueError as exc:
+        raise selectors.InvalidSelection({"filter": [str(exc)]}) from None
     waiting = BatchItem.objects.filter(
         status__in=[BatchItem.Status.PENDING, BatchItem.Status.QUEUED, *BatchItem.ACTIVE]
     ).exclude(batch__status=Batch.Status.CANCELLED)

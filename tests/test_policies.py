@@ -251,3 +251,12 @@ def test_a_policy_filter_with_a_typo_or_no_condition_or_too_wide_is_refused(clie
     one = world.entries["alice"][0]
     assert client.post(reverse("policy_create"), {**policy, "filter-ids": one}).status_code == 302
     assert ArchivePolicy.objects.get().filter_query == f"ids={one}"
+
+
+@pytestmark_db
+def test_a_stored_policy_with_a_typo_or_no_condition_makes_no_batch(policy_world):
+    """Saved before the form refused them: the scheduler reports the filter instead of selecting everything."""
+    for query in ("foo=bar", "state=initial"):
+        result = policies.policy_run(make_policy(policy_world, name=query, filter_query=query), execute=True)
+        assert "no longer valid" in result["error"] and "batch" not in result
+    assert not Batch.objects.exists()
