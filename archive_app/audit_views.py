@@ -19,8 +19,9 @@ from django.utils import timezone
 from django.utils.functional import cached_property
 from django.views.decorators.http import require_GET
 
+from archive_app import wording
 from archive_app.filters import AuditEventFilterSet
-from archive_app.models import AuditEvent
+from archive_app.models import AuditEvent, Entry
 from archive_app.privacy import masked, sees_personal_data
 from archive_app.selectors import delimited_lines
 
@@ -104,6 +105,11 @@ def _table_rows(events: list[dict], *, mask: bool) -> list[dict]:
     entry_url = reverse("entry_detail", args=["0_x"]).replace("0_x", "{}")  # one reverse() per page
     batch_url = reverse("batch_detail", args=[0]).replace("/0/", "/{}/")
     badges = {AuditEvent.Outcome.OK: "success", AuditEvent.Outcome.SKIPPED: "secondary"}
+    names = dict(
+        Entry.objects.filter(id__in={event["entry_id"] for event in events if event["entry_id"]}).values_list(
+            "id", "name"
+        )
+    )
     rows = []
     for event in events:
         shown = masked({key: event[key] for key in PERSONAL_FIELDS}) if mask else event
@@ -114,7 +120,9 @@ def _table_rows(events: list[dict], *, mask: bool) -> list[dict]:
             "user_url": f"{log_url}?{urlencode({'user': event['username']})}" if shown["username"] == event["username"]
             else "",
             "action": event["action"],
+            "action_label": wording.action_label(event["action"]),
             "entry_id": event["entry_id"],
+            "entry_name": names.get(event["entry_id"], ""),
             "entry_url": entry_url.format(quote(event["entry_id"])) if event["entry_id"] else "",
             "batch_id": event["batch_id"] or "",
             "batch_url": batch_url.format(event["batch_id"]) if event["batch_id"] else "",

@@ -10,12 +10,14 @@ from django.core.paginator import Paginator
 from django.db.models import Count, Sum
 from django.http import HttpRequest, HttpResponse, QueryDict
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
-from archive_app import batches, selectors
+from archive_app import batches, costs, selectors
 from archive_app.error_views import bad_request
 from archive_app.kaltura import Kaltura, KalturaError
-from archive_app.models import Batch, BatchItem
+from archive_app.models import Batch, BatchItem, Entry
+from archive_app.selection import Selection
 from archive_app.storage import ArchiveStore, StorageError
 
 RUN = "archive_app.run_batches"
@@ -25,17 +27,40 @@ ITEMS_PER_PAGE = 100
 @require_POST
 @permission_required(RUN, raise_exception=True)
 def batch_create(request: HttpRequest) -> HttpResponse:
+    """A previewed draft batch of the page's filter, or (source=selection) of the checked entries."""
     action = request.POST.get("action", "")
     if action not in Batch.Action.values:
         return bad_request(request, f"{action!r} is not a batch action; nothing was done.")
-    filter_query = request.POST.get("filter_query", "").lstrip("?")
-    back = f"/entries/?{filter_query}"
+    selection = Selection(request.session)
+    from_selection = request.POST.get("source") == "selection"
+    if from_selection:
+        filter_query = selection.filter_query or ""
+        back = reverse("entry_list") + (f"?{filter_query}" if filter_query else "")
+    else:
+        filter_query = QueryDict(request.POST.get("filter_query", "").lstrip("?")[:8000]).urlencode()
+        back = f"{reverse('entry_list')}?{filter_query}"
     try:
-        entries = selectors.entry_list(data=QueryDict(filter_query))
+        entries = selection.queryset() if from_selection else selectors.entry_list(data=QueryDict(filter_query))
     except selectors.InvalidSelection:
         messages.error(request, "The filter is not valid; correct it before making a batch.")
         return redirect(back)
-    entry_ids = list(entries.values_list("id", flat=True)[: 1 + settings.ARCHIVE_MAX_BATCH_SIZE])
+    if from_selection and selection.empty:
+        messages.error(request, "No entries are selected: tick some rows, or select all that match.")
+        return redirect(back)
+    # The real count, so a selection over the cap says how large it is (not "cap + 1").
+    selected, limit = entries.count(), settings.ARCHIVE_MAX_BATCH_SIZE
+    if selected > limit:
+        messages.error(
+            request,
+            f"The selection has {selected:,} entries; a batch may have at most {limit:,}. Narrow the filter "
+            "(for example by creation year), or raise ARCHIVE_MAX_BATCH_SIZE.",
+        )
+        return redirect(back)
+    entry_ids = list(entries.values_list("id", flat=True))
+    if from_selection and not selection.is_filter:
+        filter_query = QueryDict(mutable=True)
+        filter_query["ids"] = " ".join(entry_ids)
+        filter_query = filter_query.urlencode() if len(filter_query.urlencode()) <= 4000 else ""
     try:
         # Settings first: a batch that could never be previewed is not made at all.
         kaltura, store = Kaltura.from_settings(), ArchiveStore.from_settings()
@@ -54,6 +79,8 @@ def batch_create(request: HttpRequest) -> HttpResponse:
     except (KalturaError, StorageError, ImproperlyConfigured) as exc:
         messages.error(request, f"The preview could not read the live state: {exc}")
         return redirect(back)
+    if from_selection:
+        selection.clear()
     return redirect("batch_detail", batch_id=batch.pk)
 
 
@@ -88,36 +115,95 @@ def batch_detail(request: HttpRequest, batch_id: int) -> HttpResponse:
     """Reads only (htmx polls it every 2 s): items whose worker died are released by the scheduled
     job (jobs.release_stale_items_job) and by the cancel and retry actions."""
     batch = get_object_or_404(Batch.objects.select_related("created_by", "approved_by"), pk=batch_id)
-    items = Paginator(batch.items.all(), ITEMS_PER_PAGE).get_page(request.GET.get("page"))
+    items = Paginator(batch.items.order_by("pk"), ITEMS_PER_PAGE).get_page(request.GET.get("page"))
+    names = dict(Entry.objects.filter(id__in=[item.entry_id for item in items]).values_list("id", "name"))
+    for item in items:
+        item.entry_name = names.get(item.entry_id, "")
     context = {
         "batch": batch,
         "items": items,
+        "policy_selected": _policy_selected(batch),
+        "max_batch_size": settings.ARCHIVE_MAX_BATCH_SIZE,
         "totals": batches.preview_totals(batch),
         "progress": _progress(batch),
-        "can_approve": batch.status == Batch.Status.DRAFT
-        and not (batch.approved_by_id and batch.approved_by_id == request.user.pk),
+        "can_approve": _can_approve(batch, request.user),
         "needs_second": batch.status == Batch.Status.DRAFT and batch.approved_by_id is not None,
     }
     template = "archive_app/_batch_progress.html" if request.htmx else "archive_app/batch_detail.html"
     return render(request, template, context)
 
 
+def _policy_selected(batch: Batch) -> int | None:
+    """For a draft made by a policy: how many entries the policy selects now (a batch takes at most the cap)."""
+    notice = getattr(batch, "notice", None)
+    if batch.status != Batch.Status.DRAFT or notice is None or notice.policy is None:
+        return None
+    try:
+        return selectors.entry_list(data=QueryDict(notice.policy.filter_query)).count()
+    except selectors.InvalidSelection:
+        return None
+
+
+def _can_approve(batch: Batch, user) -> bool:
+    return batch.status == Batch.Status.DRAFT and not (batch.approved_by_id and batch.approved_by_id == user.pk)
+
+
+def approval_summary(batch: Batch) -> dict:
+    """What approving would do, in totals: the numbers the librarian confirms."""
+    totals = batches.preview_totals(batch)
+    to_process = batch.items.filter(skip_reason="")
+    new_copies = to_process.filter(bytes_to_copy__gt=0).count()
+    savings = costs.savings(freed_bytes=totals.bytes_freed, archived_bytes=totals.bytes_to_copy, objects=new_copies)
+    owners = list(
+        Entry.objects.filter(id__in=to_process.values("entry_id"))
+        .order_by()
+        .values("owner_id")
+        .annotate(entries=Count("*"))
+        .order_by("-entries", "owner_id")
+    )
+    notice = getattr(batch, "notice", None)
+    return {
+        "totals": totals,
+        "savings": savings,
+        "owners": owners,
+        "notice_days": notice.notice_days if notice else 0,
+    }
+
+
+@require_GET
+@permission_required(RUN, raise_exception=True)
+def batch_confirm(request: HttpRequest, batch_id: int) -> HttpResponse:
+    """The last look before approving: the totals, the saving and who is warned (reads only)."""
+    batch = get_object_or_404(Batch.objects.select_related("created_by", "approved_by"), pk=batch_id)
+    context = {"batch": batch, "can_approve": _can_approve(batch, request.user), **approval_summary(batch)}
+    return render(request, "archive_app/batch_confirm.html", context)
+
+
 @require_POST
 @permission_required(RUN, raise_exception=True)
 def batch_approve(request: HttpRequest, batch_id: int) -> HttpResponse:
     batch = get_object_or_404(Batch, pk=batch_id)
+    if request.POST.get("confirmed") != "yes":
+        # Approving takes the confirmation page's button, which has seen the totals.
+        messages.info(request, "Check the totals, then confirm.")
+        return redirect("batch_confirm", batch_id=batch_id)
     try:
         batch = batches.batch_approve(batch, user=request.user)
     except batches.BatchError as exc:
         messages.error(request, str(exc))
     else:
         batch.refresh_from_db(fields=["status"])
+        totals = batches.preview_totals(batch)
+        entries = f"{totals.to_process:,} entr{'y' if totals.to_process == 1 else 'ies'}"
+        skipped = f" ({totals.skipped:,} skipped)" if totals.skipped else ""
         if batch.status == Batch.Status.DRAFT:
-            messages.info(request, "Approved. A second librarian must approve it too before it runs.")
+            messages.info(request, f"Approved {entries}{skipped}. A second librarian must approve it before it runs.")
         elif batch.status == Batch.Status.APPROVED:
-            messages.success(request, "Approved: the owners are being warned; it runs when the notice period ends.")
+            messages.success(
+                request, f"Approved {entries}{skipped}: the owners are being warned; it runs after the notice period."
+            )
         else:
-            messages.success(request, "Approved: the batch is running.")
+            messages.success(request, f"Approved: {entries} running{skipped}.")
     return redirect("batch_detail", batch_id=batch_id)
 
 

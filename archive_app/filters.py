@@ -170,6 +170,24 @@ class EntryIdsField(forms.CharField):
         return ids
 
 
+# Parameters of the browse page's address that are about the page, not the selection.
+PAGE_PARAMETERS = {"page"}
+# What a selection is about; a policy needs at least one (anything else selects the whole library).
+CRITERIA = (
+    "created_before_years",
+    "created_within_years",
+    "created_from",
+    "created_to",
+    "unplayed_years",
+    "played_within_years",
+    "never_played",
+    "plays_lt",
+    "category",
+    "tags",
+    "ids",
+)
+
+
 class EntryFilterForm(forms.Form):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -189,7 +207,20 @@ class EntryFilterForm(forms.Form):
         for low, high in (("created_from", "created_to"), ("original_min", "original_max"), ("total_min", "total_max")):
             if cleaned.get(low) is not None and cleaned.get(high) is not None and cleaned[low] > cleaned[high]:
                 self.add_error(high, f"Must not be below {self.fields[low].label.lower()}.")
+        # A misspelt field would otherwise be ignored, and the selection be wider than meant.
+        known = {self.add_prefix(name) for name in self.fields}
+        own = f"{self.prefix}-" if self.prefix else ""
+        unknown = sorted(
+            key for key in self.data if key.startswith(own) and key not in known and key not in PAGE_PARAMETERS
+        )
+        if unknown:
+            shown = ", ".join(repr(key[len(own) :][:40]) for key in unknown[:5])
+            raise forms.ValidationError(f"Not a filter (a typo?): {shown}.", code="unknown_field")
         return cleaned
+
+    def has_criterion(self) -> bool:
+        """Whether the cleaned filter narrows by age, plays, category, tag or ids."""
+        return any(self.cleaned_data.get(name) not in (None, "", [], False) for name in CRITERIA)
 
 
 class YearsFilter(django_filters.Filter):
@@ -221,7 +252,30 @@ class CheckboxFilter(django_filters.Filter):
 # --- The FilterSet ----------------------------------------------------------------
 
 
+MAX_SEARCH_WORDS = 10
+
+
+class SearchField(forms.CharField):
+    """Words to look for; each must appear in the name, description or owner, or start the id."""
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("max_length", 200)
+        kwargs.setdefault("help_text", "words of the name, description or owner, or the start of an id")
+        super().__init__(**kwargs)
+
+    def clean(self, value):
+        words = (super().clean(value) or "").split()
+        if len(words) > MAX_SEARCH_WORDS:
+            raise forms.ValidationError(f"Enter at most {MAX_SEARCH_WORDS} words.", code="too_many")
+        return words
+
+
+class SearchFilter(django_filters.Filter):
+    field_class = SearchField
+
+
 class EntryFilterSet(django_filters.FilterSet):
+    q = SearchFilter(method="filter_search", label="Search")
     created_before_years = YearsFilter(method="filter_created_before_years", label="Created more than (years ago)")
     created_within_years = YearsFilter(method="filter_created_within_years", label="Created within (years)")
     created_from = django_filters.DateFilter(
@@ -404,6 +458,18 @@ class EntryFilterSet(django_filters.FilterSet):
     def filter_at_most(self, queryset, name, value):
         return queryset.filter(LessThanOrEqual(self.column(name), value))
 
+    def filter_search(self, queryset, name, value):
+        # A plain substring test: PostgreSQL answers it from the trigram indexes of
+        # 0013_ui_select_search; SQLite scans, which only a search pays for.
+        for word in value:
+            queryset = queryset.filter(
+                Q(name__icontains=word)
+                | Q(description__icontains=word)
+                | Q(owner_id__icontains=word)
+                | Q(id__startswith=word)
+            )
+        return queryset
+
     def filter_ids(self, queryset, name, value):
         return queryset.filter(pk__in=value)
 
@@ -487,3 +553,15 @@ class AuditEventFilterSet(django_filters.FilterSet):
 
     def filter_mode(self, queryset, name, value):
         return queryset.filter(dry_run=value == "dry_run")
+
+
+def describe_filter(query: str) -> list[tuple[str, str]]:
+    """(label, values) for each field of a browse query string, in words: "Not played for (years)", "3"."""
+    from django.http import QueryDict
+
+    described = []
+    for key, values in QueryDict(query).lists():
+        field = EntryFilterSet.base_filters.get(key)
+        label = str(field.label) if field is not None and field.label else key
+        described.append((label, ", ".join(values)))
+    return described

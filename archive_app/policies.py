@@ -37,26 +37,26 @@ MONTHS = {
 NOT_FILTERS = {"page", "csrfmiddlewaretoken"}
 
 
-def normalise_filter(query: str) -> str:
-    """The browse query string, validated, without empty values or paging, keys sorted.
+def normalise_filter(query: str | QueryDict) -> str:
+    """The browse filter, validated, without empty values or paging, keys sorted.
 
-    Raises selectors.InvalidSelection naming the bad fields, or ValueError for an empty filter
-    (a policy over every entry is almost certainly a mistake).
+    Raises selectors.InvalidSelection naming the bad (or unknown) fields, or ValueError for a
+    filter with no condition of age, plays, category, tag or ids (a policy over every entry,
+    or every entry of a state, is almost certainly a mistake).
     """
-    data = QueryDict(query.strip().lstrip("?"), mutable=True)
-    for key in list(data):
-        values = [v.strip() for v in data.getlist(key) if v.strip()]
-        if key in NOT_FILTERS or not values:
-            del data[key]
-        else:
+    if isinstance(query, str):
+        query = QueryDict(query.strip().lstrip("?"))
+    data = QueryDict(mutable=True)
+    for key in sorted(query):
+        values = [v.strip() for v in query.getlist(key) if v.strip()]
+        if key not in NOT_FILTERS and values:
             data.setlist(key, values)
-    if not [key for key in data if key != "sort"]:
-        raise ValueError("the filter selects every entry; choose at least one condition")
-    selectors.entry_list(data=data)  # validates
-    ordered = QueryDict(mutable=True)
-    for key in sorted(data):
-        ordered.setlist(key, data.getlist(key))
-    return ordered.urlencode()
+    filterset = selectors.entry_filterset(data=data)
+    if not filterset.is_valid():
+        raise selectors.InvalidSelection(filterset.errors)
+    if not filterset.form.has_criterion():
+        raise ValueError("has no condition of age, plays, category, tag or ids; choose at least one")
+    return data.urlencode()
 
 
 def add_months(moment: datetime, months: int) -> datetime:
@@ -96,6 +96,10 @@ def policy_selection(policy: ArchivePolicy, now: datetime) -> tuple[list[str], b
     Entries already waiting in another batch (a draft, one held for its notice, one running) are
     left to it: their owners must not be warned twice, and the next run takes what is left.
     """
+    try:
+        normalise_filter(policy.filter_query)  # a policy saved before the rules were: no condition, a typo
+    except ValueError as exc:
+        raise selectors.InvalidSelection({"filter": [str(exc)]}) from None
     waiting = BatchItem.objects.filter(
         status__in=[BatchItem.Status.PENDING, BatchItem.Status.QUEUED, *BatchItem.ACTIVE]
     ).exclude(batch__status=Batch.Status.CANCELLED)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django import forms
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_not_required, permission_required
 from django.core import signing
@@ -14,23 +15,24 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from archive_app import audit, exemptions, notices, policies, selectors
-from archive_app.filters import ENTRY_ID_RE
+from archive_app.filters import ENTRY_ID_RE, EntryFilterSet, describe_filter
 from archive_app.kaltura import Kaltura, KalturaError
 from archive_app.models import ArchivePolicy, BatchItem, BatchNotice, Category, Entry, OwnerNotice
 
 RUN = "archive_app.run_batches"
 
 
+FILTER_PREFIX = "filter"
+
+
 class PolicyForm(forms.ModelForm):
+    """The policy's own fields; its filter is the Entries page's filter form (PolicyFilter), never typed text."""
+
     class Meta:
         model = ArchivePolicy
-        fields = ["name", "filter_query", "action", "schedule", "notice_days", "enabled", "next_run_at"]
-        labels = {"filter_query": "Filter", "notice_days": "Notice period (days)", "next_run_at": "Next run"}
-        help_texts = {
-            "filter_query": "the Entries page's filter: its address after the ?, e.g. unplayed_years=3&state=initial",
-            "next_run_at": "when the scheduler next makes a batch from it (YYYY-MM-DD HH:MM)",
-        }
-        widgets = {"filter_query": forms.Textarea(attrs={"rows": 2})}
+        fields = ["name", "action", "schedule", "notice_days", "enabled", "next_run_at"]
+        labels = {"notice_days": "Notice period (days)", "next_run_at": "Next run"}
+        help_texts = {"next_run_at": "when the scheduler next makes a batch from it (YYYY-MM-DD HH:MM)"}
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -51,13 +53,60 @@ class PolicyForm(forms.ModelForm):
             raise forms.ValidationError("At most 365 days.")
         return days
 
-    def clean_filter_query(self):
+
+class PolicyFilter:
+    """The policy's filter: the browse filter form under the prefix "filter-", checked as a policy needs.
+
+    Refused: a field the Entries page does not have (a typo would otherwise widen the selection),
+    a filter without a condition of age, plays, category, tag or ids, and, unless confirmed, one
+    that selects more than ARCHIVE_POLICY_MAX_SHARE of the library.
+    """
+
+    def __init__(self, data: QueryDict | None, *, query: str = ""):
+        if data is None:  # drawn from a stored or passed-on query string
+            data = QueryDict(mutable=True)
+            for key, values in QueryDict(query.lstrip("?")).lists():
+                data.setlist(f"{FILTER_PREFIX}-{key}", values)
+        self.data = data
+        self.filterset = EntryFilterSet(data=data, queryset=Entry.objects.all(), prefix=FILTER_PREFIX)
+        self.form = self.filterset.form
+        self.errors: list[str] = []
+        self.query = ""
+        self.selected = self.library = 0
+        self.needs_confirmation = False
+
+    def unprefixed(self) -> QueryDict:
+        own = f"{FILTER_PREFIX}-"
+        data = QueryDict(mutable=True)
+        for key, values in self.data.lists():
+            if key.startswith(own):
+                data.setlist(key[len(own) :], values)
+        return data
+
+    def is_valid(self, *, confirmed: bool) -> bool:
+        if not self.filterset.is_valid():
+            self.errors.append("The filter is not valid: correct the fields marked below.")
+            return False
         try:
-            return policies.normalise_filter(self.cleaned_data["filter_query"])
+            self.query = policies.normalise_filter(self.unprefixed())
         except ValueError as exc:
-            raise forms.ValidationError(f"The filter {exc}.") from None
+            self.errors.append(f"The filter {exc}.")
+            return False
         except selectors.InvalidSelection as exc:
-            raise forms.ValidationError(f"The filter is not valid: {exc}") from None
+            self.errors.append(f"The filter is not valid: {exc}")
+            return False
+        self.selected = selectors.entry_list(data=QueryDict(self.query)).count()
+        self.library = Entry.objects.filter(gone=False).count()
+        share = settings.ARCHIVE_POLICY_MAX_SHARE
+        if self.library and self.selected > share * self.library and not confirmed:
+            self.needs_confirmation = True
+            self.errors.append(
+                f"This filter selects {self.selected:,} of the library's {self.library:,} entries "
+                f"({self.selected / self.library:.0%}), more than the {share:.0%} a policy may take without a "
+                "second thought. Tick the confirmation to save it anyway."
+            )
+            return False
+        return True
 
 
 def _policy_rows():
@@ -67,7 +116,7 @@ def _policy_rows():
             selected = selectors.entry_list(data=QueryDict(policy.filter_query)).count()
         except selectors.InvalidSelection:
             selected = None
-        rows.append({"policy": policy, "selected": selected})
+        rows.append({"policy": policy, "selected": selected, "conditions": describe_filter(policy.filter_query)})
     return rows
 
 
@@ -77,45 +126,59 @@ def policy_list(request: HttpRequest) -> HttpResponse:
     return render(request, "archive_app/policy_list.html", {"rows": _policy_rows()})
 
 
-def _save_policy(request: HttpRequest, form: PolicyForm, *, action: str) -> ArchivePolicy:
+def _save_policy(request: HttpRequest, form: PolicyForm, policy_filter: PolicyFilter, *, action: str) -> ArchivePolicy:
     policy = form.save(commit=False)
+    changed = {field: str(form.cleaned_data[field]) for field in form.changed_data}
+    if policy.filter_query != policy_filter.query:
+        changed["filter_query"] = policy_filter.query
+    policy.filter_query = policy_filter.query
     if policy.created_by_id is None:
         policy.created_by = request.user
     policy.save()
     audit.record(
         action, user=request.user, dry_run=False, message=policy.name,
-        details={field: str(form.cleaned_data[field]) for field in form.changed_data} | {"policy": policy.pk},
+        details=changed | {"policy": policy.pk, "selected": policy_filter.selected},
     )  # fmt: skip
     return policy
+
+
+def _policy_page(request: HttpRequest, form: PolicyForm, policy_filter: PolicyFilter, policy) -> HttpResponse:
+    context = {"form": form, "policy": policy, "filter": policy_filter, "filter_form": policy_filter.form}
+    return render(request, "archive_app/policy_form.html", context)
+
+
+def _post_policy(request: HttpRequest, policy: ArchivePolicy | None) -> HttpResponse:
+    form = PolicyForm(request.POST, instance=policy)
+    policy_filter = PolicyFilter(request.POST)
+    filter_ok = policy_filter.is_valid(confirmed=request.POST.get("confirm_share") == "yes")
+    if form.is_valid() and filter_ok:
+        saved = _save_policy(request, form, policy_filter, action="policy_change" if policy else "policy_create")
+        messages.success(request, f"Saved policy {saved.name}: it selects {policy_filter.selected:,} entries now.")
+        return redirect("policy_list")
+    return _policy_page(request, form, policy_filter, policy)
 
 
 @require_http_methods(["GET", "POST"])
 @permission_required(RUN, raise_exception=True)
 def policy_create(request: HttpRequest) -> HttpResponse:
     if request.method == "POST":
-        form = PolicyForm(request.POST)
-        if form.is_valid():
-            policy = _save_policy(request, form, action="policy_create")
-            messages.success(request, f"Saved policy {policy.name}.")
-            return redirect("policy_list")
-    else:
-        filter_query = request.GET.get("filter", "").lstrip("?")
-        form = PolicyForm(
-            initial={"filter_query": filter_query, "next_run_at": timezone.localtime().replace(second=0, microsecond=0)}
-        )
-    return render(request, "archive_app/policy_form.html", {"form": form, "policy": None})
+        return _post_policy(request, None)
+    form = PolicyForm(initial={"next_run_at": timezone.localtime().replace(second=0, microsecond=0)})
+    # From the Entries page's "Save this filter": its query string, shown with any error it has.
+    query = request.GET.get("filter", "")
+    policy_filter = PolicyFilter(None, query=query)
+    if query:
+        policy_filter.is_valid(confirmed=True)
+    return _policy_page(request, form, policy_filter, None)
 
 
 @require_http_methods(["GET", "POST"])
 @permission_required(RUN, raise_exception=True)
 def policy_edit(request: HttpRequest, policy_id: int) -> HttpResponse:
     policy = get_object_or_404(ArchivePolicy, pk=policy_id)
-    form = PolicyForm(request.POST or None, instance=policy)
-    if request.method == "POST" and form.is_valid():
-        _save_policy(request, form, action="policy_change")
-        messages.success(request, f"Saved policy {policy.name}.")
-        return redirect("policy_list")
-    return render(request, "archive_app/policy_form.html", {"form": form, "policy": policy})
+    if request.method == "POST":
+        return _post_policy(request, policy)
+    return _policy_page(request, PolicyForm(instance=policy), PolicyFilter(None, query=policy.filter_query), policy)
 
 
 @require_POST

@@ -51,7 +51,17 @@ def restore_list(request: HttpRequest) -> HttpResponse:
         "done": rows.filter(status=Restore.Status.DONE).order_by("-finished_at")[:DONE_SHOWN],
         "counts": restores.restore_counts(),
     }
+    for name in ("waiting", "under_way", "failed", "done"):
+        context[name] = _with_names(list(context[name]))
     return render(request, "archive_app/restore_list.html", context)
+
+
+def _with_names(rows: list[Restore]) -> list[Restore]:
+    """Each restore with its entry's name from the mirror (`entry_name`), in one query."""
+    names = dict(Entry.objects.filter(id__in=[row.entry_id for row in rows]).values_list("id", "name"))
+    for row in rows:
+        row.entry_name = names.get(row.entry_id, "")
+    return rows
 
 
 @require_GET
@@ -129,6 +139,7 @@ def restore_detail(request: HttpRequest, restore_id: int) -> HttpResponse:
         "archive_app/restore_detail.html",
         {
             "restore": restore,
+            "entry_name": Entry.objects.filter(pk=restore.entry_id).values_list("name", flat=True).first() or "",
             "events": events[:200],
             "wait": restores.expected_wait(restore.storage_class, restore.tier),
         },

@@ -27,7 +27,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from archive_app import audit
+from archive_app import audit, sync
 from archive_app.kaltura import Kaltura, KalturaError
 from archive_app.models import AuditEvent, Entry, EntryLock, FlavorStatus, split_tags
 from archive_app.redaction import redact
@@ -323,6 +323,7 @@ def end(run: Run, status: str, message: str, *, outcome: str | None = None, acti
         release_lock(operation, run.row)
     if action:
         run.audit(operation.audit_action(run.row, action), outcome=outcome, message=message, details=details)
+    sync.refresh_entries([run.entry_id], run.kaltura)  # the pages show what the job did, without waiting for a sync
     operation.ended(run, status)
 
 

@@ -562,3 +562,31 @@ def sync_plays(kaltura: Kaltura, progress: Callable[[SyncRun], None] | None = No
         _fail(run, exc)
         raise
     return run
+
+
+def refresh_entries(entry_ids: list[str], kaltura: Kaltura | None = None) -> int:
+    """Mirror these entries (entry, flavors, categories) from Kaltura now, as a sync would; how many were read.
+
+    Called when a job has finished with an entry, so the pages show what the job did without
+    waiting for the next sync. An entry Kaltura no longer has is marked gone. The mirror is only
+    for browsing, so a failure here is logged and never fails the job that called it.
+    """
+    from django.core.exceptions import ImproperlyConfigured
+
+    from archive_app.kaltura import KalturaError
+
+    entry_ids = list(dict.fromkeys(entry_ids))
+    if not entry_ids:
+        return 0
+    try:
+        kaltura = kaltura or Kaltura.from_settings()
+        entries = kaltura.entries_by_ids(entry_ids)
+        flavors = kaltura.flavors_for_entries(list(entries)) if entries else {}
+        with transaction.atomic():
+            category_ids = set(Category.objects.values_list("id", flat=True))
+            store_entries(list(entries.values()), flavors, category_ids, timezone.now())
+            Entry.objects.filter(id__in=[e for e in entry_ids if e not in entries], gone=False).update(gone=True)
+    except (KalturaError, ImproperlyConfigured, OSError) as exc:
+        log.warning("could not refresh the mirror of %s: %s", ", ".join(entry_ids[:10]), exc)
+        return 0
+    return len(entries)

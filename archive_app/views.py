@@ -3,9 +3,17 @@ from __future__ import annotations
 from urllib.parse import quote
 
 from django.conf import settings
+from django.contrib import messages
 from django.contrib.auth.decorators import permission_required
 from django.core.paginator import Paginator
-from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http import (
+    Http404,
+    HttpRequest,
+    HttpResponse,
+    JsonResponse,
+    QueryDict,
+    StreamingHttpResponse,
+)
 from django.shortcuts import redirect, render
 from django.template.defaultfilters import filesizeformat
 from django.urls import reverse
@@ -17,14 +25,16 @@ from django.views.decorators.http import require_GET, require_POST
 
 from archive_app import costs, selectors
 from archive_app.filters import DEFAULT_SORT
-from archive_app.models import ArchiveCopy, ArchiveState, AuditEvent, Entry, LegalHold
+from archive_app.models import ArchiveCopy, ArchiveState, AuditEvent, Entry, LegalHold, SyncRun
 from archive_app.restores import restore_counts
+from archive_app.selection import Selection
 
 BROWSE = "archive_app.browse_entries"
 MANAGE = "archive_app.manage_archive"
 PAGE_SIZE = 50
 # (heading, sort key or None, numeric) in table order; sort keys are filters.SORTS.
 COLUMNS = [
+    ("Select", None, False),
     ("Id", "id", False),
     ("Name", "name", False),
     ("Owner", "owner", False),
@@ -108,10 +118,12 @@ def _shorten(text: str, length: int) -> str:
 
 
 ROW_HTML = (
-    '<tr data-entry-id="{id}"><td><a href="{url}">{id}</a>{gone}</td><td class="wrap">{name}</td>'
-    '<td>{owner}</td><td>{created}</td><td>{last_played}</td><td class="num">{plays}</td>'
+    '<tr data-entry-id="{id}"><td><input class="form-check-input" type="checkbox" name="checked" value="{id}" '
+    'form="selection-form" aria-label="Select {id} {name}"{checked}></td>'
+    '<td><a href="{url}">{id}</a>{gone}</td><td class="wrap">{name}</td>'
+    '<td class="wrap-short">{owner}</td><td>{created}</td><td>{last_played}</td><td class="num">{plays}</td>'
     '<td class="wrap">{categories}</td><td class="wrap">{tags}</td><td class="num">{original}</td>'
-    '<td class="num">{total}</td><td>{state}</td></tr>'
+    '<td class="num">{total}</td><td class="wrap-short">{state}</td></tr>'
 )
 GONE_BADGE = ' <span class="badge text-bg-secondary">gone</span>'
 
@@ -124,6 +136,7 @@ def _row_html(row: dict) -> SafeString:
             id=escape(row["id"]),
             url=escape(row["url"]),
             gone=GONE_BADGE if row["gone"] else "",
+            checked=" checked" if row["checked"] else "",
             name=escape(row["name"]),
             owner=escape(row["owner"]),
             created=escape(row["created"]),
@@ -140,7 +153,7 @@ def _row_html(row: dict) -> SafeString:
     )
 
 
-def _table_rows(entries: list[dict], categories: dict[str, tuple]) -> list[dict]:
+def _table_rows(entries: list[dict], categories: dict[str, tuple], checked: set[str] = frozenset()) -> list[dict]:
     """The table's cells, formatted here rather than by template filters: fifty rows of eleven
     cells made lookups and filters most of the page's time. `categories` is the FilterSet's
     id -> (full_ids, full_name, name) map, so the page needs no Category objects."""
@@ -156,6 +169,7 @@ def _table_rows(entries: list[dict], categories: dict[str, tuple]) -> list[dict]
                 "id": entry["id"],
                 "url": detail_url.format(quote(entry["id"])),
                 "gone": entry["gone"],
+                "checked": entry["id"] in checked,
                 "name": _shorten(entry["name"], 80),
                 "owner": entry["owner_id"],
                 "created": timezone.localtime(entry["created_at"]).date().isoformat(),
@@ -182,6 +196,7 @@ def entry_list(request: HttpRequest) -> HttpResponse:
     """The browse page. Invalid filters show their errors above an empty table (status 200):
     the page stays usable for correcting them, and nothing wider than asked for is listed."""
     filterset = selectors.entry_filterset(data=request.GET)
+    selection = Selection(request.session)
     page = totals = None
     rows = []
     sort = DEFAULT_SORT
@@ -192,7 +207,9 @@ def entry_list(request: HttpRequest) -> HttpResponse:
         paginator = Paginator(queryset.values(*TABLE_FIELDS), PAGE_SIZE)
         paginator.count = totals.entries  # counted already by the totals query: save a second COUNT
         page = paginator.get_page(request.GET.get("page"))
-        rows = _table_rows(list(page.object_list), filterset.categories)
+        entries = list(page.object_list)
+        checked = selection.checked_among([entry["id"] for entry in entries])
+        rows = _table_rows(entries, filterset.categories, checked)
     return render(
         request,
         "archive_app/entry_list.html",
@@ -203,8 +220,58 @@ def entry_list(request: HttpRequest) -> HttpResponse:
             "rows": rows,
             "totals": totals,
             "columns": _columns(sort),
+            "selection": selection,
+            "shown_ids": " ".join(row["id"] for row in rows),
+            "selected": selection.count(),
+            "filter_query": _filter_query(request.GET),
+            "page_query": request.GET.urlencode(),
         },
     )
+
+
+def _filter_query(query: QueryDict) -> str:
+    """The selection part of a browse address: without the page and the sort."""
+    data = query.copy()
+    for key in ("page", "sort"):
+        data.pop(key, None)
+    return data.urlencode()
+
+
+@require_POST
+@permission_required(BROWSE, raise_exception=True)
+def entry_selection(request: HttpRequest) -> HttpResponse:
+    """Change the session's selection: `op` is page (these rows shown, these checked), all or clear.
+
+    Answers the page's script with the new count as JSON, and a form without script with the
+    Entries page it came from (`back`: its query string, re-encoded so it stays on this site).
+    """
+    selection = Selection(request.session)
+    op = request.POST.get("op", "")
+    back = QueryDict(request.POST.get("back", "")[:8000]).urlencode()
+    wants_json = request.headers.get("Accept", "").startswith("application/json")
+    refusal = ""
+    if op == "page":
+        selection.update_page(shown=request.POST.getlist("shown"), checked=request.POST.getlist("checked"))
+    elif op == "all":
+        try:
+            selection.select_all(_filter_query(QueryDict(request.POST.get("filter_query", "")[:8000])))
+        except selectors.InvalidSelection:
+            refusal = "The filter is not valid; correct it before selecting."
+    elif op == "clear":
+        selection.clear()
+    else:
+        refusal = "Unknown change to the selection."
+    if refusal and wants_json:
+        return JsonResponse({"error": refusal}, status=400)
+    if refusal:
+        messages.error(request, refusal)
+        return redirect(reverse("entry_list") + (f"?{back}" if back else ""))
+    count = selection.count()
+    if wants_json:
+        return JsonResponse({"selected": count})
+    if op != "page" or count:
+        messages.info(request, f"{count:,} entries selected." if count else "The selection is cleared.")
+    return redirect(reverse("entry_list") + (f"?{back}" if back else ""))
 
 
 @require_GET
@@ -229,11 +296,14 @@ def entry_detail(request: HttpRequest, entry_id: str) -> HttpResponse:
         entry = selectors.entry_detail(entry_id=entry_id)
     except Entry.DoesNotExist:
         raise Http404("No entry with this id in the mirror.") from None
+    # A row read after the last sync finished was refreshed by a job (sync.refresh_entries).
+    last_sync = SyncRun.objects.filter(finished_at__isnull=False).order_by("-finished_at").first()
     return render(
         request,
         "archive_app/entry_detail.html",
         {
             "entry": entry,
+            "refreshed_by_job": last_sync is None or entry.synced_at > last_sync.finished_at,
             "flavors": list(entry.flavors.all()),
             "categories": sorted(entry.categories.all(), key=lambda category: category.full_name),
             "archive_copy": ArchiveCopy.objects.filter(entry_id=entry.id).first(),

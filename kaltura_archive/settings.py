@@ -141,6 +141,10 @@ except ValueError:
     raise ImproperlyConfigured("ARCHIVE_EXEMPT_CATEGORY_IDS must be category ids separated by commas") from None
 # Kaltura's own bulk actions stop at 1,000 entries; so do batches unless told otherwise.
 ARCHIVE_MAX_BATCH_SIZE = envint("ARCHIVE_MAX_BATCH_SIZE", 1000, minimum=1)
+# A policy selecting more than this share of the library is saved only after an explicit confirmation.
+ARCHIVE_POLICY_MAX_SHARE = envfloat("ARCHIVE_POLICY_MAX_SHARE", 0.25)
+if not 0 < ARCHIVE_POLICY_MAX_SHARE <= 1:
+    raise ImproperlyConfigured(f"ARCHIVE_POLICY_MAX_SHARE must be in (0, 1], not {ARCHIVE_POLICY_MAX_SHARE}")
 ARCHIVE_REQUIRE_SECOND_APPROVAL = envbool("ARCHIVE_REQUIRE_SECOND_APPROVAL", False)
 # How long a job waits for Kaltura to finish a replacement before checking back later.
 ARCHIVE_REPLACEMENT_WAIT_SECONDS = envint("ARCHIVE_REPLACEMENT_WAIT_SECONDS", 120, minimum=1)

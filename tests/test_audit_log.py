@@ -327,7 +327,7 @@ def test_librarian_filters_the_log_to_one_entry_and_exports_it(page, sign_in, ma
     page.wait_for_url("**entry=1_wantedwa**")
     rows = page.get_by_test_id("audit-table").locator("tbody tr")
     assert rows.count() == 2
-    assert rows.nth(0).locator("td").nth(2).inner_text() == "copy"  # newest first
+    assert rows.nth(0).locator("td").nth(2).inner_text() == "Copy original to S3 copy"  # newest first; label and name
 
     with page.expect_download() as download_info:
         page.get_by_test_id("export-csv").click()

@@ -8,9 +8,9 @@ import pytest
 from django.urls import reverse
 from rq import SimpleWorker
 
-from archive_app import sync
+from archive_app import sync, wording
 from archive_app.kaltura import Kaltura
-from archive_app.models import ArchiveCopy, AuditEvent, Batch, BatchItem
+from archive_app.models import ArchiveCopy, AuditEvent, Batch, BatchItem, Entry, Flavor
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -52,10 +52,17 @@ def test_create_previews_and_approve_queues(client, make_user, old_entries, rq_q
     assert response.status_code == 302 and response["Location"] == reverse("batch_detail", args=[batch.pk])
     assert set(batch.items.values_list("entry_id", flat=True)) == set(old_entries)
     page = client.get(reverse("batch_detail", args=[batch.pk])).content.decode()
-    assert "Dry run" in page and "copy → verify → tag_archived" in page
+    assert "Dry run" in page
+    assert "<li>Copy original to S3 (" in page and "<li>Check the copy (size and SHA-256)</li>" in page
+    assert "Old seminar 0" in page  # names beside ids
     assert AuditEvent.objects.filter(batch=batch, dry_run=True).count() >= 2
 
-    client.post(reverse("batch_approve", args=[batch.pk]))
+    # Without the confirmation page's button nothing is approved.
+    unconfirmed = client.post(reverse("batch_approve", args=[batch.pk]))
+    assert unconfirmed["Location"] == reverse("batch_confirm", args=[batch.pk])
+    assert Batch.objects.get().status == "draft" and rq_queue.count == 0
+    approved = client.post(reverse("batch_approve", args=[batch.pk]), {"confirmed": "yes"}, follow=True)
+    assert "Approved: 2 entries running." in approved.content.decode()
     assert rq_queue.count == 2
     assert set(BatchItem.objects.values_list("status", flat=True)) == {"queued"}
 
@@ -66,7 +73,8 @@ def test_a_batch_over_the_cap_is_refused_with_a_message(client, make_user, old_e
     response = client.post(
         reverse("batch_create"), {"action": "archive", "filter_query": "tags=forgotten"}, follow=True
     )
-    assert "at most 1" in response.content.decode()
+    # The real size of the selection, not the cap plus one the view once read to detect it.
+    assert "The selection has 2 entries; a batch may have at most 1." in response.content.decode()
     assert not Batch.objects.exists()
 
 
@@ -76,10 +84,11 @@ def test_librarian_makes_a_batch_from_a_filter_and_watches_it_finish(page, sign_
     page.goto("/entries/?tags=forgotten")
     assert page.locator("table tbody tr").count() == 2
     page.select_option("select[name=action]", "archive")
-    page.click("text=Preview batch")
+    page.click("[data-testid=preview-filter]")
     page.wait_for_selector("[data-testid=preview]")
     assert page.get_by_test_id("to-process").inner_text() == "2"
     page.click("text=Approve and run 2 entries")
+    page.click("[data-testid=confirm-approve]")
     page.wait_for_selector("[data-testid=batch-progress][data-status=running]")
 
     # A real worker (in this process, sharing the test database) does the jobs.
@@ -92,19 +101,22 @@ def test_librarian_makes_a_batch_from_a_filter_and_watches_it_finish(page, sign_
 def test_entry_page_shows_the_archive_copy_and_its_history(client, make_user, old_entries, rq_queue):
     client.force_login(make_user())
     client.post(reverse("batch_create"), {"action": "archive", "filter_query": "tags=forgotten"})
-    client.post(reverse("batch_approve", args=[Batch.objects.get().pk]))
+    client.post(reverse("batch_approve", args=[Batch.objects.get().pk]), {"confirmed": "yes"})
     SimpleWorker([rq_queue], connection=rq_queue.connection).work(burst=True)
     copy = ArchiveCopy.objects.get(entry_id=old_entries[0])
     page = client.get(reverse("entry_detail", args=[old_entries[0]])).content.decode()
     assert copy.sha256 in page
     for action in ("preview_archive", "copy", "verify", "tag_archived"):
-        assert f"<td>{action}</td>" in page
+        assert f'{wording.action_label(action)} <code class="small text-muted">{action}</code>' in page
+    # The job refreshed the mirror row: the page shows the new state, and says when it was read.
+    assert 'data-testid="archive-state">archived (copy in S3)' in page
+    assert "when its last job finished" in page and "as of the last sync" not in page
 
 
 def test_health_page_checks_live_state(client, make_user, old_entries, rq_queue, s3, settings):
     client.force_login(make_user())
     client.post(reverse("batch_create"), {"action": "archive", "filter_query": "tags=forgotten"})
-    client.post(reverse("batch_approve", args=[Batch.objects.get().pk]))
+    client.post(reverse("batch_approve", args=[Batch.objects.get().pk]), {"confirmed": "yes"})
     SimpleWorker([rq_queue], connection=rq_queue.connection).work(burst=True)
     assert "All 2 entries are healthy" in client.get(reverse("health"), {"tags": "forgotten"}).content.decode()
     s3.delete_object(Bucket=settings.AWS_BUCKET, Key=old_entries[1])
@@ -162,3 +174,67 @@ def test_the_scheduler_releases_stale_items(rq_queue):
     scheduler = CronScheduler(connection=rq_queue.connection, name="stale-items-test")
     scheduler.load_config_from_file("archive_app/cron.py")  # what `rqcron archive_app.cron` loads
     assert release_stale_items_job in [job.func for job in scheduler.get_jobs()]
+def test_a_finished_replace_refreshes_the_mirror_without_a_sync(client, make_user, old_entries, rq_queue):
+    """The flavors Kaltura made from the placeholder are in the mirror (and so on every page) at once."""
+    client.force_login(make_user())
+    entry_id = old_entries[0]
+    before = dict(Flavor.objects.filter(entry_id=entry_id).values_list("id", "size_bytes"))
+    client.post(reverse("batch_create"), {"action": "archive_replace", "filter_query": f"ids={entry_id}"})
+    client.post(reverse("batch_approve", args=[Batch.objects.get().pk]), {"confirmed": "yes"})
+    SimpleWorker([rq_queue], connection=rq_queue.connection).work(burst=True)
+    assert BatchItem.objects.get().status == "done"
+    live = {flavor.id: flavor.size_bytes for flavor in Kaltura.from_settings().flavors(entry_id)}
+    mirrored = dict(Flavor.objects.filter(entry_id=entry_id).values_list("id", "size_bytes"))
+    assert mirrored == live and mirrored != before
+    entry = Entry.objects.get(pk=entry_id)
+    assert entry.archive_state == "placeholder" and entry.total_flavor_bytes == sum(live.values())
+    page = client.get(reverse("entry_detail", args=[entry_id])).content.decode()
+    assert "when its last job finished" in page
+    browse = client.get(reverse("entry_list"), {"state": "placeholder"}).content.decode()
+    assert f'data-entry-id="{entry_id}"' in browse
+
+
+def test_every_skipped_row_says_why_and_never_pending(client, make_user, old_entries, kaltura_sim, rq_queue):
+    recent = kaltura_sim.state.add_entry(name="New lecture", tags="forgotten")
+    sync.sync_full(Kaltura.from_settings())
+    client.force_login(make_user())
+    client.post(reverse("batch_create"), {"action": "archive", "filter_query": "tags=forgotten"})
+    batch = Batch.objects.get()
+    row = _item_row(client.get(reverse("batch_detail", args=[batch.pk])).content.decode(), recent)
+    assert "Will be skipped" in row and "Skipped: created less than 365 days ago" in row
+    assert "pending" not in row.lower()
+    assert "New lecture" in row
+    client.post(reverse("batch_approve", args=[batch.pk]), {"confirmed": "yes"})
+    row = _item_row(client.get(reverse("batch_detail", args=[batch.pk])).content.decode(), recent)
+    assert "<td data-testid=\"item-status\">Skipped</td>" in row and "created less than 365 days ago" in row
+
+
+def _item_row(page: str, entry_id: str) -> str:
+    start = page.index(f'<tr data-entry="{entry_id}">')
+    return page[start : page.index("</tr>", start)]
+
+
+def test_the_confirmation_shows_the_totals_and_owners_and_changes_nothing(client, make_user, old_entries):
+    client.force_login(make_user())
+    client.post(reverse("batch_create"), {"action": "archive", "filter_query": "tags=forgotten"})
+    batch = Batch.objects.get()
+    events = AuditEvent.objects.count()
+    page = client.get(reverse("batch_confirm", args=[batch.pk])).content.decode()
+    to_copy = sum(BatchItem.objects.values_list("bytes_to_copy", flat=True))
+    assert to_copy > 0 and f"{to_copy:,} bytes" in page
+    assert 'data-testid="confirm-entries">2<' in page
+    owners = set(Entry.objects.filter(id__in=old_entries).values_list("owner_id", flat=True))
+    assert all(f"<li>{owner}: " in page for owner in owners)
+    assert Batch.objects.get().status == "draft" and AuditEvent.objects.count() == events
+    assert 'name="confirmed" value="yes"' in page
+
+
+def test_a_policy_batch_at_the_cap_says_how_many_the_policy_selects(client, policy_world, settings):
+    from archive_app import policies
+    from tests.policy_world import make_policy
+
+    settings.ARCHIVE_MAX_BATCH_SIZE = 2
+    batch_id = policies.policy_run(make_policy(policy_world), execute=True)["batch"]
+    client.force_login(policy_world.librarian)
+    page = client.get(reverse("batch_detail", args=[batch_id])).content.decode()
+    assert "Its policy selects 5 entries now; a batch holds at most 2, so this one has 2" in page

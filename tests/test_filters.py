@@ -334,3 +334,25 @@ def test_random_combinations_match_python(entries, categories):
         assert select(data) == want, chosen
         checked += 1
     assert checked >= 15
+
+
+@pytest.mark.django_db
+def test_search_finds_words_of_the_name_description_or_owner_and_the_start_of_an_id():
+    from archive_app import selectors
+    from tests.factories import make_entry
+
+    make_entry("1_alpha001", name="Quantum Chromodynamics", description="gluons", owner_id="prof-quark")
+    make_entry("1_alpha002", name="Organic chemistry", description="benzene rings, 100% carbon")
+    make_entry("1_beta0003", name="Cell biology", owner_id="dr_cells")
+
+    def found(q: str) -> set[str]:
+        return set(selectors.entry_list(data={"q": q}).values_list("id", flat=True))
+
+    assert found("chromo") == found("GLUONS") == found("quark") == {"1_alpha001"}
+    assert found("1_alpha") == {"1_alpha001", "1_alpha002"}
+    assert found("alpha") == set()  # an id matches by its start only
+    assert found("quantum gluons") == {"1_alpha001"} and found("quantum benzene") == set()  # every word
+    assert found("100%") == {"1_alpha002"} and found("%") == {"1_alpha002"}  # LIKE's wildcards are plain text
+    assert found("dr_") == {"1_beta0003"}
+    with pytest.raises(selectors.InvalidSelection, match="at most 10 words"):
+        found(" ".join(["word"] * 11))

@@ -40,12 +40,14 @@ ROUTES = {
     "entry_export": ({"GET"}, {"fmt": "csv"}),
     "entry_detail": ({"GET"}, {"entry_id": "1_abcd1234"}),
     "entry_legal_hold": ({"POST"}, {"entry_id": "1_abcd1234"}),
+    "entry_selection": ({"POST"}, {}),
     "health": ({"GET"}, {}),
     "preservation_report": ({"GET"}, {}),
     "preservation_export": ({"GET"}, {}),
     "batch_list": ({"GET"}, {}),
     "batch_create": ({"POST"}, {}),
     "batch_detail": ({"GET"}, {"batch_id": BATCH}),
+    "batch_confirm": ({"GET"}, {"batch_id": BATCH}),
     "batch_approve": ({"POST"}, {"batch_id": BATCH}),
     "batch_cancel": ({"POST"}, {"batch_id": BATCH}),
     "batch_retry": ({"POST"}, {"batch_id": BATCH}),
@@ -82,6 +84,8 @@ CSRF_EXEMPT = {"saml_acs"}
 # What a POST to each sends: valid data, so only the missing CSRF token can refuse it.
 POST_DATA = {
     "batch_create": {"action": "archive", "filter_query": ""},
+    "entry_selection": {"op": "clear"},
+    "batch_approve": {"confirmed": "yes"},
     "login": {"username": "admin", "password": "correct-horse-battery"},
 }
 
@@ -286,8 +290,9 @@ def test_pages_load_without_csp_violations_and_htmx_progress_works(page, sign_in
 
     page.goto("/entries/?tags=forgotten")
     page.select_option("select[name=action]", "archive")
-    page.click("text=Preview batch")
+    page.click("[data-testid=preview-filter]")
     page.click("text=Approve and run 2 entries")
+    page.click("[data-testid=confirm-approve]")
     page.wait_for_selector("[data-testid=batch-progress][data-status=running]")
     SimpleWorker([rq_queue], connection=rq_queue.connection).work(burst=True)
     # htmx polls the progress partial and swaps it in; app.js sizes the bar from data-percent.
@@ -520,7 +525,7 @@ def test_failed_jobs_show_no_secret_in_messages_audit_rq_or_logs(
     client.force_login(make_user("boss", role="admin"))
     client.post(reverse("batch_create"), {"action": "archive", "filter_query": "tags=forgotten"})
     batch = Batch.objects.get()
-    client.post(reverse("batch_approve", args=[batch.pk]))
+    client.post(reverse("batch_approve", args=[batch.pk]), {"confirmed": "yes"})
     jobs = rq_queue.get_jobs()
     assert len(jobs) == 2
     for job in jobs:  # ids in, nothing else

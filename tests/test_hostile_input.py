@@ -111,7 +111,9 @@ WEB_FORMS = [
     WebForm("health", FILTER_FIELDS),
     WebForm("batch_list", ("page",)),
     WebForm("batch_detail", ("page",), url_kwargs={"batch_id": BATCH}),
-    WebForm("batch_create", ("action", "filter_query"), method="post"),
+    WebForm("batch_create", ("action", "filter_query", "source"), method="post"),
+    WebForm("entry_selection", ("op", "shown", "checked", "back", "filter_query"), method="post"),
+    WebForm("batch_approve", ("confirmed",), method="post", url_kwargs={"batch_id": BATCH}),
     WebForm("login", (*SignInForm.base_fields, "next"), method="post", signed_in=False),
     WebForm("audit_log", ("user", "action", "entry", "batch", "since", "until", "outcome", "mode", "page")),
     WebForm("audit_export", ("user", "action", "entry", "batch", "since", "until", "outcome", "mode")),
@@ -119,8 +121,11 @@ WEB_FORMS = [
     WebForm("restore_new", ("entry_id", "tier")),
     WebForm("restore_create", ("entry_id", "tier"), method="post"),
     WebForm(
-        "policy_create", ("name", "filter_query", "action", "schedule", "notice_days", "next_run_at"), method="post"
-    ),
+        "policy_create",
+        ("name", "action", "schedule", "notice_days", "next_run_at", "confirm_share",
+         *(f"filter-{name}" for name in FILTER_FIELDS), "filter-foo"),
+        method="post",
+    ),  # fmt: skip
     WebForm("exemption_add", ("entry_id", "reason"), method="post"),
     WebForm("category_exclude", ("category_id", "reason"), method="post"),
     WebForm("keep_entries", ("token", "action", "keep"), method="post", signed_in=False),
@@ -134,6 +139,7 @@ WEB_FORMS = [
 PATH_PARAMETERS = [
     ("entry_detail", "entry_id", "get"),
     ("batch_detail", "batch_id", "get"),
+    ("batch_confirm", "batch_id", "get"),
     ("batch_approve", "batch_id", "post"),
     ("batch_cancel", "batch_id", "post"),
     ("batch_retry", "batch_id", "post"),

@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from archive_app import batches, policies, selectors, sync
 from archive_app.kaltura import Kaltura
-from archive_app.models import ArchivePolicy, AuditEvent, Batch, BatchNotice, Category, ExcludedCategory
+from archive_app.models import ArchivePolicy, AuditEvent, Batch, BatchNotice, Category, Entry, ExcludedCategory
 from tests.policy_world import make_policy, run_jobs, tags_of
 
 # --- pure helpers ---------------------------------------------------------------------
@@ -24,8 +24,16 @@ def test_a_filter_is_stored_normalised_and_validated():
     )
     with pytest.raises(selectors.InvalidSelection, match="unplayed_years"):
         policies.normalise_filter("unplayed_years=lots")
-    with pytest.raises(ValueError, match="every entry"):
+    with pytest.raises(ValueError, match="no condition"):
         policies.normalise_filter("page=2&sort=name")
+    # A state or a search alone still selects most of the library.
+    with pytest.raises(ValueError, match="no condition"):
+        policies.normalise_filter("state=initial&q=lecture")
+    # The issue's typo: an unknown field was ignored, and the policy selected every entry.
+    with pytest.raises(selectors.InvalidSelection, match="Not a filter.*'foo'"):
+        policies.normalise_filter("foo=bar&&&")
+    with pytest.raises(selectors.InvalidSelection, match="'unplayed_yeras'"):
+        policies.normalise_filter("unplayed_yeras=3")
 
 
 def test_the_next_run_follows_the_schedule_and_skips_missed_runs():
@@ -124,10 +132,12 @@ def test_librarians_create_edit_and_delete_policies(client, policy_world, make_u
     world = policy_world
     client.force_login(world.librarian)
     response = client.get(reverse("policy_create") + "?filter=%3Ftags%3Dforgotten%26page%3D2")
-    assert "tags=forgotten&amp;page=2" in response.content.decode()
+    # The Entries page's filter arrives in the same filter form, filled in.
+    assert 'name="filter-tags" id="id_filter-tags" value="forgotten"' in response.content.decode()
     data = {
-        "name": "Old lectures", "filter_query": "?tags=forgotten&page=2", "action": "archive_replace",
+        "name": "Old lectures", "filter-tags": "forgotten", "action": "archive_replace",
         "schedule": "quarterly", "notice_days": "21", "enabled": "on", "next_run_at": "2027-01-01 03:00",
+        "confirm_share": "yes",  # the world's five entries are all forgotten: the whole library
     }  # fmt: skip
     response = client.post(reverse("policy_create"), data)
     assert response.status_code == 302
@@ -138,7 +148,7 @@ def test_librarians_create_edit_and_delete_policies(client, policy_world, make_u
     listing = client.get(reverse("policy_list")).content.decode()
     assert "Old lectures" in listing and ">5<" in listing  # what it selects now
 
-    bad = client.post(reverse("policy_edit", args=[policy.pk]), {**data, "filter_query": "unplayed_years=lots"})
+    bad = client.post(reverse("policy_edit", args=[policy.pk]), {**data, "filter-unplayed_years": "lots"})
     assert bad.status_code == 200 and "not valid" in bad.content.decode()
     too_long = client.post(reverse("policy_edit", args=[policy.pk]), {**data, "notice_days": "999"})
     assert "At most 365" in too_long.content.decode()
@@ -212,3 +222,41 @@ def test_exemptions_page_manages_exempt_entries_and_excluded_categories(client, 
     client.post(reverse("category_include", args=[category.id]))
     assert not ExcludedCategory.objects.exists()
     assert client.get(reverse("category_include", args=[category.id])).status_code == 405
+
+
+@pytestmark_db
+def test_a_policy_filter_with_a_typo_or_no_condition_or_too_wide_is_refused(client, policy_world, settings):
+    world = policy_world
+    client.force_login(world.librarian)
+    policy = {"name": "Typo", "action": "archive", "schedule": "monthly", "notice_days": "14",
+              "next_run_at": "2027-01-01 03:00"}  # fmt: skip
+
+    def refused(**filter_fields) -> str:
+        response = client.post(reverse("policy_create"), {**policy, **filter_fields})
+        assert response.status_code == 200 and not ArchivePolicy.objects.exists()
+        return response.content.decode()
+
+    # The issue's typo came through the address; a tampered form field is refused the same way.
+    assert "Not a filter (a typo?): &#x27;foo&#x27;" in client.get(
+        reverse("policy_create") + "?filter=foo%3Dbar%26%26%26"
+    ).content.decode()
+    assert "Not a filter (a typo?): &#x27;foo&#x27;" in refused(**{"filter-foo": "bar", "filter-tags": "forgotten"})
+    assert "no condition of age, plays, category, tag or ids" in refused()
+    assert "no condition" in refused(**{"filter-state": "initial"})
+    # The five forgotten entries: just above the share, so saving needs the tick; one entry does not.
+    library = Entry.objects.filter(gone=False).count()
+    settings.ARCHIVE_POLICY_MAX_SHARE = 4.5 / library
+    page = refused(**{"filter-tags": "forgotten"})
+    assert f"selects 5 of the library&#x27;s {library:,} entries" in page and 'name="confirm_share"' in page
+    one = world.entries["alice"][0]
+    assert client.post(reverse("policy_create"), {**policy, "filter-ids": one}).status_code == 302
+    assert ArchivePolicy.objects.get().filter_query == f"ids={one}"
+
+
+@pytestmark_db
+def test_a_stored_policy_with_a_typo_or_no_condition_makes_no_batch(policy_world):
+    """Saved before the form refused them: the scheduler reports the filter instead of selecting everything."""
+    for query in ("foo=bar", "state=initial"):
+        result = policies.policy_run(make_policy(policy_world, name=query, filter_query=query), execute=True)
+        assert "no longer valid" in result["error"] and "batch" not in result
+    assert not Batch.objects.exists()

@@ -16,7 +16,7 @@ from rq import SimpleWorker
 
 from archive_app import batches, jobs, restores, sync
 from archive_app.kaltura import Kaltura
-from archive_app.models import ArchiveCopy, AuditEvent, Batch, Entry, Restore
+from archive_app.models import ArchiveCopy, AuditEvent, Batch, Entry, Flavor, Restore
 from archive_app.storage import ArchiveStore
 from archive_app.workflow import ContentId, CopyRecord, LiveState
 from tests.test_batches import k_entry, k_flavor
@@ -189,6 +189,10 @@ def test_a_placeholder_comes_back_as_its_original(world, rq_queue, settings, sto
     assert all(after[flavor_id]["version"] > version for flavor_id, version in before.items())
     # Back to "archived": the S3 copy stays.
     assert Entry.objects.get(id=entry_id).archive_state == "archived"
+    # The mirror was read from Kaltura when the restore finished: the original's flavors, without a sync.
+    live_flavors = {f.id: f.size_bytes for f in Kaltura.from_settings().flavors(entry_id)}
+    assert dict(Flavor.objects.filter(entry_id=entry_id).values_list("id", "size_bytes")) == live_flavors
+    assert Entry.objects.get(id=entry_id).original_size_bytes == ArchiveCopy.objects.get(entry_id=entry_id).size_bytes
     assert ArchiveCopy.objects.get(entry_id=entry_id).replaced_at is None
     assert ArchiveStore.from_settings().head(entry_id) is not None
     # Only the requested entry changed.

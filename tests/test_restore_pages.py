@@ -106,7 +106,7 @@ def test_an_admin_restores_a_video_from_the_restore_page(page, sign_in, make_use
     page.click("text=Preview")
     page.wait_for_selector("[data-testid=restore-preview]")
     assert page.get_by_test_id("expected-wait").inner_text() == "5–12 hours"
-    assert "upload_original" in page.get_by_test_id("restore-steps").inner_text()
+    assert "Upload the original back to Kaltura (" in page.get_by_test_id("restore-steps").inner_text()
     assert not Restore.objects.exists(), "the preview changed nothing"
     page.click(f"text=Confirm restore of {entry_id}")
     page.wait_for_selector("[data-testid=restore-status][data-status=requested]")

@@ -51,12 +51,14 @@ MATRIX: dict[str, tuple[list, dict]] = {
     "entry_export": (["csv"], LIBRARIANS),
     "entry_detail": ([ENTRY_ID], LIBRARIANS),
     "entry_legal_hold": ([ENTRY_ID], POST_ONLY),
+    "entry_selection": ([], POST_ONLY),
     "health": ([], LIBRARIANS),
     "preservation_report": ([], LIBRARIANS),
     "preservation_export": ([], LIBRARIANS),
     "batch_list": ([], LIBRARIANS),
     "batch_create": ([], POST_ONLY),
     "batch_detail": (["<batch>"], LIBRARIANS),
+    "batch_confirm": (["<batch>"], LIBRARIANS),
     "batch_approve": (["<batch>"], POST_ONLY),
     "batch_cancel": (["<batch>"], POST_ONLY),
     "batch_retry": (["<batch>"], POST_ONLY),
@@ -221,7 +223,7 @@ def test_batch_actions_by_role(client, world, role, view):
     if role != "anonymous":
         client.force_login(users[role])
     events_before = AuditEvent.objects.count()
-    response = client.post(reverse(view, args=[batch.pk]))
+    response = client.post(reverse(view, args=[batch.pk]), {"confirmed": "yes"} if view == "batch_approve" else {})
     batch.refresh_from_db()
     if POST_EXPECTED[role] == "allowed":
         assert _outcome(response) == f"→ {reverse('batch_detail', args=[batch.pk])}"

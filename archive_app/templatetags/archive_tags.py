@@ -177,3 +177,26 @@ def options(bound_field) -> list[tuple[str, str, bool]]:
     without rendering a template per option (40 categories took ~7 ms that way)."""
     chosen = {str(value) for value in bound_field.value() or []}
     return [(str(value), label, str(value) in chosen) for value, label in bound_field.field.choices]
+
+
+@register.filter
+def plan_labels(item) -> list[str]:
+    """A batch item's planned steps in plain words, with its sizes (wording.py)."""
+    from archive_app import wording
+
+    return wording.plan_labels(item.planned_steps, copy_bytes=item.bytes_to_copy, freed_bytes=item.bytes_freed)
+
+
+@register.filter
+def action_label(action: str) -> str:
+    from archive_app import wording
+
+    return wording.action_label(action)
+
+
+@register.filter
+def step_label(name: str, size=None) -> str:
+    """A step's plain label; `size` is the bytes it moves (a copy or an upload)."""
+    from archive_app import wording
+
+    return wording.step_label(name, copy_bytes=size or None)

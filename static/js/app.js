@@ -37,3 +37,85 @@ document.addEventListener("submit", (event) => {
   form.prepend(note);
   note.scrollIntoView({ block: "nearest" });
 });
+
+// The Entries page's selection lives in the session (archive_app/selection.py). A tick sends
+// just that row; the page's own form does the same without script ("Update the selection").
+async function sendSelection(form, shown, checked) {
+  const body = new URLSearchParams();
+  body.append("op", "page");
+  shown.forEach((id) => body.append("shown", id));
+  checked.forEach((id) => body.append("checked", id));
+  const response = await fetch(form.action, {
+    method: "POST",
+    body,
+    headers: {
+      Accept: "application/json",
+      "X-CSRFToken": form.querySelector("input[name=csrfmiddlewaretoken]").value,
+    },
+    credentials: "same-origin",
+  });
+  if (!response.ok) throw new Error(`selection: HTTP ${response.status}`);
+  const { selected } = await response.json();
+  document.querySelectorAll("[data-selected-count]").forEach((node) => {
+    node.textContent = selected.toLocaleString("en-US");
+  });
+  const preview = document.querySelector("[data-testid=preview-selected]");
+  if (preview) preview.disabled = selected === 0;
+  document.body.dataset.selectionSaved = String(Date.now());
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  const form = document.getElementById("selection-form");
+  if (!form) return;
+  form.querySelectorAll(".js-hide").forEach((node) => node.classList.add("d-none"));
+  const boxes = () => [...document.querySelectorAll("input[name=checked][form=selection-form]")];
+  const pageBox = document.getElementById("select-page");
+  const showPageState = () => {
+    if (!pageBox) return;
+    const ticked = boxes().filter((box) => box.checked).length;
+    pageBox.checked = ticked > 0 && ticked === boxes().length;
+    pageBox.indeterminate = ticked > 0 && ticked < boxes().length;
+  };
+  showPageState();
+  document.addEventListener("change", (event) => {
+    const box = event.target;
+    let changed;
+    if (box.matches("input[name=checked][form=selection-form]")) {
+      changed = [box];
+    } else if (box === pageBox) {
+      changed = boxes();
+      changed.forEach((row) => { row.checked = box.checked; });
+    } else {
+      return;
+    }
+    const ids = changed.map((row) => row.value);
+    sendSelection(form, ids, changed.filter((row) => row.checked).map((row) => row.value)).catch(() => {
+      // Not stored (signed out, say): undo the ticks rather than show a selection that is not there.
+      changed.forEach((row) => { row.checked = !row.checked; });
+      let note = document.querySelector("[data-testid=selection-error]");
+      if (!note) {
+        note = document.createElement("div");
+        note.className = "alert alert-danger small";
+        note.setAttribute("role", "alert");
+        note.dataset.testid = "selection-error";
+        form.after(note);
+      }
+      note.textContent = "The selection could not be saved. Reload the page (you may need to sign in again).";
+    }).finally(showPageState);
+    showPageState();
+  });
+});
+
+// A type-ahead over a long <select multiple> (the category picker): options that do not
+// contain the typed words are hidden; chosen ones always stay in sight.
+document.addEventListener("input", (event) => {
+  const finder = event.target;
+  if (!finder.matches("input[data-find-options]")) return;
+  const select = document.getElementById(finder.dataset.findOptions);
+  if (!select) return;
+  const words = finder.value.toLowerCase().split(/\s+/).filter(Boolean);
+  for (const option of select.options) {
+    const text = option.textContent.toLowerCase();
+    option.hidden = !option.selected && !words.every((word) => text.includes(word));
+  }
+});
