@@ -114,6 +114,9 @@ KALTURA_SECRET = envsecret("KALTURA_SECRET")
 KALTURA_USERID = envstr("KALTURA_USERID")
 KALTURA_SESSION_EXPIRY = envint("KALTURA_SESSION_EXPIRY", 86400, minimum=60)
 KALTURA_TIMEOUT = envint("KALTURA_TIMEOUT", 120, minimum=1)
+# Requests per second to Kaltura across every process sharing REDIS_URL (0: no cap). Kaltura answers partners
+# that call too fast with ACTION_BLOCKED; those calls are retried with backoff either way.
+KALTURA_MAX_REQUESTS_PER_SECOND = envfloat("KALTURA_MAX_REQUESTS_PER_SECOND", 0.0)
 # How often the scheduled job mirrors changed entries and recent plays.
 SYNC_INTERVAL_MINUTES = envint("SYNC_INTERVAL_MINUTES", 15, minimum=1)
 

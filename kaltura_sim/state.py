@@ -59,8 +59,17 @@ class SimState:
         partner_id: int = 1234567,
         admin_secret: str = "sim-admin-secret",
         now: float | None = None,
+        stable_ties: bool = False,
+        rate_limit: float | None = None,
+        bursts: tuple[int, ...] = (),
     ) -> None:
         self.lock = threading.RLock()
+        # Kaltura's search index has no order among equal sort keys: each list request may return ties in
+        # another order. stable_ties keeps them in creation order, for tests that need determinism.
+        self.stable_ties = stable_ties
+        self._ties_rng = random.Random(f"{seed}:ties")
+        # Requests per second above which API calls answer ACTION_BLOCKED (None: no limit); see RateLimit.
+        self.rate_limit = RateLimit(rate_limit)
         self.seed = seed
         self.partner_id = partner_id
         self.admin_secret = admin_secret
@@ -79,7 +88,7 @@ class SimState:
         self.flavors: dict[str, dict] = {}
         self.category_entries: dict[tuple[int, str], dict] = {}
         self._categories_of: dict[str, list[int]] = {}
-        generated, flavors, rows = self.generator.make_catalogue(entries)
+        generated, flavors, rows = self.generator.make_catalogue(entries, extra_bursts=bursts)
         for flavor in flavors:
             self._insert_flavor(flavor)
         for entry in generated:
@@ -97,6 +106,21 @@ class SimState:
         self._counters: Counter[str] = Counter()
         self._subrequest_counters: Counter[str] = Counter()
         self._workdir: str | None = None
+
+    def shuffle_ties(self, items: list[dict], key) -> list[dict]:
+        """`items` (sorted by `key`) with each run of equal keys in a random order, unless stable_ties."""
+        if self.stable_ties or len(items) < 2:
+            return items
+        result: list[dict] = []
+        group: list[dict] = []
+        for item in items:
+            if group and key(group[0]) != key(item):
+                self._ties_rng.shuffle(group)
+                result += group
+                group = []
+            group.append(item)
+        self._ties_rng.shuffle(group)
+        return result + group
 
     # --- bookkeeping ------------------------------------------------------------------------------
 
@@ -726,3 +750,27 @@ class SimState:
             _content=source, size=round(size / 1024), sizeInBytes=size, version=flavor["version"] + 1,
             status=FLAVOR_READY, updatedAt=now, deletedAt=None, bitrate=int(size * 8 / 1000 / max(duration, 1)),
         )  # fmt: skip
+
+
+class RateLimit:
+    """A partner's request rate limit: more than `per_second` API requests within any one second are refused
+    (the refused ones do not count), as Kaltura refuses partners that call too fast with ACTION_BLOCKED.
+    `per_second` may be changed at run time; None or 0 turns the limit off."""
+
+    def __init__(self, per_second: float | None = None) -> None:
+        self.per_second = per_second
+        self.blocked = 0
+        self._accepted: list[float] = []
+        self._lock = threading.Lock()
+
+    def allow(self) -> bool:
+        if not self.per_second:
+            return True
+        with self._lock:
+            now = time.monotonic()
+            self._accepted = [t for t in self._accepted if now - t < 1.0]
+            if len(self._accepted) >= self.per_second:
+                self.blocked += 1
+                return False
+            self._accepted.append(now)
+            return True
