@@ -13,7 +13,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
 from archive_app import batches, selectors
-from archive_app.kaltura import Kaltura, KalturaError
+from archive_app.kaltura import Kaltura, KalturaError, pacing_status
 from archive_app.models import Batch, BatchItem
 from archive_app.storage import ArchiveStore, StorageError
 
@@ -93,6 +93,7 @@ def batch_detail(request: HttpRequest, batch_id: int) -> HttpResponse:
         "items": items,
         "totals": batches.preview_totals(batch),
         "progress": _progress(batch),
+        "kaltura_pacing": pacing_status(),
         "can_approve": batch.status == Batch.Status.DRAFT
         and not (batch.approved_by_id and batch.approved_by_id == request.user.pk),
         "needs_second": batch.status == Batch.Status.DRAFT and batch.approved_by_id is not None,

@@ -172,11 +172,14 @@ def pacing_status() -> dict | None:
         conn.close()
     if not capped and not blocked:
         return None
-    return {
-        "per_second": settings.KALTURA_MAX_REQUESTS_PER_SECOND,
-        "capped": json.loads(capped) if capped else None,
-        "blocked": json.loads(blocked) if blocked else None,
-    }
+
+    def shown(raw: bytes | None) -> dict | None:
+        if not raw:
+            return None
+        value = json.loads(raw)
+        return {**value, "at": datetime.fromtimestamp(value["at"], tz=UTC)}
+
+    return {"capped": shown(capped), "blocked": shown(blocked)}
 
 
 def _only(fields: str) -> KalturaDetachedResponseProfile:
