@@ -1000,3 +1000,54 @@ def test_command_line_runs_until_terminated():
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+# --- a partner's rate limit -----------------------------------------------------------------------
+
+
+def test_above_the_rate_limit_calls_answer_action_blocked(sim, client):
+    state = sim.state
+    state.rate_limit.per_second = 3
+    try:
+        time.sleep(1.05)  # a fresh second
+        answers = []
+        for _ in range(5):
+            try:
+                client.media.list(KalturaMediaEntryFilter(), KalturaFilterPager(pageSize=1))
+                answers.append("ok")
+            except KalturaException as error:
+                answers.append((error.code, error.message))
+        assert answers[:3] == ["ok"] * 3
+        assert answers[3:] == [("ACTION_BLOCKED", 'Action "list" in service "media" is blocked')] * 2
+        # A multirequest is one request, refused whole; refused requests do not count against the limit.
+        client.startMultiRequest()
+        client.media.list(KalturaMediaEntryFilter(), KalturaFilterPager(pageSize=1))
+        client.media.list(KalturaMediaEntryFilter(), KalturaFilterPager(pageSize=1))
+        assert error_of(client.doMultiRequest).code == "ACTION_BLOCKED"
+        client.multiRequestReturnType = None  # the client stays in multirequest mode after a failed one
+        time.sleep(1.05)
+        assert client.media.list(KalturaMediaEntryFilter(), KalturaFilterPager(pageSize=1)).totalCount > 0
+        assert state.rate_limit.blocked == 3
+
+        # Off over HTTP, as a separate process would be told.
+        assert requests.post(f"{sim.url}/sim/rate-limit", json={"per_second": None}, timeout=5).ok
+        for _ in range(10):
+            client.media.list(KalturaMediaEntryFilter(), KalturaFilterPager(pageSize=1))
+        assert requests.get(f"{sim.url}/sim/counters", timeout=5).json()["blocked"] == 3
+    finally:
+        state.rate_limit.per_second = None
+        state.rate_limit.blocked = 0
+
+
+def test_entry_lists_filter_on_duration(sim, client):
+    entries = ready_entries(sim)
+    low, high = 600, 1800
+    wanted = {e["id"] for e in entries if low <= e["duration"] <= high}
+    assert 0 < len(wanted) < len(entries)
+    filter_ = KalturaMediaEntryFilter(durationGreaterThanOrEqual=low, durationLessThanOrEqual=high)
+    got = set()
+    page_index = 1
+    while page := client.media.list(filter_, KalturaFilterPager(pageSize=500, pageIndex=page_index)).objects:
+        got |= {e.id for e in page}
+        page_index += 1
+    assert got == wanted
