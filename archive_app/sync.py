@@ -2,8 +2,12 @@
 
 Kaltura returns nothing past the 10,000th match of a filter, so a walk never pages
 far: it moves a window on createdAt (or updatedAt) ordered ascending, excluding the
-ids already seen in the boundary second with idNotIn. idNotIn keeps only 150 ids, so
-a second holding more entries than that (a bulk upload) is paged through on its own.
+ids already seen in the boundary second with idNotIn. Kaltura's search index returns
+equal sort keys in any order, different on each request, and idNotIn keeps only 150
+ids, so a second holding more entries than that (a bulk upload) is listed in parts
+split by further fields until each comes back whole (walk_entries). A full pass then
+checks its counts against Kaltura's (_reconcile) and asks about every entry it did not
+meet by id before calling it gone (_mark_gone).
 
 Each page is written in one transaction together with the cursor, so a crash loses
 at most the page in flight and a rerun continues from the cursor.
