@@ -320,7 +320,7 @@ def _indexed_entries(state: SimState, f: dict[str, Any], params: dict[str, Any],
     if _simple_entry_filter(f, column):
         # Count the range by status, then take out the hidden entries and the idNotIn entries that would match.
         status_ok = _status_test(f)
-        counts = collections.Counter(map(itemgetter("status"), ordered[start:stop]))
+        counts = collections.Counter(state.entry_statuses(column)[start:stop])
         total = sum(n for status, n in counts.items() if status_ok(status))
         for position in hidden[bisect_left(hidden, start) : bisect_left(hidden, stop)]:
             total -= status_ok(ordered[position]["status"])

@@ -445,7 +445,7 @@ def test_indexed_entry_lists_match_a_full_filter_and_sort():
             elif kind == 2:
                 ids.append(state.add_entry(createdAt=rng.choice(times)))
             else:
-                entry["status"] = rng.choice([0, 1, 2, 3, 7])
+                state.set_status(entry, rng.choice([0, 1, 2, 3, 7]))
         filter_ = {"objectType": "KalturaMediaEntryFilter"}
         if order := rng.choice(orders):
             filter_["orderBy"] = order
