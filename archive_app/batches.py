@@ -90,7 +90,7 @@ def batch_create(
         audit.record(
             "batch_create", user=user, batch=batch, dry_run=True, details={"entries": len(entry_ids), "action": action}
         )
-        bulk.create(AuditEvent, _preview_events(batch, plans.values(), user))
+        bulk.create(AuditEvent, preview_events(batch, batch.action, plans.values(), user))
     return batch
 
 
@@ -131,21 +131,14 @@ def _plan_fields(plan: Plan) -> dict:
     }
 
 
-def _preview_events(batch: Batch, plans: Iterable[Plan], user) -> list[dict]:
-    """The preview's audit events, one per entry, as rows for bulk.create."""
-    username = user.get_username() if user else audit.SYSTEM_USERNAME
+def preview_events(batch: Batch | None, action: str, plans: Iterable[Plan], user) -> list[dict]:
+    """The preview's audit events, one per entry, as rows for bulk.create (written as audit.record writes)."""
     return [
-        {
-            "user_id": user.pk if user else None,
-            "username": username,
-            "action": f"preview_{batch.action}",
-            "entry_id": plan.entry_id,
-            "batch_id": batch.pk,
-            "dry_run": True,
-            "outcome": AuditEvent.Outcome.SKIPPED if plan.skipped else AuditEvent.Outcome.OK,
-            "message": plan.summary()[:1000],
-            "details": {"steps": plan.step_names, "skip_reason": plan.skip_reason, **plan.identity},
-        }
+        audit.event_row(
+            f"preview_{action}", user=user, entry_id=plan.entry_id, batch=batch, dry_run=True,
+            outcome=AuditEvent.Outcome.SKIPPED if plan.skipped else AuditEvent.Outcome.OK, message=plan.summary(),
+            details={"steps": plan.step_names, "skip_reason": plan.skip_reason, **plan.identity},
+        )  # fmt: skip
         for plan in plans
     ]
 
@@ -165,7 +158,7 @@ def batch_preview(batch: Batch, *, user, kaltura: Kaltura | None = None, store: 
         for item in items:
             item.pk = None
         BatchItem.objects.bulk_create(items, batch_size=500)
-        bulk.create(AuditEvent, _preview_events(batch, plans.values(), user))
+        bulk.create(AuditEvent, preview_events(batch, batch.action, plans.values(), user))
     return plans
 
 
