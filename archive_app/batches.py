@@ -35,6 +35,7 @@ from archive_app.models import (
     EntryLock,
     MediaType,
 )
+from archive_app.redaction import redact
 from archive_app.storage import ArchiveStore, HashingReader, StorageError
 from archive_app.workflow import (
     Plan,
@@ -304,6 +305,21 @@ def release_stale_items(batch: Batch) -> int:
             )
             EntryLock.objects.filter(holder__in=[runner.holder(ITEMS, pk) for pk in stale]).delete()
     return len(stale)
+
+
+def fail_unclaimed_item(item_id: int, token: str, error: str) -> bool:
+    """The item's job failed for good before it claimed the item: FAILED with the error (audited), so the batch
+    ends and a retry may queue it again. An item its job did claim is the runner's (or release_stale_items')."""
+    message = redact(f"the job failed before it started: {error}; retry to run it again")[:4000]
+    ended = BatchItem.objects.filter(pk=item_id, job_id=token, status=BatchItem.Status.QUEUED).update(
+        status=BatchItem.Status.FAILED, message=message, finished_at=timezone.now()
+    )
+    if ended:
+        item = ITEMS.load(item_id)
+        audit.record(ITEMS.audit_action(item, "failed"), user=ITEMS.user(item), entry_id=item.entry_id,
+                     batch=item.batch, dry_run=False, outcome=AuditEvent.Outcome.FAILED, message=message)  # fmt: skip
+        refresh_batch_status(item.batch_id)
+    return bool(ended)
 
 
 def refresh_batch_status(batch_id: int) -> None:

@@ -388,6 +388,46 @@ def test_a_replacement_past_its_deadline_fails_and_a_waiting_item_can_be_cancell
     assert "flavors_deleted" in tags(sim, first) and problems(first) == []
 
 
+def test_an_item_whose_job_fails_before_its_claim_fails_once_rq_gives_up(world, rq_queue):
+    """A job can fail before it claims its item (the database or Redis failing): RQ retries it, and after
+    its last attempt the item fails with the error, so it never waits queued forever and a retry runs it."""
+    from django.db import OperationalError
+
+    from archive_app import jobs
+
+    sim, librarian, _ = world
+    entry_id = new_entry(sim)
+    batch = batches.batch_create(user=librarian, action=Batch.Action.ARCHIVE, entry_ids=[entry_id])
+    batches.batch_preview(batch, user=librarian)
+    batches.batch_approve(batch, user=librarian)
+    item = batch.items.get()
+    job = rq_queue.jobs[0]
+    assert job.failure_callback is jobs.batch_item_job_failed
+    error = OperationalError("database is locked")
+
+    jobs.batch_item_job_failed(job, rq_queue.connection, OperationalError, error, None)  # RQ will retry
+    item.refresh_from_db()
+    assert item.status == BatchItem.Status.QUEUED
+
+    job.retries_left = 0  # its last attempt failed too
+    jobs.batch_item_job_failed(job, rq_queue.connection, OperationalError, error, None)
+    item.refresh_from_db()
+    assert item.status == BatchItem.Status.FAILED
+    assert item.message == ("the job failed before it started: OperationalError: database is locked; "
+                            "retry to run it again")  # fmt: skip
+    assert AuditEvent.objects.filter(entry_id=entry_id, action="archive_failed", outcome="failed").exists()
+    batch.refresh_from_db()
+    assert batch.status == Batch.Status.DONE
+
+    # A librarian's retry queues it again and it finishes; the old job's failure, reported late, changes nothing.
+    assert batches.batch_retry_failed(batch, user=librarian) == 1
+    jobs.batch_item_job_failed(job, rq_queue.connection, OperationalError, error, None)
+    run_jobs(rq_queue)
+    item = batch.items.get()  # the retry's preview wrote the item anew
+    assert item.status == BatchItem.Status.DONE, item.message
+    assert ArchiveCopy.objects.filter(entry_id=entry_id).count() == 1
+
+
 def test_retry_cannot_touch_a_running_item(world, rq_queue):
     sim, librarian, _ = world
     entry_id = new_entry(sim)
