@@ -121,6 +121,8 @@ def test_giving_a_role_on_the_command_line_is_audited_with_the_os_user_and_host(
 def test_preview_events_are_redacted_like_every_other_event(kaltura_sim, s3, rq_queue, settings, make_user):
     """Preview events are bulk-written, yet as audit.record writes: a Kaltura text quoting a session (here the
     parent entry id a skip reason names) is redacted, on the command line's dry run and in a batch preview."""
+    from io import StringIO
+
     from archive_app import batches
 
     settings.KALTURA_RETRY_DELAYS = (0.01,)
@@ -130,7 +132,9 @@ def test_preview_events_are_redacted_like_every_other_event(kaltura_sim, s3, rq_
     sync.sync_full(Kaltura.from_settings())
     librarian = make_user("lib", role="librarian")
 
-    call_command("archive_entries", f"--id={entry_id}", "--user", "lib")  # dry run
+    out = StringIO()
+    call_command("archive_entries", f"--id={entry_id}", "--user", "lib", stdout=out)  # dry run
+    assert "secondary stream of multi-stream entry" in out.getvalue() and ks[:20] not in out.getvalue()
     batch = batches.batch_create(user=librarian, action=Batch.Action.ARCHIVE, entry_ids=[entry_id], preview=True)
     events = list(AuditEvent.objects.filter(action="preview_archive", entry_id=entry_id))
     assert len(events) == 2 and {event.batch_id for event in events} == {None, batch.pk}

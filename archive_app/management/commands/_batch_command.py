@@ -22,6 +22,7 @@ from archive_app.cli import (
 )
 from archive_app.kaltura import Kaltura, KalturaError
 from archive_app.models import AuditEvent, Batch, BatchItem
+from archive_app.redaction import redact
 from archive_app.storage import ArchiveStore, StorageError
 from archive_app.workflow import Policy, plan_for, read_live_states
 
@@ -83,7 +84,7 @@ class BatchCommand(BaseCommand):
         plans = [plan_for(action, states[entry_id], policy) for entry_id in entry_ids]
         bulk.create(AuditEvent, batches.preview_events(None, action, plans, user))
         for plan in plans:
-            self.stdout.write(f"{plan.entry_id}\t{plan.summary()}")
+            self.stdout.write(redact(f"{plan.entry_id}\t{plan.summary()}"))  # a Kaltura text may quote a KS
         todo = [plan for plan in plans if not plan.skipped]
         self.stdout.write(
             f"dry run: {len(plans)} entries, {len(todo)} to process, {len(plans) - len(todo)} skipped; "
