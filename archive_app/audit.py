@@ -108,20 +108,7 @@ def blank_old_addresses(*, now: datetime | None = None) -> dict:
 
 def record_many(events: list[dict], *, dry_run: bool, username: str = SYSTEM_USERNAME) -> int:
     """Many events of one run at once (the fixity audit writes one per copy): each dict has `action` and any of
-    entry_id, outcome, message, details; scrubbed as `record` does."""
-    AuditEvent.objects.bulk_create(
-        [
-            AuditEvent(
-                username=username,
-                action=event["action"],
-                entry_id=event.get("entry_id", ""),
-                dry_run=dry_run,
-                outcome=event.get("outcome", AuditEvent.Outcome.OK),
-                message=_scrub(event.get("message", ""))[:1000],
-                details=_scrub({**context_details(), **(event.get("details") or {})}),
-            )
-            for event in events
-        ],
-        batch_size=1000,
-    )
-    return len(events)
+    entry_id, outcome, message, details; each row built by event_row, as `record` builds one."""
+    rows = [event_row(event.pop("action"), username=username, dry_run=dry_run, **event) for event in map(dict, events)]
+    AuditEvent.objects.bulk_create([AuditEvent(**row) for row in rows], batch_size=1000)
+    return len(rows)
