@@ -81,7 +81,9 @@ def test_a_cdn_host_from_the_setting_is_followed(one_old_entry, kaltura_sim, rq_
     elsewhere = kaltura_sim.state.flavor_url(original).replace("127.0.0.1", "localhost")
     kaltura_sim.state.redirect_download(original["id"], elsewhere, count=1)
     assert archive(entry_id, librarian, rq_queue).status == BatchItem.Status.DONE
-    assert objects_in_s3(s3) == 1
+    # The original under its entry id, beside it only the copy's sidecar files (<key>/...).
+    keys = [item["Key"] for item in s3.list_objects_v2(Bucket=settings.AWS_BUCKET)["Contents"]]
+    assert [key for key in keys if "/" not in key] == [ArchiveCopy.objects.get().key] == [entry_id]
 
 
 def test_endless_redirects_end(one_old_entry, kaltura_sim, rq_queue, s3):
