@@ -33,6 +33,7 @@ Kaltura no longer has (archive_app/restores.py, step restore_captions).
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -223,3 +224,72 @@ def write_sidecar(store: ArchiveStore, kaltura: Kaltura, state, copy: ArchiveCop
 
 def read_sidecar(store: ArchiveStore, copy: ArchiveCopy) -> dict:
     return json.loads(store.read_small(copy.sidecar_key, copy.sidecar_version_id or None))
+
+
+# --- putting captions back (a restore's step restore_captions) ------------------------------
+
+
+def _caption_sha256(kaltura: Kaltura, caption: KCaption) -> str | None:
+    fetched = _fetch(kaltura, kaltura.caption_download_url(caption.id))
+    return hashlib.sha256(fetched.data).hexdigest() if fetched.data is not None else None
+
+
+def restore_captions(store: ArchiveStore, kaltura: Kaltura, copy: ArchiveCopy | None, added: dict,
+                     remember) -> dict:  # fmt: skip
+    """Add back from S3 the captions the copy's sidecar lists and Kaltura no longer has; leave alone those it has.
+
+    Kaltura "has" an archived caption when one of its captions is that asset, or has the same language and label,
+    or the same content (SHA-256). `added` (archived asset id -> the asset added for it) is this restore's record
+    from an earlier run, and `remember(added)` saves it right after each captionAsset.add, so a rerun after a
+    crash at any line adds none twice: an asset added without its content yet (ours, or the same language and
+    label) gets the content instead.
+    """
+    if copy is None or not copy.sidecar_key:
+        return {"captions": "no sidecar recorded for this copy"}
+    archived = [c for c in read_sidecar(store, copy).get("captions", []) if c.get("key")]
+    if not archived:
+        return {"captions": "none archived"}
+    live = kaltura.captions(copy.entry_id)
+    hashes: dict[str, str | None] = {}
+
+    def has_it(caption: dict) -> KCaption | None:
+        for asset in live:
+            if asset.id in (caption["id"], added.get(caption["id"])):
+                return asset
+            if (asset.language, asset.label) == (caption["language"], caption["label"]):
+                return asset
+        for asset in live:
+            if asset.status == KCaption.READY and caption.get("sha256"):
+                if asset.id not in hashes:
+                    hashes[asset.id] = _caption_sha256(kaltura, asset)
+                if hashes[asset.id] == caption["sha256"]:
+                    return asset
+        return None
+
+    kept, restored, refused = [], [], []
+    has_default = any(asset.is_default for asset in live)
+    for caption in archived:
+        asset = has_it(caption)
+        if asset is not None and asset.status == KCaption.READY:
+            kept.append({"id": caption["id"], "in_kaltura": asset.id})
+            continue
+        data = store.read_small(caption["key"], caption.get("version_id"), limit=SIDE_OBJECT_LIMIT)
+        sha256 = hashlib.sha256(data).hexdigest()
+        if caption.get("sha256") and sha256 != caption["sha256"]:
+            refused.append({"id": caption["id"], "key": caption["key"],
+                            "reason": f"SHA-256 {sha256} in S3, {caption['sha256']} recorded"})  # fmt: skip
+            continue
+        if asset is None:
+            new_id = kaltura.add_caption(copy.entry_id, language=caption["language"], label=caption["label"],
+                                         caption_format=caption["format"],
+                                         is_default=caption.get("is_default", False) and not has_default)  # fmt: skip
+            added = {**added, caption["id"]: new_id}
+            remember(added)
+        else:
+            new_id = asset.id  # added before a crash, still without content
+        extension = caption["key"].rsplit(".", 1)[-1]
+        token = kaltura.upload(io.BytesIO(data), file_name=f"{caption['id']}.{extension}", size=len(data))
+        kaltura.set_caption_content(new_id, token)
+        restored.append({"id": caption["id"], "language": caption["language"], "label": caption["label"],
+                         "as": new_id, "bytes": len(data), "sha256": sha256})  # fmt: skip
+    return {"captions_kept": kept, "captions_restored": restored, "captions_refused": refused}
