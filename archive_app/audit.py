@@ -46,7 +46,7 @@ def _scrub(value: Any) -> Any:
     return value
 
 
-def record(
+def event_row(
     action: str,
     *,
     user=None,
@@ -57,20 +57,28 @@ def record(
     outcome: str = AuditEvent.Outcome.OK,
     message: str = "",
     details: dict | None = None,
-) -> AuditEvent:
+) -> dict:
+    """An event's row {field attname: value}, as every event is written: secrets redacted, the context's details
+    (a command's OS user and host) added. One place for `record` and for bulk inserts (bulk.create)."""
     if username is None:
         username = user.get_username() if user is not None else SYSTEM_USERNAME
-    return AuditEvent.objects.create(
-        user=user,
-        username=username,
-        action=action,
-        entry_id=entry_id,
-        batch=batch,
-        dry_run=dry_run,
-        outcome=outcome,
-        message=_scrub(message)[:1000],
-        details=_scrub({**context_details(), **(details or {})}),
-    )
+    return {
+        "user_id": user.pk if user is not None else None,
+        "username": username,
+        "action": action,
+        "entry_id": entry_id,
+        "batch_id": batch.pk if batch is not None else None,
+        "dry_run": dry_run,
+        "outcome": outcome,
+        "message": _scrub(message)[:1000],
+        "details": _scrub({**context_details(), **(details or {})}),
+    }
+
+
+def record(action: str, *, user=None, batch=None, **fields) -> AuditEvent:
+    """Write one event (the arguments of event_row)."""
+    row = event_row(action, user=user, batch=batch, **fields)
+    return AuditEvent.objects.create(**{**row, "user": user, "batch": batch})
 
 
 def blank_old_addresses(*, now: datetime | None = None) -> dict:
@@ -100,20 +108,7 @@ def blank_old_addresses(*, now: datetime | None = None) -> dict:
 
 def record_many(events: list[dict], *, dry_run: bool, username: str = SYSTEM_USERNAME) -> int:
     """Many events of one run at once (the fixity audit writes one per copy): each dict has `action` and any of
-    entry_id, outcome, message, details; scrubbed as `record` does."""
-    AuditEvent.objects.bulk_create(
-        [
-            AuditEvent(
-                username=username,
-                action=event["action"],
-                entry_id=event.get("entry_id", ""),
-                dry_run=dry_run,
-                outcome=event.get("outcome", AuditEvent.Outcome.OK),
-                message=_scrub(event.get("message", ""))[:1000],
-                details=_scrub({**context_details(), **(event.get("details") or {})}),
-            )
-            for event in events
-        ],
-        batch_size=1000,
-    )
-    return len(events)
+    entry_id, outcome, message, details; each row built by event_row, as `record` builds one."""
+    rows = [event_row(event.pop("action"), username=username, dry_run=dry_run, **event) for event in map(dict, events)]
+    AuditEvent.objects.bulk_create([AuditEvent(**row) for row in rows], batch_size=1000)
+    return len(rows)

@@ -15,7 +15,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from archive_app import batches, costs, selectors
 from archive_app.error_views import bad_request
-from archive_app.kaltura import Kaltura, KalturaError
+from archive_app.kaltura import Kaltura, KalturaError, pacing_status
 from archive_app.models import Batch, BatchItem, Entry
 from archive_app.selection import Selection
 from archive_app.storage import ArchiveStore, StorageError
@@ -126,6 +126,7 @@ def batch_detail(request: HttpRequest, batch_id: int) -> HttpResponse:
         "max_batch_size": settings.ARCHIVE_MAX_BATCH_SIZE,
         "totals": batches.preview_totals(batch),
         "progress": _progress(batch),
+        "kaltura_pacing": pacing_status(),
         "can_approve": _can_approve(batch, request.user),
         "needs_second": batch.status == Batch.Status.DRAFT and batch.approved_by_id is not None,
     }

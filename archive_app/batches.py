@@ -35,6 +35,7 @@ from archive_app.models import (
     EntryLock,
     MediaType,
 )
+from archive_app.redaction import redact
 from archive_app.storage import ArchiveStore, HashingReader, StorageError
 from archive_app.workflow import (
     Plan,
@@ -90,7 +91,7 @@ def batch_create(
         audit.record(
             "batch_create", user=user, batch=batch, dry_run=True, details={"entries": len(entry_ids), "action": action}
         )
-        bulk.create(AuditEvent, _preview_events(batch, plans.values(), user))
+        bulk.create(AuditEvent, preview_events(batch, batch.action, plans.values(), user))
     return batch
 
 
@@ -131,21 +132,14 @@ def _plan_fields(plan: Plan) -> dict:
     }
 
 
-def _preview_events(batch: Batch, plans: Iterable[Plan], user) -> list[dict]:
-    """The preview's audit events, one per entry, as rows for bulk.create."""
-    username = user.get_username() if user else audit.SYSTEM_USERNAME
+def preview_events(batch: Batch | None, action: str, plans: Iterable[Plan], user) -> list[dict]:
+    """The preview's audit events, one per entry, as rows for bulk.create (written as audit.record writes)."""
     return [
-        {
-            "user_id": user.pk if user else None,
-            "username": username,
-            "action": f"preview_{batch.action}",
-            "entry_id": plan.entry_id,
-            "batch_id": batch.pk,
-            "dry_run": True,
-            "outcome": AuditEvent.Outcome.SKIPPED if plan.skipped else AuditEvent.Outcome.OK,
-            "message": plan.summary()[:1000],
-            "details": {"steps": plan.step_names, "skip_reason": plan.skip_reason, **plan.identity},
-        }
+        audit.event_row(
+            f"preview_{action}", user=user, entry_id=plan.entry_id, batch=batch, dry_run=True,
+            outcome=AuditEvent.Outcome.SKIPPED if plan.skipped else AuditEvent.Outcome.OK, message=plan.summary(),
+            details={"steps": plan.step_names, "skip_reason": plan.skip_reason, **plan.identity},
+        )  # fmt: skip
         for plan in plans
     ]
 
@@ -165,7 +159,7 @@ def batch_preview(batch: Batch, *, user, kaltura: Kaltura | None = None, store: 
         for item in items:
             item.pk = None
         BatchItem.objects.bulk_create(items, batch_size=500)
-        bulk.create(AuditEvent, _preview_events(batch, plans.values(), user))
+        bulk.create(AuditEvent, preview_events(batch, batch.action, plans.values(), user))
     return plans
 
 
@@ -311,6 +305,21 @@ def release_stale_items(batch: Batch) -> int:
             )
             EntryLock.objects.filter(holder__in=[runner.holder(ITEMS, pk) for pk in stale]).delete()
     return len(stale)
+
+
+def fail_unclaimed_item(item_id: int, token: str, error: str) -> bool:
+    """The item's job failed for good before it claimed the item: FAILED with the error (audited), so the batch
+    ends and a retry may queue it again. An item its job did claim is the runner's (or release_stale_items')."""
+    message = redact(f"the job failed before it started: {error}; retry to run it again")[:4000]
+    ended = BatchItem.objects.filter(pk=item_id, job_id=token, status=BatchItem.Status.QUEUED).update(
+        status=BatchItem.Status.FAILED, message=message, finished_at=timezone.now()
+    )
+    if ended:
+        item = ITEMS.load(item_id)
+        audit.record(ITEMS.audit_action(item, "failed"), user=ITEMS.user(item), entry_id=item.entry_id,
+                     batch=item.batch, dry_run=False, outcome=AuditEvent.Outcome.FAILED, message=message)  # fmt: skip
+        refresh_batch_status(item.batch_id)
+    return bool(ended)
 
 
 def refresh_batch_status(batch_id: int) -> None:

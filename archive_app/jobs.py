@@ -6,7 +6,7 @@ import logging
 from datetime import timedelta
 
 import django_rq
-from rq import Retry
+from rq import Callback, Retry
 
 from archive_app import sync
 from archive_app.kaltura import Kaltura
@@ -39,6 +39,18 @@ def run_batch_item(item_id: int, token: str) -> str:
     return item.status if item is not None else "not ours"
 
 
+def batch_item_job_failed(job, connection, exc_type, exc_value, traceback) -> None:
+    """RQ's on_failure of an item's job. A job that fails before its claim (the database or Redis failing)
+    leaves the item queued; RQ's retry takes it again, but after the last attempt nothing would, and the item
+    would wait forever. Then it fails, with the error, and a librarian's retry can queue it again."""
+    if job.retries_left:
+        return  # RQ retries it
+    from archive_app.batches import fail_unclaimed_item
+
+    item_id, token = job.args
+    fail_unclaimed_item(item_id, token, f"{exc_type.__name__}: {exc_value}")
+
+
 def job_timeout_seconds(bytes_to_copy: int) -> int:
     return 900 + bytes_to_copy // ASSUMED_BYTES_PER_SECOND
 
@@ -48,6 +60,7 @@ def enqueue_item(item, delay: timedelta | None = None):
     queue = django_rq.get_queue("default")
     options = {
         "retry": Retry(max=3, interval=[10, 60, 300]),
+        "on_failure": Callback(batch_item_job_failed),
         "job_timeout": job_timeout_seconds(item.bytes_to_copy),
         "description": f"batch {item.batch_id}: {item.entry_id}",
     }

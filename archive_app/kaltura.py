@@ -8,7 +8,9 @@ returns the project's own dataclasses, and raises one exception type, KalturaErr
 from __future__ import annotations
 
 import io
+import json
 import logging
+import random
 import threading
 import time
 from collections.abc import Iterable, Iterator
@@ -17,6 +19,7 @@ from datetime import UTC, datetime
 from typing import BinaryIO
 from urllib.parse import urljoin, urlsplit
 
+import redis
 import requests
 from django.conf import settings
 from KalturaClient import KalturaClient, KalturaConfiguration
@@ -78,6 +81,109 @@ TRANSIENT_CLIENT_CODES = {
 # Kaltura's own spelling of its internal error includes the typo.
 TRANSIENT_KALTURA_CODES = {"INTERNAL_SERVERL_ERROR", "INTERNAL_SERVER_ERROR", "SERVICE_UNAVAILABLE"}
 SESSION_CODES = {"INVALID_KS", "EXPIRED_KS", "MISSING_KS"}
+# Kaltura's answer to a partner calling too fast; nothing ran, so the call is retried after a longer wait.
+BLOCKED_CODE = "ACTION_BLOCKED"
+BLOCKED_RETRY_DELAYS = (1, 2, 5, 10, 20, 30, 60)
+# How long the pages say "paced" after the last wait for the cap or the last blocked answer.
+PACING_SHOWN_SECONDS = 120
+PACING_KEY = "kaltura-archive:pacing:{partner}:{what}"
+
+
+class Pacer:
+    """At most `per_second` requests to one Kaltura partner from every process sharing this Redis.
+
+    Each request takes the next free slot (slots are 1/per_second apart, kept in Redis, so four workers and a
+    sync share one budget) and sleeps until it. Without Redis it paces this process alone and says so once.
+    """
+
+    # GCRA with a burst of one: the key holds the next free slot in microseconds of Redis's clock.
+    _TAKE_SLOT = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local slot = math.max(tonumber(redis.call('GET', KEYS[1]) or '0'), now)
+local interval = tonumber(ARGV[1])
+local expiry_ms = math.floor((slot + interval - now) / 1000) + 1000
+redis.call('SET', KEYS[1], string.format('%d', slot + interval), 'PX', expiry_ms)
+if slot > now then
+  redis.call('SET', KEYS[2], ARGV[2], 'EX', tonumber(ARGV[3]))
+end
+return slot - now
+"""
+
+    def __init__(self, per_second: float, redis_url: str, partner_id: int):
+        self.per_second = per_second
+        self.partner_id = partner_id
+        self._redis = redis.Redis.from_url(redis_url, socket_timeout=2, socket_connect_timeout=2)
+        self._take_slot = self._redis.register_script(self._TAKE_SLOT)
+        self._local_next = 0.0
+        self._local_lock = threading.Lock()
+        self._warned = False
+
+    def key(self, what: str) -> str:
+        return PACING_KEY.format(partner=self.partner_id, what=what)
+
+    def wait(self) -> float:
+        """Sleep until this request's slot; returns the seconds slept."""
+        interval = 1.0 / self.per_second
+        try:
+            shown = json.dumps({"per_second": self.per_second, "at": time.time()})
+            delay = int(self._take_slot([self.key("slot"), self.key("capped")],
+                                        [int(interval * 1e6), shown, PACING_SHOWN_SECONDS])) / 1e6  # fmt: skip
+        except redis.RedisError as exc:
+            if not self._warned:
+                log.warning("Kaltura pacing: Redis unavailable (%s); pacing this process alone", type(exc).__name__)
+                self._warned = True
+            with self._local_lock:
+                now = time.monotonic()
+                slot = max(self._local_next, now)
+                self._local_next = slot + interval
+            delay = slot - now
+        if delay > 0:
+            time.sleep(delay)
+        return max(delay, 0.0)
+
+    def note_blocked(self, what: str) -> None:
+        try:
+            shown = json.dumps({"call": what, "at": time.time()})
+            self._redis.set(self.key("blocked"), shown, ex=PACING_SHOWN_SECONDS)
+        except redis.RedisError:
+            pass
+
+
+def _note_blocked_without_cap(partner_id: int, what: str) -> None:
+    """Record a blocked answer for the pages when no cap (and so no Pacer) is configured."""
+    try:
+        conn = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=2, socket_connect_timeout=2)
+        conn.set(PACING_KEY.format(partner=partner_id, what="blocked"), json.dumps({"call": what, "at": time.time()}),
+                 ex=PACING_SHOWN_SECONDS)  # fmt: skip
+        conn.close()
+    except redis.RedisError:
+        pass
+
+
+def pacing_status() -> dict | None:
+    """What the pages show: whether calls to the configured partner were paced or blocked in the last minutes."""
+    if not settings.KALTURA_PARTNERID:
+        return None
+    conn = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=2, socket_connect_timeout=2)
+    try:
+        capped, blocked = conn.mget(
+            [PACING_KEY.format(partner=settings.KALTURA_PARTNERID, what=what) for what in ("capped", "blocked")]
+        )
+    except redis.RedisError:
+        return None
+    finally:
+        conn.close()
+    if not capped and not blocked:
+        return None
+
+    def shown(raw: bytes | None) -> dict | None:
+        if not raw:
+            return None
+        value = json.loads(raw)
+        return {**value, "at": datetime.fromtimestamp(value["at"], tz=UTC)}
+
+    return {"capped": shown(capped), "blocked": shown(blocked)}
 
 
 def _only(fields: str) -> KalturaDetachedResponseProfile:
@@ -91,6 +197,11 @@ class KalturaError(Exception):
         super().__init__(message)
         self.code = code
         self.transient = transient
+
+    @property
+    def blocked(self) -> bool:
+        """Kaltura refused the call because the partner calls too fast (nothing ran)."""
+        return self.code == BLOCKED_CODE
 
     def __str__(self) -> str:
         message = super().__str__()
@@ -364,6 +475,9 @@ class Kaltura:
         session_expiry: int = 86400,
         timeout: int = 120,
         retry_delays: Iterable[float] = (1, 2, 5, 10, 20),
+        blocked_delays: Iterable[float] = BLOCKED_RETRY_DELAYS,
+        max_requests_per_second: float = 0.0,
+        redis_url: str | None = None,
     ):
         self.service_url = service_url
         self.partner_id = int(partner_id)
@@ -371,6 +485,12 @@ class Kaltura:
         self.user_id = user_id
         self.session_expiry = session_expiry
         self.retry_delays = tuple(retry_delays)
+        self.blocked_delays = tuple(blocked_delays)
+        self._pacer = (
+            Pacer(max_requests_per_second, redis_url or settings.REDIS_URL, self.partner_id)
+            if max_requests_per_second > 0
+            else None
+        )
         config = KalturaConfiguration(self.partner_id)
         config.serviceUrl = service_url
         config.requestTimeout = timeout
@@ -378,6 +498,9 @@ class Kaltura:
         self._session_renew_at = 0.0
         self._lock = threading.Lock()
         self.requests_made = 0
+        # Seconds spent waiting for the requests-per-second cap or after ACTION_BLOCKED, and blocked answers.
+        self.paced_seconds = 0.0
+        self.blocked_count = 0
 
     def __repr__(self) -> str:
         # Never show the secret or the session.
@@ -396,13 +519,24 @@ class Kaltura:
         }
         if hasattr(settings, "KALTURA_RETRY_DELAYS"):
             options["retry_delays"] = settings.KALTURA_RETRY_DELAYS
+        if hasattr(settings, "KALTURA_BLOCKED_RETRY_DELAYS"):
+            options["blocked_delays"] = settings.KALTURA_BLOCKED_RETRY_DELAYS
+        if settings.KALTURA_MAX_REQUESTS_PER_SECOND > 0:
+            options["max_requests_per_second"] = settings.KALTURA_MAX_REQUESTS_PER_SECOND
+            options["redis_url"] = settings.REDIS_URL
         options.update(overrides)
         return cls(**options)
 
     # --- session and retries ----------------------------------------------------
 
-    def _start_session(self) -> None:
+    def _pace(self) -> None:
+        """Every HTTP request to Kaltura goes through here first: the shared requests-per-second cap."""
+        if self._pacer is not None:
+            self.paced_seconds += self._pacer.wait()
         self.requests_made += 1
+
+    def _start_session(self) -> None:
+        self._pace()
         try:
             ks = self._client.session.start(
                 self._secret,
@@ -428,13 +562,14 @@ class Kaltura:
         `fields`: ask Kaltura for only these fields of the result objects (a response profile).
         """
         delays = iter(self.retry_delays)
+        blocked_delays = iter(self.blocked_delays)
         renewed = False
         while True:
             try:
                 with self._lock:
                     if time.monotonic() >= self._session_renew_at:
                         self._start_session()
-                    self.requests_made += 1
+                    self._pace()
                     if fields:
                         self._client.setResponseProfile(_only(fields))
                     try:
@@ -459,10 +594,22 @@ class Kaltura:
                 error = KalturaError(
                     f"{what}: unreadable answer from Kaltura ({redact_session(exc)})", "BAD_RESPONSE", transient=True
                 )
-            delay = next(delays, None) if error.transient else None
+            if error.blocked:
+                # Calling too fast: wait longer each time, with jitter so workers do not return together.
+                self.blocked_count += 1
+                if self._pacer is not None:
+                    self._pacer.note_blocked(what)
+                else:
+                    _note_blocked_without_cap(self.partner_id, what)
+                delay = next(blocked_delays, None)
+                delay = None if delay is None else delay * random.uniform(0.75, 1.25)
+                if delay is not None:
+                    self.paced_seconds += delay
+            else:
+                delay = next(delays, None) if error.transient else None
             if delay is None:
                 raise error
-            log.warning("%s failed (%s); retrying in %ss", what, error.code, delay)
+            log.warning("%s failed (%s); retrying in %.1fs", what, error.code, delay)
             time.sleep(delay)
 
     def _list(

@@ -242,6 +242,9 @@ class SyncRun(models.Model):
     unchanged = models.PositiveIntegerField(default=0)
     gone = models.PositiveIntegerField(default=0)
     kaltura_requests = models.PositiveIntegerField(default=0)
+    # What the pass cost beyond its pages: crowded seconds listed in parts and their requests, parts Kaltura
+    # listed short, the count check against Kaltura and its walks, entries asked about by id, pacing.
+    details = models.JSONField(default=dict, blank=True)
     error = models.TextField(blank=True)
 
     class Meta:
@@ -249,6 +252,29 @@ class SyncRun(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} sync {self.started_at:%Y-%m-%d %H:%M} {self.status}"
+
+    @property
+    def cost_summary(self) -> str:
+        """What the pass cost beyond its pages, from `details`, in words ("" when nothing to say)."""
+        d = self.details or {}
+        parts = []
+        if d.get("crowded_seconds"):
+            parts.append(
+                f"{d['crowded_seconds']} crowded second(s) listed in parts: {d.get('crowded_requests', 0)} requests"
+            )
+        missing = sum(part.get("missing", 0) for part in d.get("short", []))
+        if missing:
+            parts.append(f"{missing} entries Kaltura counted but did not list")
+        if d.get("reconcile_walks"):
+            parts.append(f"counts checked against Kaltura: {d['reconcile_walks']} range(s) walked again")
+        if d.get("difference"):
+            parts.append(f"Kaltura's count and the mirror's still differ by {d['difference']}")
+        if d.get("gone_asked"):
+            still = d.get("gone_still_in_kaltura", 0)
+            parts.append(f"{d['gone_asked']} unseen entries asked about by id, {still} still in Kaltura")
+        if d.get("paced_seconds") or d.get("blocked"):
+            parts.append(f"calls paced {d.get('paced_seconds', 0)} s, {d.get('blocked', 0)} blocked by Kaltura")
+        return "; ".join(parts)
 
     @property
     def progress_percent(self) -> int | None:

@@ -2,8 +2,12 @@
 
 Kaltura returns nothing past the 10,000th match of a filter, so a walk never pages
 far: it moves a window on createdAt (or updatedAt) ordered ascending, excluding the
-ids already seen in the boundary second with idNotIn. idNotIn keeps only 150 ids, so
-a second holding more entries than that (a bulk upload) is paged through on its own.
+ids already seen in the boundary second with idNotIn. Kaltura's search index returns
+equal sort keys in any order, different on each request, and idNotIn keeps only 150
+ids, so a second holding more entries than that (a bulk upload) is listed in parts
+split by further fields until each comes back whole (walk_entries). A full pass then
+checks its counts against Kaltura's (_reconcile) and asks about every entry it did not
+meet by id before calling it gone (_mark_gone).
 
 Each page is written in one transaction together with the cursor, so a crash loses
 at most the page in flight and a rerun continues from the cursor.
@@ -13,17 +17,18 @@ from __future__ import annotations
 
 import json
 import logging
+import random
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from operator import itemgetter
 
 from django.db import connection, models, transaction
 from django.utils import timezone
 
 from archive_app import bulk
-from archive_app.kaltura import MAX_ID_LIST, MAX_MATCHES, PAGE_SIZE, Kaltura, KEntry, KFlavor
+from archive_app.kaltura import MAX_ID_LIST, PAGE_SIZE, Kaltura, KEntry, KFlavor
 from archive_app.models import (
     Category,
     Entry,
@@ -103,88 +108,200 @@ class PageResult:
     gone: int = 0
 
 
+# A crowded second is split by these fields, in this order, until each part fits one page (see _split_part).
+SPLIT_FIELDS = {"createdAt": ("updatedAt", "duration"), "updatedAt": ("createdAt", "duration")}
+FIELD_MAX = 2**31 - 1
+# Parts are cut at quantiles of a page drawn from them, aiming below PAGE_SIZE so few come back too big.
+PART_TARGET = 400
+# A part whose list returns fewer entries than its totalCount says is listed again this often, then reported.
+PART_RETRIES = 3
+# A part that no field can split further is sampled (ties come back in another order each time) this often.
+SAMPLE_TRIES = 20
+
+
+def _value(entry: KEntry, name: str) -> int:
+    if name == "createdAt":
+        return int(entry.created_at.timestamp())
+    if name == "updatedAt":
+        return int(entry.updated_at.timestamp())
+    return int(getattr(entry, name))
+
+
 @dataclass
 class WindowCursor:
-    """Where a window walk stands: the boundary second and the ids already seen in it."""
+    """Where a window walk stands: the boundary second and the ids already seen in it.
+
+    `parts` are what is left of a crowded boundary second (more entries than idNotIn can exclude): each a list
+    of [field, low, high] ranges that, with the second itself, filter a part of it. The counters say what the
+    crowded seconds cost, and `short` lists the parts that Kaltura listed fewer entries of than it counted.
+    """
 
     field: str  # "createdAt" or "updatedAt"
     start: int = 0
     seen_at_start: list[str] = field(default_factory=list)
-    burst_page: int = 0  # >0 while paging through one crowded second
+    parts: list[dict] = field(default_factory=list)
+    crowded_seconds: int = 0
+    crowded_requests: int = 0
+    short: list[dict] = field(default_factory=list)
 
     def to_json(self) -> dict:
         return {
             "field": self.field,
             "start": self.start,
             "seen_at_start": list(self.seen_at_start),
-            "burst_page": self.burst_page,
+            "parts": [dict(part, ranges=[list(r) for r in part["ranges"]]) for part in self.parts],
+            "crowded_seconds": self.crowded_seconds,
+            "crowded_requests": self.crowded_requests,
+            "short": list(self.short),
         }
 
     @classmethod
     def from_json(cls, data: dict, field_name: str, start: int = 0) -> WindowCursor:
         if data.get("field") != field_name:
             return cls(field=field_name, start=start)
-        return cls(
+        cursor = cls(
             field=field_name,
             start=int(data.get("start", start)),
             seen_at_start=list(data.get("seen_at_start", [])),
-            burst_page=int(data.get("burst_page", 0)),
+            parts=list(data.get("parts", [])),
+            crowded_seconds=int(data.get("crowded_seconds", 0)),
+            crowded_requests=int(data.get("crowded_requests", 0)),
+            short=list(data.get("short", [])),
         )
+        if data.get("burst_page") and not cursor.parts:  # a cursor saved by the page-by-page walk before
+            cursor.parts = [cursor.first_part()]
+        return cursor
+
+    def first_part(self) -> dict:
+        return {"ranges": [[SPLIT_FIELDS[self.field][0], 0, FIELD_MAX]], "tries": 0}
+
+    def summary(self) -> dict:
+        return {
+            "crowded_seconds": self.crowded_seconds,
+            "crowded_requests": self.crowded_requests,
+            "short": self.short,
+        }
 
 
 def walk_entries(kaltura: Kaltura, cursor: WindowCursor, **extra_filter) -> Iterator[list[KEntry]]:
     """Yield pages of entries ordered by cursor.field, advancing `cursor` after each page.
 
-    The caller saves the cursor after storing each page; the walk then resumes exactly.
+    Kaltura returns entries with equal sort keys in any order, and a different one on each request, so a
+    second is never paged through by pageIndex: the window moves past what it has seen with idNotIn, and a
+    second more crowded than idNotIn can exclude is listed in parts small enough to come back whole, each
+    checked against Kaltura's totalCount for it. The caller saves the cursor after storing each page; the walk
+    then resumes exactly.
     """
     order = f"+{cursor.field}"
     at_least = f"{cursor.field}GreaterThanOrEqual"
     at_most = f"{cursor.field}LessThanOrEqual"
-    stamp = (
-        (lambda e: int(e.created_at.timestamp()))
-        if cursor.field == "createdAt"
-        else (lambda e: int(e.updated_at.timestamp()))
-    )
     while True:
-        if cursor.burst_page or len(cursor.seen_at_start) >= MAX_ID_LIST:
-            # More entries share this second than idNotIn can exclude: page through the second alone.
-            cursor.burst_page = cursor.burst_page or 1
-            if (cursor.burst_page - 1) * PAGE_SIZE >= MAX_MATCHES:
-                raise RuntimeError(f"more than {MAX_MATCHES} entries share {cursor.field} {cursor.start}")
-            page = kaltura.list_entries(
-                order_by=order,
-                page_index=cursor.burst_page,
-                **{at_least: cursor.start, at_most: cursor.start},
-                **extra_filter,
-            )
-            if len(page.entries) < PAGE_SIZE:
+        if cursor.parts:
+            second = {**extra_filter, at_least: cursor.start, at_most: cursor.start}
+            entries = _walk_part(kaltura, cursor, order, second)
+            if not cursor.parts:  # the crowded second is complete
                 cursor.start += 1
                 cursor.seen_at_start = []
-                cursor.burst_page = 0
-            else:
-                cursor.burst_page += 1
-            if page.entries:
-                yield page.entries
+            if entries:
+                yield entries
             continue
 
-        filters = {at_least: cursor.start, **extra_filter}
+        filters = {**extra_filter, at_least: cursor.start}
         if cursor.seen_at_start:
             filters["idNotIn"] = cursor.seen_at_start
         page = kaltura.list_entries(order_by=order, page_index=1, **filters)
         entries = page.entries
         if not entries:
             return
-        last = stamp(entries[-1])
-        boundary_ids = [e.id for e in entries if stamp(e) == last]
+        last = _value(entries[-1], cursor.field)
+        boundary_ids = [e.id for e in entries if _value(e, cursor.field) == last]
         if last == cursor.start:
             cursor.seen_at_start = list(dict.fromkeys(cursor.seen_at_start + boundary_ids))
         else:
             cursor.start = last
             cursor.seen_at_start = boundary_ids
         finished = len(entries) < PAGE_SIZE
+        if not finished and len(cursor.seen_at_start) > MAX_ID_LIST:
+            # More entries share this second than idNotIn can exclude: list the whole second again, in parts.
+            cursor.parts = [cursor.first_part()]
+            cursor.seen_at_start = []
+            cursor.crowded_seconds += 1
         yield entries
         if finished:
             return
+
+
+def _walk_part(kaltura: Kaltura, cursor: WindowCursor, order: str, second_filter: dict) -> list[KEntry]:
+    """List the crowded second's last pending part once; returns the entries it brought (maybe none).
+
+    A part that fits one page comes back whole and is done when its count matches Kaltura's totalCount; a
+    bigger one is split (its page is only a sample then); one that no field can split is sampled.
+    """
+    part = cursor.parts[-1]
+    filters = dict(second_filter)
+    for name, low, high in part["ranges"]:
+        filters[f"{name}GreaterThanOrEqual"] = low
+        filters[f"{name}LessThanOrEqual"] = high
+    if "seen" in part:
+        return _sample_part(kaltura, cursor, order, filters)
+    page = kaltura.list_entries(order_by=order, page_index=1, **filters)
+    cursor.crowded_requests += 1
+    if page.total_count <= PAGE_SIZE:
+        if len(page.entries) < page.total_count and part["tries"] < PART_RETRIES:
+            part["tries"] += 1
+        else:
+            if len(page.entries) < page.total_count:
+                cursor.short.append(
+                    {"second": cursor.start, "ranges": part["ranges"], "missing": page.total_count - len(page.entries)}
+                )
+            cursor.parts.pop()
+        return page.entries
+    split = _split_part(part["ranges"], page.entries, page.total_count, SPLIT_FIELDS[cursor.field])
+    if split is None:
+        part["seen"] = []
+        return []
+    cursor.parts[-1:] = [{"ranges": ranges, "tries": 0} for ranges in reversed(split)]
+    return []
+
+
+def _split_part(ranges: list, sample: list[KEntry], total: int, fields: tuple[str, ...]) -> list[list] | None:
+    """Ranges that together filter exactly what `ranges` do, each about PART_TARGET entries if `sample` (a
+    random page of the part) is typical; None when every field is down to one value."""
+    name, low, high = ranges[-1]
+    if low == high:
+        if len(ranges) == len(fields):
+            return None
+        return _split_part([*ranges, [fields[len(ranges)], 0, FIELD_MAX]], sample, total, fields)
+    values = sorted(_value(e, name) for e in sample)
+    pieces = -(-total // PART_TARGET)
+    cuts = sorted({values[len(values) * i // pieces] for i in range(1, pieces)} if values else ())
+    cuts = [c for c in cuts if low < c <= high]
+    if not cuts:
+        # Most of the sample has the lowest value: give that value a part of its own (split further by the
+        # next field), the rest another.
+        cuts = [low + 1]
+    bounds = [low, *cuts, high + 1]
+    return [[*ranges[:-1], [name, a, b - 1]] for a, b in zip(bounds, bounds[1:], strict=False)]
+
+
+def _sample_part(kaltura: Kaltura, cursor: WindowCursor, order: str, filters: dict) -> list[KEntry]:
+    """A part whose entries agree on every split field: list it repeatedly, excluding some already seen, until
+    all Kaltura counts have been seen (ties come back in a new order each time), or report it."""
+    part = cursor.parts[-1]
+    seen: list[str] = part["seen"]
+    excluded = random.sample(seen, min(len(seen), MAX_ID_LIST))
+    page = kaltura.list_entries(order_by=order, page_index=1, **filters, **({"idNotIn": excluded} if excluded else {}))
+    cursor.crowded_requests += 1
+    known = set(seen)
+    new = [e for e in page.entries if e.id not in known]
+    seen += [e.id for e in new]
+    part["tries"] += 1
+    if len(seen) >= page.total_count + len(excluded) or part["tries"] >= SAMPLE_TRIES:
+        missing = page.total_count + len(excluded) - len(seen)
+        if missing > 0:
+            cursor.short.append({"second": cursor.start, "ranges": part["ranges"], "missing": missing})
+        cursor.parts.pop()
+    return new
 
 
 def store_categories(kaltura: Kaltura) -> int:
@@ -475,10 +592,12 @@ def _store_page(
 
 
 def sync_full(kaltura: Kaltura, progress: Callable[[SyncRun], None] | None = None) -> SyncRun:
-    """Mirror every entry of every status; entries not seen are marked gone."""
+    """Mirror every entry of every status, check the mirror against Kaltura's own counts, and mark gone the
+    entries Kaltura no longer has (asked id by id)."""
     run = _claim(SyncRun.Kind.FULL)
     # Rows touched by this run carry its start time, so a resumed run still knows what it has seen.
     requests_before = run.kaltura_requests
+    pacing_before = _pacing_now(kaltura)
     try:
         store_categories(kaltura)
         if not run.total_expected:
@@ -486,14 +605,105 @@ def sync_full(kaltura: Kaltura, progress: Callable[[SyncRun], None] | None = Non
             run.save(update_fields=["total_expected"])
         cursor = WindowCursor.from_json(run.cursor, "createdAt")
         _walk_and_store(kaltura, run, cursor, progress, requests_before)
-        with transaction.atomic():
-            run.gone += Entry.objects.filter(synced_at__lt=run.started_at, gone=False).update(gone=True)
-            run.kaltura_requests = requests_before + kaltura.requests_made
-            _finish(run)
+        details = {**cursor.summary(), **_reconcile(kaltura, run, progress, requests_before)}
+        details.update(_mark_gone(kaltura, run, progress, requests_before))
+        run.details = _with_pacing(details, kaltura, pacing_before)
+        run.kaltura_requests = requests_before + kaltura.requests_made
+        _finish(run)
     except Exception as exc:
         _fail(run, exc)
         raise
     return run
+
+
+def _with_pacing(details: dict, kaltura: Kaltura, before: tuple[float, int]) -> dict:
+    """The run's details with the time this run's calls waited for the cap or after ACTION_BLOCKED."""
+    paced, blocked = kaltura.paced_seconds - before[0], kaltura.blocked_count - before[1]
+    return {**details, "paced_seconds": round(paced, 1), "blocked": blocked}
+
+
+def _pacing_now(kaltura: Kaltura) -> tuple[float, int]:
+    return kaltura.paced_seconds, kaltura.blocked_count
+
+
+# Ranges where Kaltura and the mirror disagree are halved until Kaltura counts at most this many in one,
+# then walked again (a walk of 2,000 costs about 8 requests; another halving 2).
+RECONCILE_WALK_AT_MOST = 2000
+# Count checks one reconciliation may spend (halving 10 years of seconds to one takes about 28 per gap).
+RECONCILE_MAX_CHECKS = 200
+
+
+def _reconcile(kaltura: Kaltura, run: SyncRun, progress, requests_before: int) -> dict:
+    """Compare Kaltura's totalCount with the entries this run stored, by createdAt range, and walk again the
+    ranges where they differ: entries a walk missed (ties, a lagging index) or created while it ran.
+
+    One request when they agree. Returns what it did for the run's summary, with the difference left.
+    """
+    stored = Entry.objects.filter(synced_at=run.started_at)
+
+    def differs(low: int, high: int) -> tuple[bool, int]:
+        counted = kaltura.list_entries(
+            page_size=1, createdAtGreaterThanOrEqual=low, createdAtLessThanOrEqual=high
+        ).total_count
+        have = stored.filter(created_at__gte=_at(low), created_at__lte=_at(high)).count()
+        return counted != have, counted
+
+    ranges, checks, walked = [(0, FIELD_MAX)], 0, 0
+    while ranges and checks < RECONCILE_MAX_CHECKS:
+        low, high = ranges.pop()
+        checks += 1
+        different, counted = differs(low, high)
+        if not different:
+            continue
+        if counted <= RECONCILE_WALK_AT_MOST or low == high:
+            log.info("sync: Kaltura counts %s entries created %s..%s, the mirror another number: walking again",
+                     counted, low, high)  # fmt: skip
+            _walk_and_store(kaltura, run, WindowCursor("createdAt", start=low), progress, requests_before,
+                            createdAtLessThanOrEqual=high)  # fmt: skip
+            walked += 1
+        else:
+            middle = (low + high) // 2
+            ranges += [(middle + 1, high), (low, middle)]
+    left = kaltura.list_entries(page_size=1).total_count - stored.count() if walked or ranges else 0
+    return {"reconcile_checks": checks, "reconcile_walks": walked, "difference": left}
+
+
+def _at(stamp: int) -> datetime:
+    return datetime.fromtimestamp(stamp, tz=UTC)
+
+
+# Ids asked about in one HTTP request: 20 idIn lists of 150.
+GONE_CHECK_CHUNK = 20 * MAX_ID_LIST
+
+
+def _mark_gone(kaltura: Kaltura, run: SyncRun, progress, requests_before: int) -> dict:
+    """Entries this run did not meet are asked about by id (every status, deleted included): Kaltura's own
+    answer is stored (a deleted entry is gone), and only those it no longer knows at all are marked gone.
+    A walk that missed an entry therefore never makes it vanish from the mirror."""
+    unseen = Entry.objects.filter(gone=False).exclude(synced_at=run.started_at).order_by("id")
+    category_ids = set(Category.objects.values_list("id", flat=True))
+    asked = found = 0
+    after = ""
+    while chunk := list(unseen.filter(id__gt=after).values_list("id", flat=True)[:GONE_CHECK_CHUNK]):
+        after = chunk[-1]
+        asked += len(chunk)
+        answered = kaltura.entries_by_ids(chunk)
+        found += len(answered)
+        entries = list(answered.values())
+        flavors = kaltura.flavors_for_entries(answered) if entries else {}
+        with transaction.atomic():
+            page = store_entries(entries, flavors, category_ids, synced_at=run.started_at)
+            vanished = Entry.objects.filter(id__in=set(chunk) - set(answered), gone=False).update(gone=True)
+            run.seen += len(entries)
+            run.updated += page.updated
+            run.unchanged += page.unchanged
+            run.gone += page.gone + vanished
+            run.kaltura_requests = requests_before + kaltura.requests_made
+            run.heartbeat_at = timezone.now()
+            run.save()
+        if progress:
+            progress(run)
+    return {"gone_asked": asked, "gone_still_in_kaltura": found}
 
 
 def last_success(kind: str) -> SyncRun | None:
@@ -511,12 +721,14 @@ def sync_incremental(kaltura: Kaltura, progress: Callable[[SyncRun], None] | Non
         return sync_full(kaltura, progress)
     run = _claim(SyncRun.Kind.INCREMENTAL)
     requests_before = run.kaltura_requests
+    pacing_before = _pacing_now(kaltura)
     try:
         if run.since is None:
             run.since = previous.started_at - INCREMENTAL_OVERLAP
             run.save(update_fields=["since"])
         cursor = WindowCursor.from_json(run.cursor, "updatedAt", start=int(run.since.timestamp()))
         _walk_and_store(kaltura, run, cursor, progress, requests_before)
+        run.details = _with_pacing(cursor.summary(), kaltura, pacing_before)
         run.kaltura_requests = requests_before + kaltura.requests_made
         _finish(run)
     except Exception as exc:
@@ -534,6 +746,7 @@ def sync_plays(kaltura: Kaltura, progress: Callable[[SyncRun], None] | None = No
     previous = last_success(SyncRun.Kind.PLAYS) or last_success(SyncRun.Kind.FULL)
     run = _claim(SyncRun.Kind.PLAYS)
     requests_before = run.kaltura_requests
+    pacing_before = _pacing_now(kaltura)
     try:
         if run.since is None:
             since = previous.started_at if previous else timezone.now() - timedelta(days=365 * 20)
@@ -557,6 +770,7 @@ def sync_plays(kaltura: Kaltura, progress: Callable[[SyncRun], None] | None = No
                 run.save()
             if progress:
                 progress(run)
+        run.details = _with_pacing(cursor.summary(), kaltura, pacing_before)
         _finish(run)
     except Exception as exc:
         _fail(run, exc)

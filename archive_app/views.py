@@ -25,6 +25,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from archive_app import costs, selectors
 from archive_app.filters import DEFAULT_SORT
+from archive_app.kaltura import pacing_status
 from archive_app.models import ArchiveCopy, ArchiveState, AuditEvent, Entry, LegalHold, SyncRun
 from archive_app.restores import restore_counts
 from archive_app.selection import Selection
@@ -89,6 +90,7 @@ def home(request: HttpRequest) -> HttpResponse:
             "kaltura_price": settings.PRICE_KALTURA_STORAGE_GB_MONTH,
             "placeholder_bytes": costs.placeholder_entry_bytes(),
             "sync_run": selectors.sync_run_latest(),
+            "kaltura_pacing": pacing_status(),
             "restore_counts": restore_counts(),
         },
     )

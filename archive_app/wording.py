@@ -20,6 +20,7 @@ STEP_LABELS = {
     "wait_replacement": "Wait for Kaltura to convert the placeholder",
     "thumbnail": "Set the placeholder's thumbnail",
     "tag_replaced": "Tag it replaced",
+    "adopt_hash": "Hash the old tool's copy in S3 and record it",
     # restore (restores.py)
     "s3_restore": "Ask S3 to bring the copy out of Glacier",
     "s3_wait": "Wait for S3 to make the copy readable",

@@ -116,6 +116,9 @@ KALTURA_SESSION_EXPIRY = envint("KALTURA_SESSION_EXPIRY", 86400, minimum=60)
 KALTURA_TIMEOUT = envint("KALTURA_TIMEOUT", 120, minimum=1)
 # Hosts (or *.domain) flavor downloads may come from besides the service host and *.kaltura.com.
 KALTURA_CDN_HOSTS = envlist("KALTURA_CDN_HOSTS")
+# Requests per second to Kaltura across every process sharing REDIS_URL (0: no cap). Kaltura answers partners
+# that call too fast with ACTION_BLOCKED; those calls are retried with backoff either way.
+KALTURA_MAX_REQUESTS_PER_SECOND = envfloat("KALTURA_MAX_REQUESTS_PER_SECOND", 0.0)
 # How often the scheduled job mirrors changed entries and recent plays.
 SYNC_INTERVAL_MINUTES = envint("SYNC_INTERVAL_MINUTES", 15, minimum=1)
 

@@ -25,6 +25,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-archive-tags", dest="archive_tags", action="store_false",
                         help="no entry carries the old tool's archive tags (a library nothing has archived yet)")
     parser.add_argument("--log-requests", action="store_true", help="log request paths to stderr")
+    parser.add_argument("--stable-ties", action="store_true",
+                        help="return entries with equal sort keys in creation order (default: random per request)")
+    parser.add_argument("--rate-limit", type=float, default=None,
+                        help="API requests per second above which calls answer ACTION_BLOCKED (default: no limit)")
+    parser.add_argument("--bursts", type=int, nargs="*", default=[],
+                        help="sizes of extra bulk uploads, each sharing one createdAt second")
     args = parser.parse_args(argv)
 
     stop = threading.Event()
@@ -34,6 +40,7 @@ def main(argv: list[str] | None = None) -> int:
         entries=args.entries, seed=args.seed, content_scale=args.content_scale, port=args.port, host=args.host,
         conversion_delay=args.conversion_delay, ks_expiry_cap=args.ks_expiry_cap, partner_id=args.partner_id,
         admin_secret=args.admin_secret, log_requests=args.log_requests, archive_tags=args.archive_tags,
+        stable_ties=args.stable_ties, rate_limit=args.rate_limit, bursts=tuple(args.bursts),
     ).start()  # fmt: skip
     print(
         f"kaltura_sim serving {sim.url} partner id {sim.partner_id}, {args.entries} entries; "

@@ -133,8 +133,8 @@ def _list_response(object_type: str, objects: list, total: int) -> dict[str, Any
 
 
 def _sort(items: list[dict], order_by: str | None, fields: dict[str, Callable[[dict], Any]], default: str) -> None:
-    """Sort in place by one orderBy field; ties go by insertion sequence in the same direction, so paging is
-    stable. Unknown fields fall back to the default order."""
+    """Sort in place by one orderBy field; ties go by insertion sequence in the same direction (entry lists then
+    shuffle them, as the search index does: SimState.shuffle_ties). Unknown fields fall back to the default."""
     order = (order_by or "").split(",")[0].strip()
     if order[1:] not in fields or order[:1] not in "+-":
         order = default
@@ -223,7 +223,7 @@ def _entry_filter(state: SimState, f: dict[str, Any]) -> Callable[[dict], bool]:
             tests.append(lambda e, n=name, v=value: e[n] == v)
     if (users := _id_list(p_str(f, "userIdIn"))) is not None:
         tests.append(lambda e, v=set(users): e["userId"] in v)
-    for name in ("createdAt", "updatedAt"):
+    for name in ("createdAt", "updatedAt", "duration"):
         low, high = _range(f, name)
         if low is not None:
             tests.append(lambda e, n=name, v=low: e[n] >= v)
@@ -314,12 +314,21 @@ def _indexed_entries(state: SimState, f: dict[str, Any], params: dict[str, Any],
             if len(found) == end:
                 break
     else:
-        return found[offset:end], len(found)
+        return state.shuffle_ties(found, itemgetter(column))[offset:end], len(found)
+    if not state.stable_ties:
+        # The page ends inside a run of equal keys: any of the run's entries may come back in it.
+        last = found[-1][column]
+        while scanned < len(positions) and ordered[positions[scanned]][column] == last:
+            entry = ordered[positions[scanned]]
+            scanned += 1
+            if matches(entry):
+                found.append(entry)
+    page = state.shuffle_ties(found, itemgetter(column))[offset:end]
 
     if _simple_entry_filter(f, column):
         # Count the range by status, then take out the hidden entries and the idNotIn entries that would match.
         status_ok = _status_test(f)
-        counts = collections.Counter(map(itemgetter("status"), ordered[start:stop]))
+        counts = collections.Counter(state.entry_statuses(column)[start:stop])
         total = sum(n for status, n in counts.items() if status_ok(status))
         for position in hidden[bisect_left(hidden, start) : bisect_left(hidden, stop)]:
             total -= status_ok(ordered[position]["status"])
@@ -336,7 +345,7 @@ def _indexed_entries(state: SimState, f: dict[str, Any], params: dict[str, Any],
     else:
         rest = positions[scanned:]
         total = len(found) + sum(1 for position in rest if matches(ordered[position]))
-    return found[offset:end], total
+    return page, total
 
 
 def _list_entries(state: SimState, call: Call, response_type: str) -> dict[str, Any]:
@@ -347,6 +356,7 @@ def _list_entries(state: SimState, call: Call, response_type: str) -> dict[str, 
     else:
         matches = list(filter(_entry_filter(state, f), state.entries.values()))
         _sort(matches, order, ENTRY_ORDER, "-createdAt")
+        matches = state.shuffle_ties(matches, ENTRY_ORDER[order[1:]])
         page, total = _page(matches, call.params, capped=True), len(matches)
     return _list_response(response_type, [_entry_object(state, e) for e in page], total)
 

@@ -14,6 +14,10 @@ TEMPLATES: dict[str, tuple[tuple[str, ...], str]] = {
     "SERVICE_NOT_SPECIFIED": ((), "Service name was not specified, please specify one"),
     "ACTION_NOT_SPECIFIED": ((), "Action name was not specified, please specify one"),
     "SERVICE_DOES_NOT_EXISTS": (("SRV_NAME",), 'Service "@SRV_NAME@" does not exists'),
+    "ACTION_BLOCKED": (
+        ("ACTION_NAME", "SERVICE_NAME"),
+        'Action "@ACTION_NAME@" in service "@SERVICE_NAME@" is blocked',
+    ),
     "ACTION_DOES_NOT_EXISTS": (
         ("ACTION_NAME", "SERVICE_NAME"),
         'Action "@ACTION_NAME@" does not exists for service "@SERVICE_NAME@"',

@@ -204,8 +204,12 @@ class Generator:
 
     # --- entries ----------------------------------------------------------------------------------
 
-    def make_catalogue(self, count: int) -> tuple[list[dict], list[dict], list[tuple[int, str, int]]]:
-        """Entries, flavors and (categoryId, entryId, createdAt) rows for `count` entries."""
+    def make_catalogue(
+        self, count: int, extra_bursts: tuple[int, ...] = ()
+    ) -> tuple[list[dict], list[dict], list[tuple[int, str, int]]]:
+        """Entries, flavors and (categoryId, entryId, createdAt) rows for `count` entries.
+
+        `extra_bursts`: sizes of further bulk uploads, each in a createdAt second of its own (within `count`)."""
         rng = self.rng
         if count >= 12_000:
             burst_size = 600
@@ -217,6 +221,13 @@ class Generator:
         bursts = [(burst_size, self.now - rng.randint(YEAR, 8 * YEAR))]
         if count >= 200:
             bursts += [(max(5, count // 200), self.now - rng.randint(30 * 86400, 9 * YEAR)) for _ in range(3)]
+        seconds = {when for _, when in bursts}
+        for size in extra_bursts:
+            when = self.now - rng.randint(30 * 86400, 9 * YEAR)
+            while when in seconds:
+                when -= 1
+            seconds.add(when)
+            bursts.append((size, when))
         burst_times: list[int | None] = []
         for size, when in bursts:
             burst_times += [when] * size

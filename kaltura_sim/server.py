@@ -49,11 +49,14 @@ class Simulator:
         now: float | None = None,
         log_requests: bool = False,
         archive_tags: bool = True,
+        stable_ties: bool = False,
+        rate_limit: float | None = None,
+        bursts: tuple[int, ...] = (),
     ) -> None:
         self.state = SimState(
             entries=entries, seed=seed, content_scale=content_scale, conversion_delay=conversion_delay,
             ks_expiry_cap=ks_expiry_cap, partner_id=partner_id, admin_secret=admin_secret, now=now,
-            archive_tags=archive_tags,
+            archive_tags=archive_tags, stable_ties=stable_ties, rate_limit=rate_limit, bursts=tuple(bursts),
         )  # fmt: skip
         self.host, self.port = host, port
         self.log_requests = log_requests
@@ -220,7 +223,10 @@ class _Handler(BaseHTTPRequestHandler):
                 return
 
             result: Any
-            if fault:
+            if not state.rate_limit.allow():
+                # Blocked before anything runs: the whole request (every call of a multirequest) is refused.
+                result = KalturaError("ACTION_BLOCKED", action, service)
+            elif fault:
                 result = KalturaError(fault["code"], message=fault["message"])
             elif is_multi:
                 result = api.multirequest(state, params, files)
@@ -371,7 +377,11 @@ class _Handler(BaseHTTPRequestHandler):
         if path == "/sim/health":
             return {"ok": True, "partnerId": state.partner_id, "entries": len(state.entries)}
         if path == "/sim/counters" and method == "GET":
-            return {"counters": state.counters, "subrequestCounters": state.subrequest_counters}
+            return {"counters": state.counters, "subrequestCounters": state.subrequest_counters,
+                    "blocked": state.rate_limit.blocked}  # fmt: skip
+        if path == "/sim/rate-limit" and post:
+            state.rate_limit.per_second = body.get("per_second")
+            return {"ok": True, "per_second": state.rate_limit.per_second}
         if path == "/sim/counters/reset" and post:
             state.reset_counters()
         elif path == "/sim/sessions/expire" and post:

@@ -70,8 +70,17 @@ class SimState:
         admin_secret: str = "sim-admin-secret",
         now: float | None = None,
         archive_tags: bool = True,
+        stable_ties: bool = False,
+        rate_limit: float | None = None,
+        bursts: tuple[int, ...] = (),
     ) -> None:
         self.lock = threading.RLock()
+        # Kaltura's search index has no order among equal sort keys: each list request may return ties in
+        # another order. stable_ties keeps them in creation order, for tests that need determinism.
+        self.stable_ties = stable_ties
+        self._ties_rng = random.Random(f"{seed}:ties")
+        # Requests per second above which API calls answer ACTION_BLOCKED (None: no limit); see RateLimit.
+        self.rate_limit = RateLimit(rate_limit)
         self.seed = seed
         self.partner_id = partner_id
         self.admin_secret = admin_secret
@@ -83,7 +92,9 @@ class SimState:
         self._added_rng = random.Random(f"{seed}:added")
         self._seq = 0
         self._entries_version = 0  # moves on every entry insertion
+        self._status_version = 0  # moves on every entry status change (set_status)
         self._entry_indexes: dict[str, tuple[int, list[dict], list[Any], list[int]]] = {}
+        self._entry_statuses: dict[str, tuple[tuple[int, int], list[dict], list[int]]] = {}
 
         self.users: dict[str, dict] = {u["id"]: u for u in self.generator.make_users()}
         self.categories: dict[int, dict] = {c["id"]: {**c, "_seq": c["id"]} for c in self.generator.make_categories()}
@@ -91,7 +102,7 @@ class SimState:
         self.flavors: dict[str, dict] = {}
         self.category_entries: dict[tuple[int, str], dict] = {}
         self._categories_of: dict[str, list[int]] = {}
-        generated, flavors, rows = self.generator.make_catalogue(entries)
+        generated, flavors, rows = self.generator.make_catalogue(entries, extra_bursts=bursts)
         for flavor in flavors:
             self._insert_flavor(flavor)
         for entry in generated:
@@ -118,11 +129,32 @@ class SimState:
         self._subrequest_counters: Counter[str] = Counter()
         self._workdir: str | None = None
 
+    def shuffle_ties(self, items: list[dict], key) -> list[dict]:
+        """`items` (sorted by `key`) with each run of equal keys in a random order, unless stable_ties."""
+        if self.stable_ties or len(items) < 2:
+            return items
+        result: list[dict] = []
+        group: list[dict] = []
+        for item in items:
+            if group and key(group[0]) != key(item):
+                self._ties_rng.shuffle(group)
+                result += group
+                group = []
+            group.append(item)
+        self._ties_rng.shuffle(group)
+        return result + group
+
     # --- bookkeeping ------------------------------------------------------------------------------
 
     def _next_seq(self) -> int:
         self._seq += 1
         return self._seq
+
+    def set_status(self, entry: dict, status: int) -> None:
+        """Change an entry's status; every status change goes through here (entry_index counts statuses)."""
+        if entry["status"] != status:
+            entry["status"] = status
+            self._status_version += 1
 
     def _insert_entry(self, entry: dict) -> None:
         entry.setdefault("_seq", self._next_seq())
@@ -155,6 +187,16 @@ class SimState:
 
     def _category_keys(self, entry_id: str) -> list[tuple[int, str]]:
         return [(category_id, entry_id) for category_id in self._categories_of.get(entry_id, [])]
+
+    def entry_statuses(self, field: str) -> list[int]:
+        """The statuses of entry_index(field)'s entries, in its order: a compact list to count a range's statuses
+        from without touching a million entries (kept current through set_status)."""
+        ordered, _, _ = self.entry_index(field)
+        cached = self._entry_statuses.get(field)
+        if cached is None or cached[0] != (self._entries_version, self._status_version) or cached[1] is not ordered:
+            cached = ((self._entries_version, self._status_version), ordered, list(map(itemgetter("status"), ordered)))
+            self._entry_statuses[field] = cached
+        return cached[2]
 
     def entry_index(self, field: str) -> tuple[list[dict], list[Any], list[int]]:
         """Every entry (hidden ones too) sorted by (entry[field], _seq), the field's values in that order, and the
@@ -292,7 +334,7 @@ class SimState:
         with self.lock:
             entry = self.entries[entry_id]
             now = int(time.time())
-            entry["status"] = ENTRY_DELETED
+            self.set_status(entry, ENTRY_DELETED)
             entry["updatedAt"] = now
             for flavor in self.entry_flavors(entry, live_only=True):
                 flavor.update(status=FLAVOR_DELETED, deletedAt=now, updatedAt=now)
@@ -568,7 +610,7 @@ class SimState:
         # flavorAsset::postUpdate: an entry left without a READY flavor has no content any more.
         has_ready = any(f["status"] == FLAVOR_READY for f in live)
         if not has_ready and entry["status"] not in (ENTRY_DELETED, ENTRY_NO_CONTENT):
-            entry["status"] = ENTRY_NO_CONTENT
+            self.set_status(entry, ENTRY_NO_CONTENT)
             entry["updatedAt"] = now
 
     # --- captions (the caption plugin's captionAsset) ------------------------------------------------
@@ -780,7 +822,7 @@ class SimState:
         )  # fmt: skip
         self._insert_flavor(flavor)
         entry["_flavors"].append(flavor["id"])
-        entry["status"] = ENTRY_PRECONVERT
+        self.set_status(entry, ENTRY_PRECONVERT)
         entry["updatedAt"] = now
         self.pending[entry["id"]] = {"kind": "add", "entry": entry["id"], "path": path,
                                      "due": time.time() + self.conversion_delay}  # fmt: skip
@@ -792,7 +834,8 @@ class SimState:
             # Kaltura keeps the entry as it was, marks the replacement failed and leaves replacingEntryId set:
             # nothing ends by itself, and another updateContent is refused until the replacement is cancelled.
             self.failing_conversions -= 1
-            self.entries[job["temp"]].update(status=ENTRY_ERROR_CONVERTING, updatedAt=now)
+            self.set_status(self.entries[job["temp"]], ENTRY_ERROR_CONVERTING)
+            self.entries[job["temp"]]["updatedAt"] = now
             entry.update(replacementStatus="4", updatedAt=now)
             return
         source = content.from_file(job["path"], os.path.getsize(job["path"]))
@@ -836,11 +879,13 @@ class SimState:
 
         live = self.entry_flavors(entry, live_only=True)
         entry["flavorParamsIds"] = ",".join(str(f["flavorParamsId"]) for f in live)
-        entry.update(status=ENTRY_READY, replacingEntryId=None, replacementStatus="0", updatedAt=now)
+        self.set_status(entry, ENTRY_READY)
+        entry.update(replacingEntryId=None, replacementStatus="0", updatedAt=now)
         if entry["mediaType"] != MEDIA_AUDIO:
             entry["width"], entry["height"] = original["width"], original["height"]
         if job["kind"] == "replace":
-            self.entries[job["temp"]].update(status=ENTRY_DELETED, updatedAt=now)
+            self.set_status(self.entries[job["temp"]], ENTRY_DELETED)
+            self.entries[job["temp"]]["updatedAt"] = now
 
     @staticmethod
     def _probe_duration(entry: dict, source: content.Content) -> tuple[int, int] | None:
@@ -865,3 +910,27 @@ class SimState:
             _content=source, size=round(size / 1024), sizeInBytes=size, version=flavor["version"] + 1,
             status=FLAVOR_READY, updatedAt=now, deletedAt=None, bitrate=int(size * 8 / 1000 / max(duration, 1)),
         )  # fmt: skip
+
+
+class RateLimit:
+    """A partner's request rate limit: more than `per_second` API requests within any one second are refused
+    (the refused ones do not count), as Kaltura refuses partners that call too fast with ACTION_BLOCKED.
+    `per_second` may be changed at run time; None or 0 turns the limit off."""
+
+    def __init__(self, per_second: float | None = None) -> None:
+        self.per_second = per_second
+        self.blocked = 0
+        self._accepted: list[float] = []
+        self._lock = threading.Lock()
+
+    def allow(self) -> bool:
+        if not self.per_second:
+            return True
+        with self._lock:
+            now = time.monotonic()
+            self._accepted = [t for t in self._accepted if now - t < 1.0]
+            if len(self._accepted) >= self.per_second:
+                self.blocked += 1
+                return False
+            self._accepted.append(now)
+            return True

@@ -75,10 +75,9 @@ def test_a_librarian_approves_and_the_events_name_the_os_user_and_host(old_entry
     events = list(AuditEvent.objects.filter(batch=batch))
     assert {event.action for event in events} >= {"preview_archive", "batch_create", "batch_approve"}
     assert {event.username for event in events} == {"lib"}
-    # (The batch preview's own events are bulk-written by batches._preview_events, not through audit.record.)
+    # The batch preview's events too, though they are bulk-written (batches.preview_events).
     for event in events:
-        if event.action != "preview_archive":
-            assert {key: event.details.get(key) for key in ORIGIN} == ORIGIN, event.action
+        assert {key: event.details.get(key) for key in ORIGIN} == ORIGIN, event.action
 
 
 def test_the_default_cli_user_may_run_and_is_told_apart_by_os_user_and_host(old_entry, rq_queue):
@@ -117,3 +116,33 @@ def test_giving_a_role_on_the_command_line_is_audited_with_the_os_user_and_host(
         assert event.username == "cli" and not event.dry_run
         assert {key: event.details[key] for key in ORIGIN} == ORIGIN
         assert "password" not in str(event.details)
+
+
+def test_preview_events_are_redacted_like_every_other_event(kaltura_sim, s3, rq_queue, settings, make_user):
+    """Preview events are bulk-written, yet as audit.record writes: a Kaltura text quoting a session (here the
+    parent entry id a skip reason names) is redacted, on the command line's dry run and in a batch preview."""
+    from io import StringIO
+
+    from archive_app import batches
+
+    settings.KALTURA_RETRY_DELAYS = (0.01,)
+    ks = kaltura_sim.state.start_session(kaltura_sim.admin_secret, "someone", 2, kaltura_sim.partner_id, 0, "")
+    old = int((datetime.now(tz=UTC) - timedelta(days=5 * 365)).timestamp())
+    entry_id = kaltura_sim.state.add_entry(name="Second stream", createdAt=old, parentEntryId=ks)
+    sync.sync_full(Kaltura.from_settings())
+    librarian = make_user("lib", role="librarian")
+
+    out = StringIO()
+    call_command("archive_entries", f"--id={entry_id}", "--user", "lib", stdout=out)  # dry run
+    assert "secondary stream of multi-stream entry" in out.getvalue() and ks[:20] not in out.getvalue()
+    batch = batches.batch_create(user=librarian, action=Batch.Action.ARCHIVE, entry_ids=[entry_id], preview=True)
+    events = list(AuditEvent.objects.filter(action="preview_archive", entry_id=entry_id))
+    assert len(events) == 2 and {event.batch_id for event in events} == {None, batch.pk}
+    for event in events:
+        assert event.outcome == AuditEvent.Outcome.SKIPPED
+        assert "secondary stream of multi-stream entry" in event.message
+        assert event.details["skip_reason"].startswith("secondary stream of multi-stream entry")
+        assert ks[:20] not in event.message and ks[:20] not in str(event.details)
+    command_event, batch_event = sorted(events, key=lambda event: event.batch_id is not None)
+    assert {key: command_event.details.get(key) for key in ORIGIN} == ORIGIN
+    assert "os_user" not in batch_event.details  # outside a command: no origin made up

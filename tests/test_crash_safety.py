@@ -301,7 +301,7 @@ def test_sigkilled_workers_never_leave_a_placeholder_without_a_verified_copy_and
         world.start()
         world.manage("migrate", "--no-input")
         world.manage("sync_kaltura", "--full", "--no-progress")
-        world.manage("create_user", "crash-test", "--role", "librarian")  # --user must hold the role
+        world.manage("create_user", "crash-test", "--role", "admin")  # --user archives, then restores
         out = world.manage(
             "archive_entries", "--replace", "--state", "initial", "--max-entries", str(ENTRIES),
             "--execute", "--no-wait", "--user", "crash-test",

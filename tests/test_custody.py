@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from django.conf import settings
 from rq import SimpleWorker
+from rq.job import Job
 
 from archive_app import batches, health, restores, runner, sync
 from archive_app.kaltura import Kaltura
@@ -38,7 +39,22 @@ def world(kaltura_sim, s3, rq_queue, settings, make_user):
 
 
 def run_jobs(queue) -> None:
-    SimpleWorker([queue], connection=queue.connection).work(burst=True)
+    """Run the jobs that are due, and the RQ retries of any that failed on the way.
+
+    A job that fails before its claim (on a loaded machine: any error the database or Redis gives) is put on
+    RQ's retry schedule, 10 s on (jobs.enqueue_item), where a burst worker never sees it: its item would still
+    be queued when the test looks. Those retries are run now, until none is left (RQ stops after the last).
+    The jobs an operation rescheduled itself (Wait: a new job with all its retries) stay on the schedule.
+    """
+    registry = queue.scheduled_job_registry
+    while True:
+        SimpleWorker([queue], connection=queue.connection).work(burst=True)
+        jobs = Job.fetch_many(registry.get_job_ids(), connection=queue.connection)
+        retries = [job for job in jobs if job is not None and job.retries_left is not None and job.retries_left < 3]
+        if not retries:
+            return
+        for job in retries:
+            registry.requeue(job)
 
 
 def tags(sim, entry_id: str) -> set[str]:
@@ -370,6 +386,46 @@ def test_a_replacement_past_its_deadline_fails_and_a_waiting_item_can_be_cancell
     assert ArchiveCopy.objects.filter(entry_id=first).count() == 1
     assert ArchiveCopy.objects.get(entry_id=first).placeholder_version
     assert "flavors_deleted" in tags(sim, first) and problems(first) == []
+
+
+def test_an_item_whose_job_fails_before_its_claim_fails_once_rq_gives_up(world, rq_queue):
+    """A job can fail before it claims its item (the database or Redis failing): RQ retries it, and after
+    its last attempt the item fails with the error, so it never waits queued forever and a retry runs it."""
+    from django.db import OperationalError
+
+    from archive_app import jobs
+
+    sim, librarian, _ = world
+    entry_id = new_entry(sim)
+    batch = batches.batch_create(user=librarian, action=Batch.Action.ARCHIVE, entry_ids=[entry_id])
+    batches.batch_preview(batch, user=librarian)
+    batches.batch_approve(batch, user=librarian)
+    item = batch.items.get()
+    job = rq_queue.jobs[0]
+    assert job.failure_callback is jobs.batch_item_job_failed
+    error = OperationalError("database is locked")
+
+    jobs.batch_item_job_failed(job, rq_queue.connection, OperationalError, error, None)  # RQ will retry
+    item.refresh_from_db()
+    assert item.status == BatchItem.Status.QUEUED
+
+    job.retries_left = 0  # its last attempt failed too
+    jobs.batch_item_job_failed(job, rq_queue.connection, OperationalError, error, None)
+    item.refresh_from_db()
+    assert item.status == BatchItem.Status.FAILED
+    assert item.message == ("the job failed before it started: OperationalError: database is locked; "
+                            "retry to run it again")  # fmt: skip
+    assert AuditEvent.objects.filter(entry_id=entry_id, action="archive_failed", outcome="failed").exists()
+    batch.refresh_from_db()
+    assert batch.status == Batch.Status.DONE
+
+    # A librarian's retry queues it again and it finishes; the old job's failure, reported late, changes nothing.
+    assert batches.batch_retry_failed(batch, user=librarian) == 1
+    jobs.batch_item_job_failed(job, rq_queue.connection, OperationalError, error, None)
+    run_jobs(rq_queue)
+    item = batch.items.get()  # the retry's preview wrote the item anew
+    assert item.status == BatchItem.Status.DONE, item.message
+    assert ArchiveCopy.objects.filter(entry_id=entry_id).count() == 1
 
 
 def test_retry_cannot_touch_a_running_item(world, rq_queue):

@@ -220,14 +220,45 @@ def test_page_size_is_clamped_to_500(client):
     assert response.totalCount > 500
 
 
-def test_paging_by_created_at_is_stable_and_ordered(client):
-    filter_ = KalturaMediaEntryFilter(orderBy="+createdAt", statusIn=ALL_STATUSES)
-    pages = [client.media.list(filter_, KalturaFilterPager(pageSize=100, pageIndex=i)).objects for i in range(1, 6)]
-    ids = [e.id for page in pages for e in page]
-    assert len(ids) == len(set(ids)) == 500
-    whole = client.media.list(filter_, KalturaFilterPager(pageSize=500, pageIndex=1)).objects
-    assert [e.id for e in whole] == ids
-    created = [e.createdAt for e in whole]
+def test_paging_by_created_at_is_ordered_and_with_stable_ties_repeatable():
+    # --stable-ties: the one mode in which paging by pageIndex is exact, for tests that need determinism.
+    with start_in_thread(entries=2000, seed=11, content_scale=1e-4, stable_ties=True) as stable:
+        client = connect(stable)
+        filter_ = KalturaMediaEntryFilter(orderBy="+createdAt", statusIn=ALL_STATUSES)
+        pager = [KalturaFilterPager(pageSize=100, pageIndex=i) for i in range(1, 6)]
+        ids = [e.id for p in pager for e in client.media.list(filter_, p).objects]
+        assert len(ids) == len(set(ids)) == 500
+        whole = client.media.list(filter_, KalturaFilterPager(pageSize=500, pageIndex=1)).objects
+        assert [e.id for e in whole] == ids
+        created = [e.createdAt for e in whole]
+        assert created == sorted(created)
+
+
+def crowded_second(sim) -> tuple[int, int]:
+    return collections.Counter(e["createdAt"] for e in sim.state.all_entries()).most_common(1)[0]
+
+
+def test_equal_sort_keys_come_back_in_a_new_order_on_each_request(big_sim):
+    """As Kaltura's search index: rows with equal keys have no order, so paging one crowded second by pageIndex
+    skips some rows and repeats others, while each page stays ordered and totalCount stays true."""
+    client = connect(big_sim)
+    second, size = crowded_second(big_sim)
+    assert size > 500
+    window = KalturaMediaEntryFilter(createdAtGreaterThanOrEqual=second, createdAtLessThanOrEqual=second,
+                                     statusIn=ALL_STATUSES, orderBy="+createdAt")  # fmt: skip
+    firsts = [tuple(e.id for e in client.media.list(window, KalturaFilterPager(pageSize=200)).objects) for _ in "abc"]
+    assert len(set(firsts)) == 3, "each request orders the ties anew"
+    paged = set()
+    for index in (1, 2):
+        page = client.media.list(window, KalturaFilterPager(pageSize=300, pageIndex=index))
+        assert page.totalCount == size
+        paged |= {e.id for e in page.objects}
+    assert len(paged) < size, "paging a crowded second by pageIndex misses entries"
+
+    # Across seconds the order holds: every entry of an earlier second comes before any of a later one.
+    wide = KalturaMediaEntryFilter(createdAtGreaterThanOrEqual=second - 86400 * 30, statusIn=ALL_STATUSES,
+                                   orderBy="+createdAt")  # fmt: skip
+    created = [e.createdAt for e in client.media.list(wide, KalturaFilterPager(pageSize=500)).objects]
     assert created == sorted(created)
 
 
@@ -394,7 +425,8 @@ def test_indexed_entry_lists_match_a_full_filter_and_sort():
         result = api._list_entries(state, api.Call("media", "list", {"filter": filter_, **params}), "X")
         return [o["id"] for o in result["objects"]], result["totalCount"]
 
-    state = SimState(entries=1500, seed=4)
+    # The reference sorts ties by creation: compare it with the index in the mode that orders ties so too.
+    state = SimState(entries=1500, seed=4, stable_ties=True)
     rng = __import__("random").Random(7)
     ids = list(state.entries)
     times = sorted({e["createdAt"] for e in state.entries.values()} | {e["updatedAt"] for e in state.entries.values()})
@@ -413,7 +445,7 @@ def test_indexed_entry_lists_match_a_full_filter_and_sort():
             elif kind == 2:
                 ids.append(state.add_entry(createdAt=rng.choice(times)))
             else:
-                entry["status"] = rng.choice([0, 1, 2, 3, 7])
+                state.set_status(entry, rng.choice([0, 1, 2, 3, 7]))
         filter_ = {"objectType": "KalturaMediaEntryFilter"}
         if order := rng.choice(orders):
             filter_["orderBy"] = order
@@ -1053,3 +1085,54 @@ def test_a_library_without_the_old_tools_tags():
     assert {1, 2, 5} <= {e["mediaType"] for e in entries} and any(e["tags"] for e in entries)
     tagged = SimState(entries=600, seed=11, content_scale=1e-4).all_entries()
     assert any(state_tags & set(e["tags"].split(", ")) for e in tagged)
+
+
+# --- a partner's rate limit -----------------------------------------------------------------------
+
+
+def test_above_the_rate_limit_calls_answer_action_blocked(sim, client):
+    state = sim.state
+    state.rate_limit.per_second = 3
+    try:
+        time.sleep(1.05)  # a fresh second
+        answers = []
+        for _ in range(5):
+            try:
+                client.media.list(KalturaMediaEntryFilter(), KalturaFilterPager(pageSize=1))
+                answers.append("ok")
+            except KalturaException as error:
+                answers.append((error.code, error.message))
+        assert answers[:3] == ["ok"] * 3
+        assert answers[3:] == [("ACTION_BLOCKED", 'Action "list" in service "media" is blocked')] * 2
+        # A multirequest is one request, refused whole; refused requests do not count against the limit.
+        client.startMultiRequest()
+        client.media.list(KalturaMediaEntryFilter(), KalturaFilterPager(pageSize=1))
+        client.media.list(KalturaMediaEntryFilter(), KalturaFilterPager(pageSize=1))
+        assert error_of(client.doMultiRequest).code == "ACTION_BLOCKED"
+        client.multiRequestReturnType = None  # the client stays in multirequest mode after a failed one
+        time.sleep(1.05)
+        assert client.media.list(KalturaMediaEntryFilter(), KalturaFilterPager(pageSize=1)).totalCount > 0
+        assert state.rate_limit.blocked == 3
+
+        # Off over HTTP, as a separate process would be told.
+        assert requests.post(f"{sim.url}/sim/rate-limit", json={"per_second": None}, timeout=5).ok
+        for _ in range(10):
+            client.media.list(KalturaMediaEntryFilter(), KalturaFilterPager(pageSize=1))
+        assert requests.get(f"{sim.url}/sim/counters", timeout=5).json()["blocked"] == 3
+    finally:
+        state.rate_limit.per_second = None
+        state.rate_limit.blocked = 0
+
+
+def test_entry_lists_filter_on_duration(sim, client):
+    entries = ready_entries(sim)
+    low, high = 600, 1800
+    wanted = {e["id"] for e in entries if low <= e["duration"] <= high}
+    assert 0 < len(wanted) < len(entries)
+    filter_ = KalturaMediaEntryFilter(durationGreaterThanOrEqual=low, durationLessThanOrEqual=high)
+    got = set()
+    page_index = 1
+    while page := client.media.list(filter_, KalturaFilterPager(pageSize=500, pageIndex=page_index)).objects:
+        got |= {e.id for e in page}
+        page_index += 1
+    assert got == wanted

@@ -10,7 +10,7 @@ from django.db import transaction
 from django.utils import timezone
 from tqdm import tqdm
 
-from archive_app import audit, batches
+from archive_app import audit, batches, bulk
 from archive_app.cli import (
     CLI_USERNAME,
     add_filter_arguments,
@@ -22,6 +22,7 @@ from archive_app.cli import (
 )
 from archive_app.kaltura import Kaltura, KalturaError
 from archive_app.models import AuditEvent, Batch, BatchItem
+from archive_app.redaction import redact
 from archive_app.storage import ArchiveStore, StorageError
 from archive_app.workflow import Policy, plan_for, read_live_states
 
@@ -81,24 +82,9 @@ class BatchCommand(BaseCommand):
         states = read_live_states(entry_ids, kaltura, store)
         policy = Policy.from_settings(timezone.now())
         plans = [plan_for(action, states[entry_id], policy) for entry_id in entry_ids]
-        AuditEvent.objects.bulk_create(
-            [
-                AuditEvent(
-                    user=user,
-                    username=user.username,
-                    action=f"preview_{action}",
-                    entry_id=plan.entry_id,
-                    dry_run=True,
-                    outcome=AuditEvent.Outcome.SKIPPED if plan.skipped else AuditEvent.Outcome.OK,
-                    message=plan.summary()[:1000],
-                    details={**audit.context_details(), "steps": plan.step_names, "skip_reason": plan.skip_reason},
-                )
-                for plan in plans
-            ],
-            batch_size=500,
-        )
+        bulk.create(AuditEvent, batches.preview_events(None, action, plans, user))
         for plan in plans:
-            self.stdout.write(f"{plan.entry_id}\t{plan.summary()}")
+            self.stdout.write(redact(f"{plan.entry_id}\t{plan.summary()}"))  # a Kaltura text may quote a KS
         todo = [plan for plan in plans if not plan.skipped]
         self.stdout.write(
             f"dry run: {len(plans)} entries, {len(todo)} to process, {len(plans) - len(todo)} skipped; "

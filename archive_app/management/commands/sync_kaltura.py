@@ -57,3 +57,5 @@ class Command(BaseCommand):
                 f"{run.kind}: {run.seen} seen, {run.created} created, {run.updated} updated, "
                 f"{run.unchanged} unchanged, {run.gone} gone, {run.kaltura_requests} Kaltura requests"
             )
+            if run.cost_summary:
+                self.stdout.write(f"  {run.cost_summary}")
