@@ -225,3 +225,29 @@ def _placeholder_with_captions(sim, rq_queue, admin):
     run_batch(sim, rq_queue, admin, Batch.Action.ARCHIVE_REPLACE, [entry_id])
     assert "flavors_deleted" in sim.state.get_entry(entry_id)["tags"]
     return [entry_id], {"captions": captions, "sha256": sha256}
+
+
+def test_a_rerun_after_a_crash_before_the_sidecar_keeps_the_captions_first_written(world, rq_queue, s3):  # noqa: F811
+    """A crash after the captions and thumbnail were written, before the sidecar: the rerun lists the objects
+    already there (same versions, same hashes), even if Kaltura's caption changed meanwhile."""
+    from archive_app.sidecar import sidecar_key, write_sidecar
+    from archive_app.workflow import read_live_state
+
+    sim, admin = world
+    entry_id = sim.state.add_entry(name="Crashed mid-sidecar", createdAt=OLD)
+    ids = _captioned(sim, entry_id)
+    sync.sync_full(Kaltura.from_settings())
+    run_batch(sim, rq_queue, admin, Batch.Action.ARCHIVE, [entry_id])
+    store, kaltura = ArchiveStore.from_settings(), Kaltura.from_settings()
+    copy = ArchiveCopy.objects.get(entry_id=entry_id)
+    first = read_sidecar(store, copy)
+    # As if the sidecar itself had never been written (this test bucket has no Object Lock).
+    s3.delete_object(Bucket=settings.AWS_BUCKET, Key=sidecar_key(copy.key))
+    sim.state.set_caption_content(ids["fr"], b"1\n00:00:00,000 --> 00:00:01,000\nchanged since\n")
+    details = write_sidecar(store, kaltura, read_live_state(entry_id, kaltura, store), copy)
+    assert details["sidecar_written"] and details["captions_kept"] == 3
+    again = read_sidecar(store, ArchiveCopy.objects.get(id=copy.id))
+    assert [(c["key"], c["version_id"], c["sha256"]) for c in again["captions"]] == [
+        (c["key"], c["version_id"], c["sha256"]) for c in first["captions"]]  # fmt: skip
+    french = next(c for c in again["captions"] if c["id"] == ids["fr"])
+    assert s3.get_object(Bucket=settings.AWS_BUCKET, Key=french["key"])["Body"].read() == SRT
