@@ -491,7 +491,7 @@ def step_verify(run: runner.Run) -> dict:
     from archive_app.sidecar import write_sidecar
 
     if run.scratch.get("adopted"):
-        return {"verified": "adopted", **write_sidecar(run.store, run.state, run.scratch["copy"])}
+        return {"verified": "adopted", **write_sidecar(run.store, run.kaltura, run.state, run.scratch["copy"])}
     archived = run.scratch["uploaded"]
     run.store.verify(run.entry_id, key=archived.key, version_id=archived.version_id, size=archived.size,
                      sha256=archived.sha256, crc32=archived.crc32)  # fmt: skip
@@ -499,7 +499,7 @@ def step_verify(run: runner.Run) -> dict:
                         version_id=archived.version_id, storage_class=archived.storage_class, adopted=False,
                         source=ArchiveCopy.HashSource.STREAM)  # fmt: skip
     return {"verified": True, "bytes": archived.size, "sha256": archived.sha256,
-            **write_sidecar(run.store, run.state, copy)}  # fmt: skip
+            **write_sidecar(run.store, run.kaltura, run.state, copy)}  # fmt: skip
 
 
 def _record_copy(run: runner.Run, *, key, size, sha256, crc32, version_id, storage_class, adopted, source,

@@ -25,6 +25,7 @@ from django.conf import settings
 from KalturaClient import KalturaClient, KalturaConfiguration
 from KalturaClient.Base import KalturaParams
 from KalturaClient.exceptions import KalturaClientException, KalturaException
+from KalturaClient.Plugins.Caption import KalturaCaptionAsset, KalturaCaptionAssetFilter
 from KalturaClient.Plugins.Core import (
     KalturaCategoryFilter,
     KalturaDetachedResponseProfile,
@@ -422,6 +423,40 @@ class KCategory:
 
 
 @dataclass(frozen=True)
+class KCaption:
+    """A caption asset (the caption plugin's captionAsset). `format`: KalturaCaptionType (1 SRT, 2 DFXP,
+    3 WebVTT, ...); `status`: 2 READY (content set), 0 QUEUED (added, no content yet)."""
+
+    id: str
+    entry_id: str
+    language: str
+    label: str
+    format: str
+    is_default: bool
+    status: int
+    size_in_bytes: int
+    file_ext: str
+    version: str
+
+    READY = 2
+
+    @classmethod
+    def from_client(cls, caption) -> KCaption:
+        return cls(
+            id=_str(caption.id),
+            entry_id=_str(caption.entryId),
+            language=_str(caption.language),
+            label=_str(caption.label),
+            format=_str(caption.format),
+            is_default=_int(caption.isDefault) == 1,
+            status=_int(caption.status),
+            size_in_bytes=_int(caption.sizeInBytes),
+            file_ext=_str(caption.fileExt),
+            version=_str(caption.version),
+        )
+
+
+@dataclass(frozen=True)
 class EntryPage:
     entries: list[KEntry]
     total_count: int
@@ -708,6 +743,34 @@ class Kaltura:
 
     def flavor_download_url(self, flavor_id: str) -> str:
         return self._call(lambda c: c.flavorAsset.getUrl(flavor_id), what=f"flavorAsset.getUrl {flavor_id}")
+
+    # --- captions ---------------------------------------------------------------
+
+    def captions(self, entry_id: str) -> list[KCaption]:
+        """The entry's caption assets (all of them: an entry has a handful, never a page's worth)."""
+        pager = KalturaFilterPager(pageSize=PAGE_SIZE, pageIndex=1)
+        response = self._call(
+            lambda c: c.caption.captionAsset.list(KalturaCaptionAssetFilter(entryIdEqual=entry_id), pager),
+            what=f"captionAsset.list {entry_id}",
+        )
+        return [KCaption.from_client(caption) for caption in response.objects or []]
+
+    def caption_download_url(self, caption_id: str) -> str:
+        return self._call(lambda c: c.caption.captionAsset.getUrl(caption_id), what=f"captionAsset.getUrl {caption_id}")
+
+    def add_caption(self, entry_id: str, *, language: str, label: str, caption_format: str, is_default: bool) -> str:
+        """A new caption asset without content (captionAsset.add); returns its id."""
+        asset = KalturaCaptionAsset(language=language, label=label, format=caption_format,
+                                    isDefault=1 if is_default else 0)  # fmt: skip
+        added = self._call(lambda c: c.caption.captionAsset.add(entry_id, asset), what=f"captionAsset.add {entry_id}")
+        return _str(added.id)
+
+    def set_caption_content(self, caption_id: str, upload_token_id: str) -> KCaption:
+        """The caption's content from an upload (binary-safe, unlike a string resource)."""
+        resource = KalturaUploadedFileTokenResource(token=upload_token_id)
+        caption = self._call(lambda c: c.caption.captionAsset.setContent(caption_id, resource),
+                             what=f"captionAsset.setContent {caption_id}")  # fmt: skip
+        return KCaption.from_client(caption)
 
     # --- categories -------------------------------------------------------------
 

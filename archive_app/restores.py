@@ -174,6 +174,10 @@ def placeholder_refusal(state: LiveState, *, known_sizes: frozenset[int] = froze
     )
 
 
+# Once the original is back (archive_app/sidecar.py restore_captions).
+CAPTIONS_STEP = Step("restore_captions", "add back from S3 the captions the sidecar lists and Kaltura no longer has")
+
+
 def plan_restore(
     state: LiveState, *, tier: str, known_placeholder_sizes: frozenset[int] = frozenset(), confirmed: bool = False
 ) -> RestorePlan:
@@ -229,7 +233,7 @@ def plan_restore(
     wait = ""
     if content_back:
         # The original is back (a rerun after the conversion, or restored by other means): only the tag is left.
-        steps.append(Step("untag_replaced", f"remove tag {TAG_REPLACED}"))
+        steps += [CAPTIONS_STEP, Step("untag_replaced", f"remove tag {TAG_REPLACED}")]
         return RestorePlan(entry_id, tuple(steps), warnings=tuple(warnings), **facts)
     if not started:
         if s3.storage_class in ARCHIVE_CLASSES and not s3.readable:
@@ -254,6 +258,7 @@ def plan_restore(
         )
         steps.append(Step("restore_content", "media.updateContent: the placeholder plays until the swap"))
     steps.append(Step("wait_conversion", "wait until Kaltura has made the flavors from the original"))
+    steps.append(CAPTIONS_STEP)
     steps.append(Step("untag_replaced", f"remove tag {TAG_REPLACED}"))
     return RestorePlan(entry_id, tuple(steps), wait=wait, warnings=tuple(warnings), **facts)
 
@@ -700,6 +705,21 @@ def step_wait_conversion(run: runner.Run) -> dict:
     return {"original": original.as_dict()}
 
 
+def step_restore_captions(run: runner.Run) -> dict:
+    from archive_app.sidecar import restore_captions
+
+    recorded = run.state.copy
+    copy = None
+    if recorded is not None:
+        copy = ArchiveCopy.objects.filter(entry_id=run.entry_id, key=recorded.key,
+                                          version_id=recorded.version_id).first()  # fmt: skip
+    details = restore_captions(run.store, run.kaltura, copy, run.progress.get("captions_added", {}),
+                               lambda added: run.save_progress(captions_added=added))  # fmt: skip
+    if details.get("captions_refused"):
+        log.error("captions of %s not restored: %s", run.entry_id, details["captions_refused"])
+    return details
+
+
 def step_untag_replaced(run: runner.Run) -> dict:
     details = runner.write_tags(run, remove=(TAG_REPLACED,))
     ArchiveCopy.objects.filter(entry_id=run.entry_id).update(
@@ -717,6 +737,7 @@ RESTORES.steps = {
     "upload_original": step_upload_original,
     "restore_content": step_restore_content,
     "wait_conversion": step_wait_conversion,
+    "restore_captions": step_restore_captions,
     "untag_replaced": step_untag_replaced,
 }
 STEPS = RESTORES.steps

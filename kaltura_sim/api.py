@@ -27,7 +27,15 @@ from .generator import (
     FLAVOR_READY,
     MEDIA_IMAGE,
 )
-from .state import ADMIN_SESSION, CATEGORY_ENTRY_ACTIVE, SimState, public
+from .state import (
+    ADMIN_SESSION,
+    CAPTION_DELETED,
+    CAPTION_READY,
+    CAPTION_SRT,
+    CATEGORY_ENTRY_ACTIVE,
+    SimState,
+    public,
+)
 from .wire import MultiResult, UploadedFile
 
 MAX_PAGE_SIZE, DEFAULT_PAGE_SIZE = 500, 30
@@ -552,6 +560,101 @@ def flavor_delete(state: SimState, call: Call) -> None:
     state.delete_flavor(p_str(call.params, "id", required=True))
 
 
+# --- captions (the caption plugin: service caption_captionasset) ----------------------------------
+
+CAPTION_WRITABLE = ("language", "label", "format", "tags", "fileExt", "accuracy", "description")
+CAPTION_ORDER = {"createdAt": lambda c: c["createdAt"], "updatedAt": lambda c: c["updatedAt"],
+                 "size": lambda c: c["sizeInBytes"], "deletedAt": lambda c: c["deletedAt"] or 0}  # fmt: skip
+
+
+def _caption_object(caption: dict) -> dict[str, Any]:
+    return {"objectType": "KalturaCaptionAsset", **public(caption)}
+
+
+def caption_list(state: SimState, call: Call) -> dict:
+    f = p_obj(call.params, "filter")
+    entry_ids = _id_list(p_str(f, "entryIdIn"), limit=None) or []
+    if p_str(f, "entryIdEqual"):
+        entry_ids = [p_str(f, "entryIdEqual")]
+    ids = _id_list(p_str(f, "idIn"), limit=None)
+    if p_str(f, "idEqual"):
+        ids = [p_str(f, "idEqual")]
+    if not entry_ids and not ids:
+        raise KalturaError("MUST_FILTER_ON_ENTRY_OR_CATEGORY")  # assets are listed per entry
+    wanted_entries = set(entry_ids)
+    items = [
+        c
+        for c in state.captions.values()
+        if c["status"] != CAPTION_DELETED
+        and (not wanted_entries or c["entryId"] in wanted_entries)
+        and (ids is None or c["id"] in ids)
+    ]
+    _sort(items, p_str(f, "orderBy"), {**CAPTION_ORDER, "seq": lambda c: 0}, "+seq")
+    page = _page(items, call.params, capped=False)
+    return _list_response("KalturaCaptionAssetListResponse", [_caption_object(c) for c in page], len(items))
+
+
+def caption_add(state: SimState, call: Call) -> dict:
+    entry = state.find_entry(p_str(call.params, "entryId", required=True))
+    given = p_obj(call.params, "captionAsset")
+    caption_id = state.add_caption(entry["id"], p_str(given, "language") or "", p_str(given, "label") or "",
+                                   p_str(given, "format") or CAPTION_SRT,
+                                   is_default=p_int(given, "isDefault") == 1)  # fmt: skip
+    caption = state.captions[caption_id]
+    for name in ("tags", "accuracy", "description"):
+        if p_str(given, name) is not None:
+            caption[name] = p_int(given, name) if name == "accuracy" else p_str(given, name)
+    return _caption_object(caption)
+
+
+def caption_set_content(state: SimState, call: Call) -> dict:
+    caption_id = p_str(call.params, "id", required=True)
+    state.find_caption(caption_id)
+    resource = p_obj(call.params, "contentResource")
+    kind = resource.get("objectType", "")
+    if kind == "KalturaStringResource":
+        data = (p_str(resource, "content") or "").encode()
+    elif kind == "KalturaUploadedFileTokenResource":
+        path = state.take_uploaded_file(p_str(resource, "token"))
+        with open(path, "rb") as handle:
+            data = handle.read()
+    elif not resource:
+        raise KalturaError("MISSING_MANDATORY_PARAMETER", "contentResource")
+    else:
+        raise KalturaError("RESOURCE_TYPE_NOT_SUPPORTED", kind)
+    return _caption_object(state.set_caption_content(caption_id, data))
+
+
+def caption_update(state: SimState, call: Call) -> dict:
+    caption = state.find_caption(p_str(call.params, "id", required=True))
+    given = p_obj(call.params, "captionAsset")
+    for name in CAPTION_WRITABLE:
+        if p_str(given, name) is not None:
+            caption[name] = p_int(given, name) if name == "accuracy" else p_str(given, name)
+    if p_int(given, "isDefault") == 1:
+        state.set_default_caption(caption["id"])
+    return _caption_object(caption)
+
+
+def caption_get(state: SimState, call: Call) -> dict:
+    return _caption_object(state.find_caption(p_str(call.params, "captionAssetId", required=True)))
+
+
+def caption_get_url(state: SimState, call: Call) -> str:
+    caption = state.find_caption(p_str(call.params, "id", required=True))
+    if caption["status"] != CAPTION_READY:
+        raise KalturaError("CAPTION_ASSET_IS_NOT_READY")
+    return state.caption_url(caption)
+
+
+def caption_set_as_default(state: SimState, call: Call) -> None:
+    state.set_default_caption(p_str(call.params, "captionAssetId", required=True))
+
+
+def caption_delete(state: SimState, call: Call) -> None:
+    state.delete_caption(p_str(call.params, "captionAssetId", required=True))
+
+
 # --- upload tokens --------------------------------------------------------------------------------
 
 
@@ -740,6 +843,16 @@ SERVICES: dict[str, dict[str, Callable[[SimState, Call], Any]]] = {
         "delete": flavor_delete,
     },
     "uploadtoken": {"add": upload_token_add, "upload": upload_token_upload, "get": upload_token_get},
+    "caption_captionasset": {
+        "list": caption_list,
+        "add": caption_add,
+        "setContent": caption_set_content,
+        "update": caption_update,
+        "get": caption_get,
+        "getUrl": caption_get_url,
+        "setAsDefault": caption_set_as_default,
+        "delete": caption_delete,
+    },
     "category": {"list": category_list},
     "categoryentry": {"list": category_entry_list},
     "user": {"get": user_get},

@@ -109,7 +109,25 @@ def _png(width: int, height: int, rgb: tuple[int, int, int]) -> bytes:
     )
 
 
-THUMBNAIL_PNG = _png(16, 9, (40, 90, 140))
+@functools.lru_cache(maxsize=4096)
+def thumbnail_png(entry_id: str, version: int) -> bytes:
+    """The entry's default thumbnail: its own colour for each entry and thumbnail version, so a copy of one
+    entry's thumbnail can be told from another's."""
+    digest = hashlib.sha256(f"{entry_id}/{version}".encode()).digest()
+    return _png(16, 9, (digest[0], digest[1], digest[2]))
+
+
+def caption_text(title: str, extension: str) -> bytes:
+    """A short caption file in SRT or WebVTT (the cue times differ only in the decimal separator)."""
+    cues = [f"This is {title}.", "Captions kept beside the archived original.", "— the end —"]
+    lines = ["WEBVTT", ""] if extension == "vtt" else []
+    separator = "." if extension == "vtt" else ","
+    for number, text in enumerate(cues, 1):
+        start, end = (number - 1) * 4, number * 4 - 1
+        if extension != "vtt":
+            lines.append(str(number))
+        lines += [f"00:00:{start:02d}{separator}000 --> 00:00:{end:02d}{separator}500", text, ""]
+    return "\n".join(lines).encode()
 
 
 def mp4_duration_ms(path: str) -> int | None:

@@ -32,6 +32,8 @@ TEMPLATES: dict[str, tuple[tuple[str, ...], str]] = {
     "FLAVOR_ASSET_ID_NOT_FOUND": (("ID",), 'Flavor asset id "@ID@" not found'),
     "FLAVOR_ASSET_IS_NOT_READY": ((), "The flavor asset is not ready"),
     "ORIGINAL_FLAVOR_ASSET_IS_MISSING": ((), "The original flavor asset is missing"),
+    "CAPTION_ASSET_ID_NOT_FOUND": (("ID",), 'Caption asset id "@ID@" not found'),
+    "CAPTION_ASSET_IS_NOT_READY": ((), "Caption asset is not ready"),
     "INVALID_USER_ID": ((), "Invalid user id"),
     "UPLOAD_TOKEN_NOT_FOUND": ((), "Upload token not found"),
     "UPLOAD_TOKEN_INVALID_STATUS_FOR_UPLOAD": (

@@ -19,11 +19,12 @@ from typing import Any
 from . import api, content, wire
 from .errors import KalturaError
 from .generator import FLAVOR_READY
-from .state import SimState
+from .state import CAPTION_READY, SimState
 
 _API_PATH = re.compile(r"^/api_v3(?:/index\.php)?(?:/service/([^/]+)(?:/action/([^/]+))?)?/?$")
 _DOWNLOAD_PATH = re.compile(r"/(?:serveFlavor|playManifest)/")
-_THUMBNAIL_PATH = re.compile(r"/thumbnail/entry_id/([^/]+)")
+_THUMBNAIL_PATH = re.compile(r"/thumbnail/entry_id/([^/]+)(?:/version/(\d+))?")
+_CAPTION_PATH = re.compile(r"/serveCaption/captionAssetId/([^/]+)")
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 HTML_500 = (
     b"<html><head><title>500 Internal Server Error</title></head><body><center><h1>500 Internal Server Error"
@@ -155,7 +156,9 @@ class _Handler(BaseHTTPRequestHandler):
             elif _DOWNLOAD_PATH.search(parts.path):
                 self._download(parts.path)
             elif _THUMBNAIL_PATH.search(parts.path):
-                self._send(200, content.THUMBNAIL_PNG, "image/png")
+                self._thumbnail(_THUMBNAIL_PATH.search(parts.path))
+            elif _CAPTION_PATH.search(parts.path):
+                self._caption(_CAPTION_PATH.search(parts.path).group(1))
             else:
                 self._discard_body()
                 self._send(404, b"Not Found", "text/plain")
@@ -247,6 +250,27 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(200, body, "text/xml; charset=utf-8", headers)
 
     # --- downloads --------------------------------------------------------------------------------
+
+    def _thumbnail(self, match: re.Match) -> None:
+        self._discard_body()
+        entry = self.state.entries.get(match.group(1))
+        if entry is None:
+            self._send(404, b"Not Found", "text/plain")
+            return
+        version = int(match.group(2)) if match.group(2) else entry["_thumb_version"]
+        self._send(200, content.thumbnail_png(entry["id"], version), "image/png")
+
+    def _caption(self, caption_id: str) -> None:
+        self._discard_body()
+        with self.state.lock:
+            caption = self.state.captions.get(caption_id)
+            ready = caption is not None and caption["status"] == CAPTION_READY
+            data = caption["_content"] if ready else b""
+        if not ready:
+            self._send(404, b"Not Found", "text/plain")
+            return
+        self.state.count("caption_download")
+        self._send(200, data, "text/plain; charset=utf-8")
 
     def _download(self, path: str) -> None:
         self._discard_body()

@@ -41,6 +41,15 @@ FAULT_KINDS = ("http500", "kaltura_error", "drop", "bad_gateway")
 UPLOAD_PENDING, UPLOAD_PARTIAL, UPLOAD_FULL, UPLOAD_CLOSED = 0, 1, 2, 3
 CATEGORY_ENTRY_ACTIVE, CATEGORY_ENTRY_DELETED = 2, 3
 ADMIN_SESSION = 2
+# KalturaCaptionType and KalturaCaptionAssetStatus
+CAPTION_SRT, CAPTION_DFXP, CAPTION_WEBVTT = "1", "2", "3"
+CAPTION_EXTENSIONS = {CAPTION_SRT: "srt", CAPTION_DFXP: "xml", CAPTION_WEBVTT: "vtt"}
+CAPTION_QUEUED, CAPTION_READY, CAPTION_DELETED = 0, 2, 3
+# About one generated entry in this many has captions (from its own seeded stream: the catalogue is unchanged).
+CAPTIONED_ONE_IN = 5
+
+
+_LANGUAGE_CODES = {"English": "en", "French": "fr", "German": "de", "Spanish": "es", "Hebrew": "he"}
 
 
 def public(record: dict[str, Any]) -> dict[str, Any]:
@@ -102,6 +111,11 @@ class SimState:
             self._link_category(category_id, entry_id, created)
         for entry in generated:
             self._sync_categories(entry)
+        self.captions: dict[str, dict] = {}
+        self._caption_rng = random.Random(f"{seed}:captions")
+        for entry in generated:
+            if self._caption_rng.randrange(CAPTIONED_ONE_IN) == 0 and entry["status"] == ENTRY_READY:
+                self._generate_captions(entry)
 
         self.sessions: dict[str, dict] = {}
         self.upload_tokens: dict[str, dict] = {}
@@ -598,6 +612,70 @@ class SimState:
         if not has_ready and entry["status"] not in (ENTRY_DELETED, ENTRY_NO_CONTENT):
             self.set_status(entry, ENTRY_NO_CONTENT)
             entry["updatedAt"] = now
+
+    # --- captions (the caption plugin's captionAsset) ------------------------------------------------
+
+    def _generate_captions(self, entry: dict) -> None:
+        self.add_caption(entry["id"], "English", "English", CAPTION_SRT, content.caption_text(entry["name"], "srt"),
+                         is_default=True)  # fmt: skip
+        if self._caption_rng.randrange(2) == 0:
+            self.add_caption(entry["id"], "French", "Français (auto)", CAPTION_WEBVTT,
+                             content.caption_text(entry["name"], "vtt"))  # fmt: skip
+
+    def add_caption(self, entry_id: str, language: str, label: str, caption_format: str = CAPTION_SRT,
+                    data: bytes | None = None, *, is_default: bool = False) -> str:  # fmt: skip
+        """A caption asset on the entry (captionAsset.add, then setContent if `data`); returns its id."""
+        with self.lock:
+            entry = self.find_entry(entry_id)
+            now = int(time.time())
+            caption_id = self.generator.new_id(self._caption_rng)
+            self.captions[caption_id] = {
+                "id": caption_id, "entryId": entry["id"], "partnerId": self.partner_id, "version": "0",
+                "size": 0, "sizeInBytes": 0, "tags": "", "fileExt": CAPTION_EXTENSIONS.get(caption_format, "txt"),
+                "createdAt": now, "updatedAt": now, "deletedAt": None, "description": "",
+                "captionParamsId": 0, "language": language, "languageCode": _LANGUAGE_CODES.get(language, ""),
+                "isDefault": 0, "label": label, "format": caption_format, "status": CAPTION_QUEUED,
+                "accuracy": 100, "displayOnPlayer": True, "_content": b"", "_seq": self._next_seq(),
+            }  # fmt: skip
+            if is_default:
+                self.set_default_caption(caption_id)
+            if data is not None:
+                self.set_caption_content(caption_id, data)
+            return caption_id
+
+    def find_caption(self, caption_id: str | None) -> dict:
+        caption = self.captions.get(caption_id or "")
+        if caption is None or caption["status"] == CAPTION_DELETED:
+            raise KalturaError("CAPTION_ASSET_ID_NOT_FOUND", caption_id)
+        return caption
+
+    def entry_captions(self, entry_id: str) -> list[dict]:
+        live = (c for c in self.captions.values() if c["entryId"] == entry_id and c["status"] != CAPTION_DELETED)
+        return sorted(live, key=lambda c: c["_seq"])
+
+    def set_caption_content(self, caption_id: str, data: bytes) -> dict:
+        with self.lock:
+            caption = self.find_caption(caption_id)
+            caption.update(_content=bytes(data), size=max(1, len(data) // 1024), sizeInBytes=len(data),
+                           status=CAPTION_READY, version=str(int(caption["version"]) + 1),
+                           updatedAt=int(time.time()))  # fmt: skip
+            return caption
+
+    def set_default_caption(self, caption_id: str) -> None:
+        with self.lock:
+            chosen = self.find_caption(caption_id)
+            for caption in self.entry_captions(chosen["entryId"]):
+                caption["isDefault"] = 1 if caption is chosen else 0
+
+    def delete_caption(self, caption_id: str) -> None:
+        with self.lock:
+            caption = self.find_caption(caption_id)
+            now = int(time.time())
+            caption.update(status=CAPTION_DELETED, deletedAt=now, updatedAt=now, isDefault=0)
+
+    def caption_url(self, caption: dict) -> str:
+        return (f"{self.base_url}/p/{self.partner_id}/sp/{self.partner_id}00/serveCaption/captionAssetId/"
+                f"{caption['id']}/v/{caption['version']}/a.{caption['fileExt']}")  # fmt: skip
 
     def thumbnail_from_video(self, entry: dict) -> None:
         if self.original_flavor(entry) is None or self.original_flavor(entry)["status"] != FLAVOR_READY:

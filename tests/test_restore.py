@@ -102,7 +102,8 @@ def live(**fields) -> LiveState:
 def test_plan_by_storage_class_and_tier():
     glacier = restores.plan_restore(live(), tier="Bulk")
     assert glacier.step_names == [
-        "s3_restore", "s3_wait", "upload_original", "restore_content", "wait_conversion", "untag_replaced"
+        "s3_restore", "s3_wait", "upload_original", "restore_content", "wait_conversion", "restore_captions",
+        "untag_replaced",
     ]  # fmt: skip
     restored = restores.plan_restore(live(s3=Head(readable=True)), tier="Bulk")
     assert restored.step_names[:2] == ["s3_wait", "upload_original"]
@@ -120,7 +121,8 @@ def test_plan_by_storage_class_and_tier():
     converting = live(
         entry=k_entry(tags="archived_to_s3, flavors_deleted", replacing_entry_id="0_tmp"), replacement_started=True
     )
-    assert restores.plan_restore(converting, tier="Bulk").step_names == ["wait_conversion", "untag_replaced"]
+    after_swap = ["wait_conversion", "restore_captions", "untag_replaced"]
+    assert restores.plan_restore(converting, tier="Bulk").step_names == after_swap
     never_took = restores.plan_restore(live(replacement_started=True), tier="Bulk")
     assert "upload_original" in never_took.step_names
     # A restore S3 already works on is waited for, not asked again.
