@@ -143,12 +143,22 @@ def ndsa_criteria(rows: list[ClassRow], bucket, now: datetime) -> list[Criterion
         "a periodic, recorded review of the audit log and of who holds the S3 credentials",
     ))  # fmt: skip
 
-    # Metadata: the inventory is ours; the metadata kept with the content (the sidecar) is not yet written.
-    criteria.append(Criterion(
-        "Metadata", 1 if copies else 0,
-        "an inventory of every copy: bucket, key, version, class, size, SHA-256, CRC32 (this report, the CSV)",
-        "a backup of the inventory kept apart from the database, and the entry's metadata stored with each copy",
-    ))  # fmt: skip
+    # Metadata: the inventory is ours; the sidecar beside each copy says what the content is (NDSA level 2).
+    with_sidecar = ArchiveCopy.objects.exclude(sidecar_key="").count()
+    inventory = "an inventory of every copy: bucket, key, version, class, size, SHA-256, CRC32 (this report, the CSV)"
+    if copies and with_sidecar == copies:
+        criteria.append(Criterion(
+            "Metadata", 2,
+            f"{inventory}; beside every copy a sidecar with the entry's metadata, captions and thumbnail",
+            "a metadata standard chosen for the sidecar (e.g. a PREMIS or Dublin Core mapping), and a backup of the "
+            "inventory kept apart from both the database and the bucket",
+        ))  # fmt: skip
+    else:
+        criteria.append(Criterion(
+            "Metadata", 1 if copies else 0, inventory,
+            f"the entry's metadata stored with each copy ({copies - with_sidecar} of {copies} copies have no sidecar: "
+            "copied before sidecars were written), and a backup of the inventory kept apart from the database",
+        ))  # fmt: skip
     return criteria
 
 

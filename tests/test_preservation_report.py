@@ -35,6 +35,19 @@ def test_the_report_counts_copies_checks_and_failures_per_class_and_gives_ndsa_l
     # A failed check keeps integrity below level 4, and the report says what is missing.
     assert int(ndsa["Integrity (fixity)"][1]) == 3 and "1 failed" in ndsa["Integrity (fixity)"][3]
     assert ndsa["Storage"][3]  # one copy only once replaced: always something missing
+    # Every copy has its sidecar (the entry's metadata, captions, thumbnail): what the content is travels with it.
+    assert int(ndsa["Metadata"][1]) == 2 and "sidecar" in ndsa["Metadata"][2]
+
+
+def test_copies_without_a_sidecar_keep_metadata_at_level_one(world, rq_queue, client):  # noqa: F811
+    from archive_app.models import ArchiveCopy
+
+    archive(world, rq_queue, 2)
+    ArchiveCopy.objects.filter(pk=ArchiveCopy.objects.first().pk).update(sidecar_key="", sidecar_version_id="")
+    client.force_login(world[1])
+    rows = list(csv.reader(io.StringIO(client.get(reverse("preservation_export")).content.decode())))
+    metadata = next(row for row in rows if row and row[0] == "Metadata")
+    assert metadata[1] == "1" and "1 of 2 copies have no sidecar" in metadata[3]
 
 
 def test_never_audited_copies_keep_integrity_at_level_two(world, rq_queue, client):  # noqa: F811
