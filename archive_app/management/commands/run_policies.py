@@ -32,7 +32,9 @@ class Command(BaseCommand):
     def run(self, execute, now, options):
         try:
             if options["policy"]:
-                policy = ArchivePolicy.objects.filter(name=options["policy"]).first()
+                # No policy name holds a NUL, and PostgreSQL refuses one in any query.
+                name = options["policy"]
+                policy = None if "\x00" in name else ArchivePolicy.objects.filter(name=name).first()
                 if policy is None:
                     raise CommandError(f"no policy named {options['policy']!r}")
                 runs = [policies.policy_run(policy, now=now, execute=execute)]
