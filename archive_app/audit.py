@@ -99,10 +99,12 @@ def blank_old_addresses(*, now: datetime | None = None) -> dict:
         blanked = sum(event.blank_addresses() for event in events.only("id", "message", "details").iterator(2000))
         details = {"before": before.isoformat(), "since": since.isoformat() if since else None, "events": blanked}
         record(
-            IP_RETENTION_ACTION, dry_run=False, details=details,
+            IP_RETENTION_ACTION,
+            dry_run=False,
+            details=details,
             message=f"IP addresses removed from {blanked} events older than "
             f"{settings.ARCHIVE_AUDIT_IP_RETENTION_DAYS} days",
-        )  # fmt: skip
+        )
     return details
 
 

@@ -113,25 +113,28 @@ def _table_rows(events: list[dict], *, mask: bool) -> list[dict]:
     rows = []
     for event in events:
         shown = masked({key: event[key] for key in PERSONAL_FIELDS}) if mask else event
-        rows.append({
-            "id": event["id"],
-            "when": timezone.localtime(event["created_at"]).strftime("%Y-%m-%d %H:%M:%S"),
-            "user": shown["username"],
-            "user_url": f"{log_url}?{urlencode({'user': event['username']})}" if shown["username"] == event["username"]
-            else "",
-            "action": event["action"],
-            "action_label": wording.action_label(event["action"]),
-            "entry_id": event["entry_id"],
-            "entry_name": names.get(event["entry_id"], ""),
-            "entry_url": entry_url.format(quote(event["entry_id"])) if event["entry_id"] else "",
-            "batch_id": event["batch_id"] or "",
-            "batch_url": batch_url.format(event["batch_id"]) if event["batch_id"] else "",
-            "real": not event["dry_run"],
-            "outcome": event["outcome"],
-            "badge": badges.get(event["outcome"], "danger"),
-            "message": shown["message"],
-            "details": json.dumps(shown["details"], indent=1, sort_keys=True) if event["details"] else "",
-        })  # fmt: skip
+        rows.append(
+            {
+                "id": event["id"],
+                "when": timezone.localtime(event["created_at"]).strftime("%Y-%m-%d %H:%M:%S"),
+                "user": shown["username"],
+                "user_url": f"{log_url}?{urlencode({'user': event['username']})}"
+                if shown["username"] == event["username"]
+                else "",
+                "action": event["action"],
+                "action_label": wording.action_label(event["action"]),
+                "entry_id": event["entry_id"],
+                "entry_name": names.get(event["entry_id"], ""),
+                "entry_url": entry_url.format(quote(event["entry_id"])) if event["entry_id"] else "",
+                "batch_id": event["batch_id"] or "",
+                "batch_url": batch_url.format(event["batch_id"]) if event["batch_id"] else "",
+                "real": not event["dry_run"],
+                "outcome": event["outcome"],
+                "badge": badges.get(event["outcome"], "danger"),
+                "message": shown["message"],
+                "details": json.dumps(shown["details"], indent=1, sort_keys=True) if event["details"] else "",
+            }
+        )
     return rows
 
 

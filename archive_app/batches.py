@@ -136,10 +136,15 @@ def preview_events(batch: Batch | None, action: str, plans: Iterable[Plan], user
     """The preview's audit events, one per entry, as rows for bulk.create (written as audit.record writes)."""
     return [
         audit.event_row(
-            f"preview_{action}", user=user, entry_id=plan.entry_id, batch=batch, dry_run=True,
-            outcome=AuditEvent.Outcome.SKIPPED if plan.skipped else AuditEvent.Outcome.OK, message=plan.summary(),
+            f"preview_{action}",
+            user=user,
+            entry_id=plan.entry_id,
+            batch=batch,
+            dry_run=True,
+            outcome=AuditEvent.Outcome.SKIPPED if plan.skipped else AuditEvent.Outcome.OK,
+            message=plan.summary(),
             details={"steps": plan.step_names, "skip_reason": plan.skip_reason, **plan.identity},
-        )  # fmt: skip
+        )
         for plan in plans
     ]
 
@@ -245,9 +250,11 @@ def batch_cancel(batch: Batch, *, user) -> int:
         )
         waiting = list(batch.items.filter(status=BatchItem.Status.WAITING).values_list("id", flat=True))
         cancelled += BatchItem.objects.filter(id__in=waiting, status=BatchItem.Status.WAITING).update(
-            status=BatchItem.Status.CANCELLED, finished_at=timezone.now(), job_id="",
+            status=BatchItem.Status.CANCELLED,
+            finished_at=timezone.now(),
+            job_id="",
             message="cancelled while waiting for Kaltura; a replacement already sent may still finish there",
-        )  # fmt: skip
+        )
         EntryLock.objects.filter(holder__in=[runner.holder(ITEMS, pk) for pk in waiting]).delete()
         # APPROVED and not running: held for its owners' notice period.
         if batch.status in (Batch.Status.DRAFT, Batch.Status.APPROVED):
@@ -316,8 +323,15 @@ def fail_unclaimed_item(item_id: int, token: str, error: str) -> bool:
     )
     if ended:
         item = ITEMS.load(item_id)
-        audit.record(ITEMS.audit_action(item, "failed"), user=ITEMS.user(item), entry_id=item.entry_id,
-                     batch=item.batch, dry_run=False, outcome=AuditEvent.Outcome.FAILED, message=message)  # fmt: skip
+        audit.record(
+            ITEMS.audit_action(item, "failed"),
+            user=ITEMS.user(item),
+            entry_id=item.entry_id,
+            batch=item.batch,
+            dry_run=False,
+            outcome=AuditEvent.Outcome.FAILED,
+            message=message,
+        )
         refresh_batch_status(item.batch_id)
     return bool(ended)
 
@@ -354,8 +368,12 @@ class ItemOperation(runner.Operation):
         )
 
     def claim_changes(self, now) -> dict:
-        return {"status": BatchItem.Status.RUNNING, "heartbeat_at": now,
-                "started_at": Coalesce(F("started_at"), now), "attempts": F("attempts") + 1}  # fmt: skip
+        return {
+            "status": BatchItem.Status.RUNNING,
+            "heartbeat_at": now,
+            "started_at": Coalesce(F("started_at"), now),
+            "attempts": F("attempts") + 1,
+        }
 
     def load(self, pk: int) -> BatchItem:
         return BatchItem.objects.select_related("batch", "batch__approved_by").get(pk=pk)
@@ -448,13 +466,21 @@ def _stream_original_to_s3(run: runner.Run) -> dict:
         return _adopt_object(run, key) or _refuse_taken_key(run, key)
     run.scratch["uploaded"] = archived
     run.save(bytes_copied=archived.size)
-    return {"s3_key": archived.key, "version_id": archived.version_id, "bytes": archived.size,
-            "sha256": archived.sha256, "class": archived.storage_class, "flavor_version": original.version}  # fmt: skip
+    return {
+        "s3_key": archived.key,
+        "version_id": archived.version_id,
+        "bytes": archived.size,
+        "sha256": archived.sha256,
+        "class": archived.storage_class,
+        "flavor_version": original.version,
+    }
 
 
 def _refuse_taken_key(run: runner.Run, key: str):
-    raise runner.Refused(f"s3://{run.store.bucket}/{key} already holds an object that is not this content; "
-                         "it was left untouched", run.state.identity())  # fmt: skip
+    raise runner.Refused(
+        f"s3://{run.store.bucket}/{key} already holds an object that is not this content; it was left untouched",
+        run.state.identity(),
+    )
 
 
 def _adopt_object(run: runner.Run, key: str) -> dict | None:
@@ -468,8 +494,17 @@ def _adopt_object(run: runner.Run, key: str) -> dict | None:
         or (s3.metadata.get("flavor-id"), s3.metadata.get("flavor-version")) != (original.id, original.version)
     ):
         return None
-    _record_copy(run, key=key, size=s3.size, sha256=s3.sha256, crc32=s3.crc32 or "", version_id=s3.version_id,
-                 storage_class=s3.storage_class, adopted=True, source=ArchiveCopy.HashSource.S3_TAG)  # fmt: skip
+    _record_copy(
+        run,
+        key=key,
+        size=s3.size,
+        sha256=s3.sha256,
+        crc32=s3.crc32 or "",
+        version_id=s3.version_id,
+        storage_class=s3.storage_class,
+        adopted=True,
+        source=ArchiveCopy.HashSource.S3_TAG,
+    )
     run.scratch["adopted"] = True
     return {"adopted": True, "s3_key": key, "bytes": s3.size, "sha256": s3.sha256}
 
@@ -493,17 +528,48 @@ def step_verify(run: runner.Run) -> dict:
     if run.scratch.get("adopted"):
         return {"verified": "adopted", **write_sidecar(run.store, run.kaltura, run.state, run.scratch["copy"])}
     archived = run.scratch["uploaded"]
-    run.store.verify(run.entry_id, key=archived.key, version_id=archived.version_id, size=archived.size,
-                     sha256=archived.sha256, crc32=archived.crc32)  # fmt: skip
-    copy = _record_copy(run, key=archived.key, size=archived.size, sha256=archived.sha256, crc32=archived.crc32,
-                        version_id=archived.version_id, storage_class=archived.storage_class, adopted=False,
-                        source=ArchiveCopy.HashSource.STREAM)  # fmt: skip
-    return {"verified": True, "bytes": archived.size, "sha256": archived.sha256,
-            **write_sidecar(run.store, run.kaltura, run.state, copy)}  # fmt: skip
+    run.store.verify(
+        run.entry_id,
+        key=archived.key,
+        version_id=archived.version_id,
+        size=archived.size,
+        sha256=archived.sha256,
+        crc32=archived.crc32,
+    )
+    copy = _record_copy(
+        run,
+        key=archived.key,
+        size=archived.size,
+        sha256=archived.sha256,
+        crc32=archived.crc32,
+        version_id=archived.version_id,
+        storage_class=archived.storage_class,
+        adopted=False,
+        source=ArchiveCopy.HashSource.STREAM,
+    )
+    return {
+        "verified": True,
+        "bytes": archived.size,
+        "sha256": archived.sha256,
+        **write_sidecar(run.store, run.kaltura, run.state, copy),
+    }
 
 
-def _record_copy(run: runner.Run, *, key, size, sha256, crc32, version_id, storage_class, adopted, source,
-                 flavor_id=None, flavor_version=None, replaced=False) -> ArchiveCopy:  # fmt: skip
+def _record_copy(
+    run: runner.Run,
+    *,
+    key,
+    size,
+    sha256,
+    crc32,
+    version_id,
+    storage_class,
+    adopted,
+    source,
+    flavor_id=None,
+    flavor_version=None,
+    replaced=False,
+) -> ArchiveCopy:
     """One record per S3 object (bucket, key, version): a rerun finds the one it made."""
     original = run.state.original
     copy, _ = ArchiveCopy.objects.update_or_create(
@@ -538,8 +604,9 @@ def step_tag_archived(run: runner.Run) -> dict:
 
 def step_s3_restore(run: runner.Run) -> dict:
     s3 = run.state.s3
-    answer = run.store.request_restore(run.entry_id, key=s3.key, version_id=s3.version_id, tier="Bulk",
-                                       days=settings.ARCHIVE_RESTORE_DAYS)  # fmt: skip
+    answer = run.store.request_restore(
+        run.entry_id, key=s3.key, version_id=s3.version_id, tier="Bulk", days=settings.ARCHIVE_RESTORE_DAYS
+    )
     return {"answer": answer, "tier": "Bulk", "class": s3.storage_class}
 
 
@@ -548,8 +615,9 @@ def step_s3_wait(run: runner.Run) -> dict:
     if s3 is None:
         raise runner.Refused("the S3 object disappeared while S3 was restoring it")
     if not s3.readable:
-        runner.wait_or_give_up(run, "S3 is making a readable copy", what="s3 restore", hours=72,
-                               delay=timedelta(minutes=15))  # fmt: skip
+        runner.wait_or_give_up(
+            run, "S3 is making a readable copy", what="s3 restore", hours=72, delay=timedelta(minutes=15)
+        )
     return {"restored_until": s3.restored_until.isoformat() if s3.restored_until else None}
 
 
@@ -566,9 +634,20 @@ def step_adopt_hash(run: runner.Run) -> dict:
         raise runner.Refused(f"S3 served {reader.bytes_read} bytes of {length}")
     if s3.sha256 and s3.sha256.lower() != reader.sha256:
         raise runner.Refused(f"the S3 object's SHA-256 is {reader.sha256}, its tag says {s3.sha256}")
-    _record_copy(run, key=s3.key, size=length, sha256=reader.sha256, crc32=s3.crc32 or "", version_id=s3.version_id,
-                 storage_class=s3.storage_class, adopted=True, source=ArchiveCopy.HashSource.S3_READ,
-                 flavor_id=s3.metadata.get("flavor-id", ""), flavor_version="", replaced=True)  # fmt: skip
+    _record_copy(
+        run,
+        key=s3.key,
+        size=length,
+        sha256=reader.sha256,
+        crc32=s3.crc32 or "",
+        version_id=s3.version_id,
+        storage_class=s3.storage_class,
+        adopted=True,
+        source=ArchiveCopy.HashSource.S3_READ,
+        flavor_id=s3.metadata.get("flavor-id", ""),
+        flavor_version="",
+        replaced=True,
+    )
     Entry.objects.filter(id=run.entry_id).update(archive_state=ArchiveState.PLACEHOLDER)
     return {"adopted": "hash computed from S3", "s3_key": s3.key, "bytes": length, "sha256": reader.sha256}
 
@@ -588,8 +667,14 @@ def _require_verified_copy(run: runner.Run) -> ArchiveCopy:
     if copy is None or not copy.sha256:
         raise runner.Refused("no verified archive copy with a SHA-256 is recorded")
     try:
-        run.store.verify(run.entry_id, key=copy.key, version_id=copy.version_id or None, size=copy.size_bytes,
-                         sha256=copy.sha256, crc32=copy.crc32 or None)  # fmt: skip
+        run.store.verify(
+            run.entry_id,
+            key=copy.key,
+            version_id=copy.version_id or None,
+            size=copy.size_bytes,
+            sha256=copy.sha256,
+            crc32=copy.crc32 or None,
+        )
     except StorageError as exc:
         raise runner.Refused(f"the recorded copy in S3 no longer checks out: {exc}", run.state.identity()) from exc
     return copy
@@ -607,14 +692,14 @@ def step_upload_placeholder(run: runner.Run) -> dict:
 def step_replace_content(run: runner.Run) -> dict:
     _require_verified_copy(run)
     policy = Policy.from_settings(timezone.now())
-    return runner.send_replacement(run, run.progress["placeholder_token"],
-                                   still_allowed=lambda state: replace_refusal(state, policy))  # fmt: skip
+    return runner.send_replacement(
+        run, run.progress["placeholder_token"], still_allowed=lambda state: replace_refusal(state, policy)
+    )
 
 
 def step_wait_replacement(run: runner.Run) -> dict:
     size = _placeholder_path(run).stat().st_size
-    placeholder = runner.wait_for_swap(run, expected_size=lambda flavor: sizes_agree(size, flavor),
-                                       what="replacement")  # fmt: skip
+    placeholder = runner.wait_for_swap(run, expected_size=lambda flavor: sizes_agree(size, flavor), what="replacement")
     run.save_progress(placeholder=asdict(placeholder))
     return {"placeholder": placeholder.as_dict()}
 

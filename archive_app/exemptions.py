@@ -54,22 +54,32 @@ def _write_tags(kaltura: Kaltura, entry_id: str, *, add: str = "", remove: str =
     return before, entry.tags
 
 
-def entry_exempt(entry_id: str, *, kaltura: Kaltura, user=None, username: str | None = None, batch=None,
-                 reason: str = "") -> None:  # fmt: skip
+def entry_exempt(
+    entry_id: str, *, kaltura: Kaltura, user=None, username: str | None = None, batch=None, reason: str = ""
+) -> None:
     """Tag the entry archive_exempt in Kaltura, and audit it."""
     before, after = _write_tags(kaltura, entry_id, add=TAG_EXEMPT)
     audit.record(
-        "exempt_entry", user=user, username=username, entry_id=entry_id, batch=batch, dry_run=False,
-        message=reason, details={"tags_before": before, "tags_after": after},
-    )  # fmt: skip
+        "exempt_entry",
+        user=user,
+        username=username,
+        entry_id=entry_id,
+        batch=batch,
+        dry_run=False,
+        message=reason,
+        details={"tags_before": before, "tags_after": after},
+    )
 
 
 def entry_unexempt(entry_id: str, *, kaltura: Kaltura, user) -> None:
     before, after = _write_tags(kaltura, entry_id, remove=TAG_EXEMPT)
     audit.record(
-        "unexempt_entry", user=user, entry_id=entry_id, dry_run=False,
+        "unexempt_entry",
+        user=user,
+        entry_id=entry_id,
+        dry_run=False,
         details={"tags_before": before, "tags_after": after},
-    )  # fmt: skip
+    )
 
 
 def category_exclude(category_id: int, *, user, reason: str = "") -> ExcludedCategory:
@@ -77,9 +87,12 @@ def category_exclude(category_id: int, *, user, reason: str = "") -> ExcludedCat
         category_id=category_id, defaults={"created_by": user, "reason": reason[:500]}
     )
     audit.record(
-        "exclude_category", user=user, dry_run=False, message=reason,
+        "exclude_category",
+        user=user,
+        dry_run=False,
+        message=reason,
         details={"category_id": category_id, "already": not created},
-    )  # fmt: skip
+    )
     return excluded
 
 

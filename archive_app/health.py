@@ -55,8 +55,10 @@ def entry_problems(state: LiveState, *, known_placeholder_sizes: frozenset[int] 
             problems.append(reason.split(". Nothing was changed")[0])
     if archived and not replaced and content_changed(state) and state.copy.flavor_version:
         if any(sizes_agree(size, original) for size in known_placeholder_sizes):
-            problems.append(f"holds a placeholder without the tag {TAG_REPLACED} (a replacement finished after "
-                            "its job stopped): retry the batch item")  # fmt: skip
+            problems.append(
+                f"holds a placeholder without the tag {TAG_REPLACED} (a replacement finished after "
+                "its job stopped): retry the batch item"
+            )
         else:
             problems.append(f"content replaced in Kaltura after its copy ({content_changed(state)}): archive it again")
     if original is not None and state.s3 is not None and state.copy is None:

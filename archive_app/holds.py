@@ -47,8 +47,14 @@ def hold_place(entry_id: str, *, user, reason: str, store: ArchiveStore | None =
     except IntegrityError:
         raise HoldError(f"{entry_id} is already under legal hold.") from None
     notes = _s3_holds(entry_id, True, store)
-    audit.record(PLACE_ACTION, user=user, entry_id=entry_id, dry_run=False, message=f"legal hold placed: {reason}",
-                 details={"reason": reason, "s3": notes or "Object Lock legal hold set on every copy"})  # fmt: skip
+    audit.record(
+        PLACE_ACTION,
+        user=user,
+        entry_id=entry_id,
+        dry_run=False,
+        message=f"legal hold placed: {reason}",
+        details={"reason": reason, "s3": notes or "Object Lock legal hold set on every copy"},
+    )
     return hold
 
 
@@ -58,7 +64,17 @@ def hold_release(entry_id: str, *, user, store: ArchiveStore | None = None) -> N
         raise HoldError(f"{entry_id} is not under legal hold.")
     notes = _s3_holds(entry_id, False, store)
     hold.delete()
-    audit.record(RELEASE_ACTION, user=user, entry_id=entry_id, dry_run=False, outcome=AuditEvent.Outcome.OK,
-                 message=f"legal hold released (was: {hold.reason})",
-                 details={"reason": hold.reason, "placed_by": hold.placed_by.get_username(),
-                          "placed_at": hold.placed_at.isoformat(), "s3": notes})  # fmt: skip
+    audit.record(
+        RELEASE_ACTION,
+        user=user,
+        entry_id=entry_id,
+        dry_run=False,
+        outcome=AuditEvent.Outcome.OK,
+        message=f"legal hold released (was: {hold.reason})",
+        details={
+            "reason": hold.reason,
+            "placed_by": hold.placed_by.get_username(),
+            "placed_at": hold.placed_at.isoformat(),
+            "s3": notes,
+        },
+    )

@@ -81,8 +81,14 @@ def release_stale_items_job() -> dict:
         count = release_stale_items(batch)
         if count:
             refresh_batch_status(batch.pk)
-            audit.record("release_stale", batch=batch, dry_run=False, outcome="failed", details={"items": count},
-                         message=f"{count} items whose worker stopped were marked failed")  # fmt: skip
+            audit.record(
+                "release_stale",
+                batch=batch,
+                dry_run=False,
+                outcome="failed",
+                details={"items": count},
+                message=f"{count} items whose worker stopped were marked failed",
+            )
             released[batch.pk] = count
     return released
 
@@ -156,6 +162,10 @@ def fixity_audit_job() -> dict:
         "checked": summary.checked,
         "failed": summary.failed,
         "requests": summary.requests,
-        "rehash": {"passed": rehash.passed, "failed": rehash.failed, "requested": rehash.requested,
-                   "waiting": rehash.waiting},
-    }  # fmt: skip
+        "rehash": {
+            "passed": rehash.passed,
+            "failed": rehash.failed,
+            "requested": rehash.requested,
+            "waiting": rehash.waiting,
+        },
+    }

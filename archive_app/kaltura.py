@@ -127,8 +127,14 @@ return slot - now
         interval = 1.0 / self.per_second
         try:
             shown = json.dumps({"per_second": self.per_second, "at": time.time()})
-            delay = int(self._take_slot([self.key("slot"), self.key("capped")],
-                                        [int(interval * 1e6), shown, PACING_SHOWN_SECONDS])) / 1e6  # fmt: skip
+            delay = (
+                int(
+                    self._take_slot(
+                        [self.key("slot"), self.key("capped")], [int(interval * 1e6), shown, PACING_SHOWN_SECONDS]
+                    )
+                )
+                / 1e6
+            )
         except redis.RedisError as exc:
             if not self._warned:
                 log.warning("Kaltura pacing: Redis unavailable (%s); pacing this process alone", type(exc).__name__)
@@ -154,8 +160,11 @@ def _note_blocked_without_cap(partner_id: int, what: str) -> None:
     """Record a blocked answer for the pages when no cap (and so no Pacer) is configured."""
     try:
         conn = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=2, socket_connect_timeout=2)
-        conn.set(PACING_KEY.format(partner=partner_id, what="blocked"), json.dumps({"call": what, "at": time.time()}),
-                 ex=PACING_SHOWN_SECONDS)  # fmt: skip
+        conn.set(
+            PACING_KEY.format(partner=partner_id, what="blocked"),
+            json.dumps({"call": what, "at": time.time()}),
+            ex=PACING_SHOWN_SECONDS,
+        )
         conn.close()
     except redis.RedisError:
         pass
@@ -760,16 +769,19 @@ class Kaltura:
 
     def add_caption(self, entry_id: str, *, language: str, label: str, caption_format: str, is_default: bool) -> str:
         """A new caption asset without content (captionAsset.add); returns its id."""
-        asset = KalturaCaptionAsset(language=language, label=label, format=caption_format,
-                                    isDefault=1 if is_default else 0)  # fmt: skip
+        asset = KalturaCaptionAsset(
+            language=language, label=label, format=caption_format, isDefault=1 if is_default else 0
+        )
         added = self._call(lambda c: c.caption.captionAsset.add(entry_id, asset), what=f"captionAsset.add {entry_id}")
         return _str(added.id)
 
     def set_caption_content(self, caption_id: str, upload_token_id: str) -> KCaption:
         """The caption's content from an upload (binary-safe, unlike a string resource)."""
         resource = KalturaUploadedFileTokenResource(token=upload_token_id)
-        caption = self._call(lambda c: c.caption.captionAsset.setContent(caption_id, resource),
-                             what=f"captionAsset.setContent {caption_id}")  # fmt: skip
+        caption = self._call(
+            lambda c: c.caption.captionAsset.setContent(caption_id, resource),
+            what=f"captionAsset.setContent {caption_id}",
+        )
         return KCaption.from_client(caption)
 
     # --- categories -------------------------------------------------------------

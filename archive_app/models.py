@@ -445,9 +445,11 @@ class LegalHold(models.Model):
     @property
     def refusal(self) -> str:
         """The plain reason every plan gives for refusing a held entry."""
-        return (f"under legal hold since {self.placed_at:%Y-%m-%d} ({self.reason}, placed by "
-                f"{self.placed_by.get_username()}): nothing is archived, replaced or restored until an archive admin "
-                "releases the hold")  # fmt: skip
+        return (
+            f"under legal hold since {self.placed_at:%Y-%m-%d} ({self.reason}, placed by "
+            f"{self.placed_by.get_username()}): nothing is archived, replaced or restored until an archive admin "
+            "releases the hold"
+        )
 
 
 class Batch(models.Model):

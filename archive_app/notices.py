@@ -64,9 +64,12 @@ def hold_for_notice(batch: Batch) -> bool:
     if notice is None:
         return False
     audit.record(
-        "batch_hold", batch=batch, dry_run=False, details={"notice_days": notice.notice_days},
+        "batch_hold",
+        batch=batch,
+        dry_run=False,
+        details={"notice_days": notice.notice_days},
         message=f"owners are warned {notice.notice_days} days before it runs",
-    )  # fmt: skip
+    )
     transaction.on_commit(lambda: enqueue_send_notices(batch.pk))
     return True
 
@@ -78,9 +81,12 @@ def enqueue_send_notices(batch_id: int):
     from archive_app.jobs import send_notices_job
 
     return django_rq.get_queue("default").enqueue(
-        send_notices_job, batch_id, retry=Retry(max=3, interval=[60, 300, 1800]), job_timeout=3600,
+        send_notices_job,
+        batch_id,
+        retry=Retry(max=3, interval=[60, 300, 1800]),
+        job_timeout=3600,
         description=f"batch {batch_id}: owner notices",
-    )  # fmt: skip
+    )
 
 
 def held_batches():
@@ -168,10 +174,13 @@ def _finish_notice(notice: OwnerNotice, status: str, *, email: str = "", error: 
     notice.save(update_fields=["status", "email", "error", "sent_at"])
     outcome = AuditEvent.Outcome.OK if status == OwnerNotice.Status.SENT else AuditEvent.Outcome.FAILED
     audit.record(
-        "owner_notice", batch=notice.batch, dry_run=False, outcome=outcome,
+        "owner_notice",
+        batch=notice.batch,
+        dry_run=False,
+        outcome=outcome,
         message=error or f"sent to {email}",
         details={"owner": notice.owner_id, "email": email, "status": status, "entries": notice.entry_ids},
-    )  # fmt: skip
+    )
 
 
 def send_notices(batch_id: int, *, kaltura: Kaltura | None = None, now: datetime | None = None) -> dict:
@@ -294,15 +303,25 @@ def keep_entries(owner_notice: OwnerNotice, entry_ids: list[str], *, kaltura: Ka
             ).first()
             if item is None:
                 continue
-            entry_exempt(entry_id, kaltura=kaltura, username=owner_username(owner), batch=notice.batch,
-                         reason="kept by its owner from the notice")  # fmt: skip
+            entry_exempt(
+                entry_id,
+                kaltura=kaltura,
+                username=owner_username(owner),
+                batch=notice.batch,
+                reason="kept by its owner from the notice",
+            )
             item.status, item.skip_reason, item.message = BatchItem.Status.SKIPPED, KEPT_REASON, KEPT_REASON
             item.finished_at = timezone.now()
             item.save(update_fields=["status", "skip_reason", "message", "finished_at"])
             audit.record(
-                "owner_keep", username=owner_username(owner), entry_id=entry_id, batch=notice.batch,
-                dry_run=False, outcome=AuditEvent.Outcome.SKIPPED, message=KEPT_REASON,
-            )  # fmt: skip
+                "owner_keep",
+                username=owner_username(owner),
+                entry_id=entry_id,
+                batch=notice.batch,
+                dry_run=False,
+                outcome=AuditEvent.Outcome.SKIPPED,
+                message=KEPT_REASON,
+            )
             kept.append(entry_id)
         if kept:
             OwnerNotice.objects.filter(pk=owner_notice.pk).update(keep_used_at=timezone.now())
@@ -318,9 +337,12 @@ def due_for_release(now: datetime | None = None):
 
 
 def release_due_batches(
-    *, now: datetime | None = None, execute: bool = False, kaltura: Kaltura | None = None,
+    *,
+    now: datetime | None = None,
+    execute: bool = False,
+    kaltura: Kaltura | None = None,
     store: ArchiveStore | None = None,
-) -> list[dict]:  # fmt: skip
+) -> list[dict]:
     """Queue held batches whose notice period has ended, after a fresh preview on live state."""
     now = now or timezone.now()
     results = []

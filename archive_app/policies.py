@@ -112,9 +112,13 @@ def policy_selection(policy: ArchivePolicy, now: datetime) -> tuple[list[str], b
 
 
 def policy_run(
-    policy: ArchivePolicy, *, now: datetime | None = None, execute: bool = False, kaltura: Kaltura | None = None,
+    policy: ArchivePolicy,
+    *,
+    now: datetime | None = None,
+    execute: bool = False,
+    kaltura: Kaltura | None = None,
     store: ArchiveStore | None = None,
-) -> dict:  # fmt: skip
+) -> dict:
     """Make the policy's batch (a draft awaiting approval); without `execute` only report what it selects."""
     now = now or timezone.now()
     result: dict = {"policy": policy.name, "action": policy.action}
@@ -123,8 +127,9 @@ def policy_run(
     except selectors.InvalidSelection as exc:
         # A filter can go stale (a category removed, say): report it, and try again next time.
         result["error"] = f"the policy's filter is no longer valid: {exc}"
-        audit.record("policy_run", dry_run=not execute, outcome="failed", message=result["error"],
-                     details={"policy": policy.pk})  # fmt: skip
+        audit.record(
+            "policy_run", dry_run=not execute, outcome="failed", message=result["error"], details={"policy": policy.pk}
+        )
         return result
     result.update(entries=len(entry_ids), capped=capped)
     details = {"policy": policy.pk, "name": policy.name, "entries": len(entry_ids), "capped": capped}
@@ -160,8 +165,11 @@ def policy_run(
 
 
 def policies_run_due(
-    *, now: datetime | None = None, execute: bool = False, kaltura: Kaltura | None = None,
+    *,
+    now: datetime | None = None,
+    execute: bool = False,
+    kaltura: Kaltura | None = None,
     store: ArchiveStore | None = None,
-) -> list[dict]:  # fmt: skip
+) -> list[dict]:
     now = now or timezone.now()
     return [policy_run(policy, now=now, execute=execute, kaltura=kaltura, store=store) for policy in policies_due(now)]

@@ -136,9 +136,12 @@ def _save_policy(request: HttpRequest, form: PolicyForm, policy_filter: PolicyFi
         policy.created_by = request.user
     policy.save()
     audit.record(
-        action, user=request.user, dry_run=False, message=policy.name,
+        action,
+        user=request.user,
+        dry_run=False,
+        message=policy.name,
         details=changed | {"policy": policy.pk, "selected": policy_filter.selected},
-    )  # fmt: skip
+    )
     return policy
 
 
@@ -190,8 +193,13 @@ def policy_delete(request: HttpRequest, policy_id: int) -> HttpResponse:
     except ProtectedError:  # pragma: no cover - batches keep the policy as SET_NULL
         messages.error(request, "This policy cannot be deleted.")
         return redirect("policy_list")
-    audit.record("policy_delete", user=request.user, dry_run=False, message=policy.name,
-                 details={"policy": policy_id, "filter": policy.filter_query})  # fmt: skip
+    audit.record(
+        "policy_delete",
+        user=request.user,
+        dry_run=False,
+        message=policy.name,
+        details={"policy": policy_id, "filter": policy.filter_query},
+    )
     messages.info(request, f"Deleted policy {policy.name}; its batches stay.")
     return redirect("policy_list")
 
@@ -241,8 +249,9 @@ def exemption_add(request: HttpRequest) -> HttpResponse:
     kaltura = _kaltura_or_message(request)
     if kaltura is not None:
         try:
-            exemptions.entry_exempt(entry_id, kaltura=kaltura, user=request.user,
-                                    reason=request.POST.get("reason", "")[:500])  # fmt: skip
+            exemptions.entry_exempt(
+                entry_id, kaltura=kaltura, user=request.user, reason=request.POST.get("reason", "")[:500]
+            )
         except KalturaError as exc:
             if exc.code == "ENTRY_ID_NOT_FOUND":
                 messages.error(request, f"There is no entry {entry_id} in Kaltura: check the id.")

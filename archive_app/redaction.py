@@ -37,9 +37,7 @@ _KS_V2 = r"djJ8(?:" + _B64_CHAR + r"|\||%(?:25)?7[Cc])+"
 _KS_V1 = r"(?:" + _HEX_GROUP + r"){13}" + _HEX_GROUP[: _HEX_GROUP.index("]") + 1] + r"[HXn3]" + _B64_CHAR + "+"
 KS_PATTERN = re.compile(f"{_KS_V2}|{_KS_V1}")
 # Wherever a URL or a request names the session, whatever its format: .../ks/<ks>/..., ?ks=<ks>, "ks": "<ks>".
-KS_IN_URL_PATTERN = re.compile(
-    r"(?i)(/ks/|%2Fks%2F|[?&;]ks=|\bks[\"']?\s*[:=]\s*[\"']?)[^/?#&\s\"'<>,;}]+"
-)
+KS_IN_URL_PATTERN = re.compile(r"(?i)(/ks/|%2Fks%2F|[?&;]ks=|\bks[\"']?\s*[:=]\s*[\"']?)[^/?#&\s\"'<>,;}]+")
 SECRET_SETTINGS = (
     "KALTURA_SECRET",
     "AWS_SECRET_ACCESS_KEY",

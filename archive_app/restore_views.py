@@ -95,9 +95,14 @@ def restore_new(request: HttpRequest) -> HttpResponse:
                 tier = tier or "Standard"
                 context["tier"] = tier
                 context["plan"] = restores.restore_preview(
-                    entry_id, tier=tier, user=request.user, kaltura=kaltura, store=store, via="restore page",
+                    entry_id,
+                    tier=tier,
+                    user=request.user,
+                    kaltura=kaltura,
+                    store=store,
+                    via="restore page",
                     confirmed=confirmed,
-                )  # fmt: skip
+                )
     except (KalturaError, StorageError, ImproperlyConfigured) as exc:
         context["error"] = f"Could not read the live state: {exc}"
     return render(request, "archive_app/restore_new.html", context, status=400 if context["error"] else 200)
@@ -113,9 +118,12 @@ def restore_create(request: HttpRequest) -> HttpResponse:
     entry_id, tier = form.cleaned_data["entry_id"], form.cleaned_data["tier"]
     try:
         restore, created = restores.restore_request(
-            entry_id=entry_id, tier=tier, source=Restore.Source.MANUAL, user=request.user,
+            entry_id=entry_id,
+            tier=tier,
+            source=Restore.Source.MANUAL,
+            user=request.user,
             confirm_placeholder=form.cleaned_data["confirm_placeholder"],
-        )  # fmt: skip
+        )
     except restores.RestoreError as exc:
         messages.error(request, str(exc))
         return redirect(f"{reverse('restore_new')}?{urlencode({'entry_id': entry_id, 'tier': tier})}")

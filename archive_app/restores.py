@@ -224,8 +224,9 @@ def plan_restore(
         reason = placeholder_refusal(state, known_sizes=known_placeholder_sizes, confirmed=confirmed)
         if reason:
             unknown = state.copy is None or state.copy.placeholder is None
-            return RestorePlan(entry_id, skip_reason=reason, needs_confirmation=unknown and bool(state.original),
-                               **facts)  # fmt: skip
+            return RestorePlan(
+                entry_id, skip_reason=reason, needs_confirmation=unknown and bool(state.original), **facts
+            )
     warnings = []
     if not facts["recorded_sha256"]:
         warnings.append("no SHA-256 was recorded (archived by the old tool): only the byte count can be checked")
@@ -312,12 +313,20 @@ def restore_request(
     confirmed = bool(confirm_placeholder and user is not None)
     existing = active_restore(entry_id)
     if existing is None:
-        plan = restore_preview(entry_id, tier=tier, user=user, kaltura=kaltura, store=store, via=source,
-                               confirmed=confirmed)  # fmt: skip
+        plan = restore_preview(
+            entry_id, tier=tier, user=user, kaltura=kaltura, store=store, via=source, confirmed=confirmed
+        )
         if plan.skipped or plan.already_restored:
             reason = plan.skip_reason or "already restored"
-            audit.record("restore_request", user=user, entry_id=entry_id, dry_run=False,
-                         outcome=AuditEvent.Outcome.REFUSED, message=reason, details=plan.identity)  # fmt: skip
+            audit.record(
+                "restore_request",
+                user=user,
+                entry_id=entry_id,
+                dry_run=False,
+                outcome=AuditEvent.Outcome.REFUSED,
+                message=reason,
+                details=plan.identity,
+            )
             raise RestoreError(f"{entry_id}: {reason}")
         try:
             with transaction.atomic():
@@ -337,8 +346,13 @@ def restore_request(
                     entry_id=entry_id,
                     dry_run=False,
                     message=plan.summary(),
-                    details={"restore": restore.pk, "tier": tier, "source": source, "class": plan.storage_class,
-                             "placeholder_confirmed": confirmed},  # fmt: skip
+                    details={
+                        "restore": restore.pk,
+                        "tier": tier,
+                        "source": source,
+                        "class": plan.storage_class,
+                        "placeholder_confirmed": confirmed,
+                    },
                 )
                 _enqueue_on_commit(restore)
             return restore, True
@@ -369,16 +383,21 @@ def restore_retry(restore: Restore, *, user) -> Restore:
         progress = {k: v for k, v in restore.progress.items() if k == "upload_token"}
         try:
             taken = Restore.objects.filter(pk=restore.pk, status__in=Restore.RETRYABLE).update(
-                status=Restore.Status.REQUESTED, error="", finished_at=None, job_id=uuid.uuid4().hex,
-                heartbeat_at=None, progress=progress,
-            )  # fmt: skip
+                status=Restore.Status.REQUESTED,
+                error="",
+                finished_at=None,
+                job_id=uuid.uuid4().hex,
+                heartbeat_at=None,
+                progress=progress,
+            )
         except IntegrityError:
             raise RestoreError("another restore of this entry is under way") from None
         if taken != 1:
             raise RestoreError(f"restore {restore.pk} is {restore.get_status_display()}: only a failed one is retried")
         restore.refresh_from_db()
-        audit.record("restore_retry", user=user, entry_id=restore.entry_id, dry_run=False,
-                     details={"restore": restore.pk})  # fmt: skip
+        audit.record(
+            "restore_retry", user=user, entry_id=restore.entry_id, dry_run=False, details={"restore": restore.pk}
+        )
         _enqueue_on_commit(restore)
     return restore
 
@@ -394,8 +413,7 @@ def restore_cancel(restore: Restore, *, user) -> None:
         raise RestoreError(
             f"restore {restore.pk} is {restore.get_status_display()}: only one not yet uploading can be cancelled"
         )
-    audit.record("restore_cancel", user=user, entry_id=restore.entry_id, dry_run=False,
-                 details={"restore": restore.pk})  # fmt: skip
+    audit.record("restore_cancel", user=user, entry_id=restore.entry_id, dry_run=False, details={"restore": restore.pk})
 
 
 def _enqueue_on_commit(restore: Restore, delay: timedelta | None = None) -> None:
@@ -503,8 +521,7 @@ def auto_restore(*, kaltura: Kaltura | None = None, store: ArchiveStore | None =
         except RestoreError as exc:
             counts["refused"] += 1
             log.warning("automatic restore refused: %s", exc)
-    audit.record("auto_restore_scan", dry_run=False, details={"since": since.isoformat() if since else None,
-                                                               **counts})  # fmt: skip
+    audit.record("auto_restore_scan", dry_run=False, details={"since": since.isoformat() if since else None, **counts})
     return counts
 
 
@@ -548,8 +565,12 @@ class RestoreOperation(runner.Operation):
 
     def plan(self, run: runner.Run) -> runner.Outcome:
         restore = run.row
-        plan = plan_restore(run.state, tier=restore.tier, known_placeholder_sizes=known_placeholder_sizes(),
-                            confirmed=restore.placeholder_confirmed_by_id is not None)  # fmt: skip
+        plan = plan_restore(
+            run.state,
+            tier=restore.tier,
+            known_placeholder_sizes=known_placeholder_sizes(),
+            confirmed=restore.placeholder_confirmed_by_id is not None,
+        )
         run.scratch["plan"] = plan
         if plan.already_restored:
             return runner.Outcome(done=True)
@@ -565,8 +586,13 @@ class RestoreOperation(runner.Operation):
 
     def ended(self, run, status) -> None:
         if status == Restore.Status.DONE:
-            audit.record("restore_done", user=run.row.requested_by, entry_id=run.entry_id, dry_run=False,
-                         details={"restore": run.row.pk})  # fmt: skip
+            audit.record(
+                "restore_done",
+                user=run.row.requested_by,
+                entry_id=run.entry_id,
+                dry_run=False,
+                details={"restore": run.row.pk},
+            )
         if status == Restore.Status.FAILED and run.row.error.startswith("SHA-256 MISMATCH"):
             log.error("RESTORE REFUSED for %s: %s", run.entry_id, run.row.error)
 
@@ -594,8 +620,12 @@ def step_s3_restore(run: runner.Run) -> dict:
     answer = run.store.request_restore(run.entry_id, tier=restore.tier, days=days, **_location(run))
     now = timezone.now()
     bound = EXPECTED_WAIT.get((plan.storage_class, restore.tier), ("", timedelta(hours=12)))[1]
-    run.save(status=Restore.Status.WAITING, s3_requested_at=now, expected_ready_at=now + bound,
-             progress={"s3_restore": answer})  # fmt: skip
+    run.save(
+        status=Restore.Status.WAITING,
+        s3_requested_at=now,
+        expected_ready_at=now + bound,
+        progress={"s3_restore": answer},
+    )
     return {"answer": answer, "tier": restore.tier, "days": days, "class": plan.storage_class}
 
 
@@ -678,8 +708,13 @@ def step_upload_original(run: runner.Run) -> dict:
         ArchiveCopy.objects.filter(entry_id=run.entry_id, sha256="").update(
             sha256=reader.sha256, sha256_source=ArchiveCopy.HashSource.S3_READ
         )
-    return {"upload_token": token_id, "bytes": offset, "sha256": reader.sha256, "resumed_at": start,
-            "compared_with": expected or "(none recorded)"}  # fmt: skip
+    return {
+        "upload_token": token_id,
+        "bytes": offset,
+        "sha256": reader.sha256,
+        "resumed_at": start,
+        "compared_with": expected or "(none recorded)",
+    }
 
 
 def step_restore_content(run: runner.Run) -> dict:
@@ -691,8 +726,9 @@ def step_restore_content(run: runner.Run) -> dict:
         # The owner may have uploaded new content over the placeholder since the plan was made.
         if TAG_REPLACED not in state.tags:
             return NOT_A_PLACEHOLDER
-        return placeholder_refusal(state, known_sizes=known_placeholder_sizes(),
-                                   confirmed=restore.placeholder_confirmed_by_id is not None)  # fmt: skip
+        return placeholder_refusal(
+            state, known_sizes=known_placeholder_sizes(), confirmed=restore.placeholder_confirmed_by_id is not None
+        )
 
     run.save(status=Restore.Status.CONVERTING)
     return runner.send_replacement(run, restore.progress["upload_token"], still_allowed=still_allowed)
@@ -711,10 +747,16 @@ def step_restore_captions(run: runner.Run) -> dict:
     recorded = run.state.copy
     copy = None
     if recorded is not None:
-        copy = ArchiveCopy.objects.filter(entry_id=run.entry_id, key=recorded.key,
-                                          version_id=recorded.version_id).first()  # fmt: skip
-    details = restore_captions(run.store, run.kaltura, copy, run.progress.get("captions_added", {}),
-                               lambda added: run.save_progress(captions_added=added))  # fmt: skip
+        copy = ArchiveCopy.objects.filter(
+            entry_id=run.entry_id, key=recorded.key, version_id=recorded.version_id
+        ).first()
+    details = restore_captions(
+        run.store,
+        run.kaltura,
+        copy,
+        run.progress.get("captions_added", {}),
+        lambda added: run.save_progress(captions_added=added),
+    )
     if details.get("captions_refused"):
         log.error("captions of %s not restored: %s", run.entry_id, details["captions_refused"])
     return details

@@ -153,11 +153,7 @@ def claim(operation: Operation, pk: int, token: str):
         return None, ""
     try:
         with transaction.atomic():
-            taken = (
-                operation.claimable()
-                .filter(pk=pk, job_id=token)
-                .update(**operation.claim_changes(timezone.now()))
-            )
+            taken = operation.claimable().filter(pk=pk, job_id=token).update(**operation.claim_changes(timezone.now()))
             if taken != 1:
                 return None, ""
             other = _take_lock(entry_id, holder(operation, pk))
@@ -174,13 +170,22 @@ def refuse_claim(operation: Operation, pk: int, token: str, held_by: str) -> Non
     """The entry is another operation's: this one fails with a reason (audited), its row untouched otherwise."""
     row = operation.load(pk)
     reason = f"{describe_holder(held_by)}; retry when it has finished"
-    ended = operation.model.objects.filter(pk=pk, job_id=token).exclude(
-        status__in=[operation.done_status, operation.skipped_status]
-    ).update(**{"status": operation.failed_status, operation.message_field: reason, "finished_at": timezone.now()})
+    ended = (
+        operation.model.objects.filter(pk=pk, job_id=token)
+        .exclude(status__in=[operation.done_status, operation.skipped_status])
+        .update(**{"status": operation.failed_status, operation.message_field: reason, "finished_at": timezone.now()})
+    )
     if ended:
-        audit.record(operation.audit_action(row, "refused"), user=operation.user(row), entry_id=row.entry_id,
-                     batch=operation.batch(row), dry_run=False, outcome=AuditEvent.Outcome.REFUSED, message=reason,
-                     details={**operation.audit_details(row), "held_by": held_by})  # fmt: skip
+        audit.record(
+            operation.audit_action(row, "refused"),
+            user=operation.user(row),
+            entry_id=row.entry_id,
+            batch=operation.batch(row),
+            dry_run=False,
+            outcome=AuditEvent.Outcome.REFUSED,
+            message=reason,
+            details={**operation.audit_details(row), "held_by": held_by},
+        )
         row.refresh_from_db()
         operation.ended(Run(operation, row, None, None, operation.user(row)), operation.failed_status)
 
@@ -221,9 +226,16 @@ class Run:
         self.save(progress=progress)
 
     def audit(self, action: str, *, outcome: str = AuditEvent.Outcome.OK, message: str = "", details=None) -> None:
-        audit.record(action, user=self.user, entry_id=self.entry_id, batch=self.operation.batch(self.row),
-                     dry_run=False, outcome=outcome, message=message,
-                     details={**self.operation.audit_details(self.row), **(details or {})})  # fmt: skip
+        audit.record(
+            action,
+            user=self.user,
+            entry_id=self.entry_id,
+            batch=self.operation.batch(self.row),
+            dry_run=False,
+            outcome=outcome,
+            message=message,
+            details={**self.operation.audit_details(self.row), **(details or {})},
+        )
 
     def read_state(self) -> LiveState:
         """Live Kaltura and S3, as this operation sees them (see workflow.with_progress)."""
@@ -249,8 +261,14 @@ def execute(operation: Operation, pk: int, token: str, *, kaltura=None, store=No
             end(run, operation.done_status, outcome.summary)
             return run.row
         if outcome.skip_reason:
-            end(run, operation.skipped_status, outcome.skip_reason, outcome=AuditEvent.Outcome.SKIPPED,
-                action="skip", details=run.state.identity())  # fmt: skip
+            end(
+                run,
+                operation.skipped_status,
+                outcome.skip_reason,
+                outcome=AuditEvent.Outcome.SKIPPED,
+                action="skip",
+                details=run.state.identity(),
+            )
             return run.row
         for step in outcome.steps:
             details = operation.steps[step.name](run) or {}
@@ -339,8 +357,11 @@ def wait_or_give_up(run: Run, reason: str, *, what: str, hours: int | None = Non
     if since is None:
         run.save_progress(**{key: now.isoformat()})
     elif now - datetime.fromisoformat(since) > timedelta(hours=hours):
-        raise Refused(f"Kaltura did not finish the {what} in {hours} hours" if what != "s3 restore"
-                      else f"S3 did not make a readable copy in {hours} hours")  # fmt: skip
+        raise Refused(
+            f"Kaltura did not finish the {what} in {hours} hours"
+            if what != "s3 restore"
+            else f"S3 did not make a readable copy in {hours} hours"
+        )
     raise Wait(reason, delay=delay)
 
 
@@ -357,8 +378,11 @@ def send_replacement(run: Run, upload_token: str, *, still_allowed) -> dict:
     original = state.original
     # Marked before the call: if the answer is lost, a rerun knows the replacement may be ours; and what it
     # replaced, so a rerun can tell a swap done from a replacement Kaltura never took.
-    run.save_progress(replace_requested=True, replaced_from=asdict(ContentId.of(original)),
-                      replace_requested_at=timezone.now().isoformat())  # fmt: skip
+    run.save_progress(
+        replace_requested=True,
+        replaced_from=asdict(ContentId.of(original)),
+        replace_requested_at=timezone.now().isoformat(),
+    )
     try:
         run.kaltura.replace_content(run.entry_id, upload_token)
     except KalturaError as exc:
@@ -382,8 +406,10 @@ def wait_for_swap(run: Run, *, expected_size, what: str) -> ContentId:
         entry = run.kaltura.get_entry(run.entry_id)
         original = next((f for f in run.kaltura.flavors(run.entry_id) if f.is_original), None)
         if entry.replacement_status == REPLACEMENT_FAILED:
-            raise Refused(f"Kaltura's conversion of the {what} failed (replacement status {REPLACEMENT_FAILED}); "
-                          "the entry still plays its earlier content")  # fmt: skip
+            raise Refused(
+                f"Kaltura's conversion of the {what} failed (replacement status {REPLACEMENT_FAILED}); "
+                "the entry still plays its earlier content"
+            )
         swapped = before is None or not before.matches(original)
         if not entry.replacing_entry_id and original is not None and swapped:
             if original.status == FlavorStatus.READY:
@@ -397,8 +423,10 @@ def wait_for_swap(run: Run, *, expected_size, what: str) -> ContentId:
             if original.status == FlavorStatus.ERROR:
                 raise Refused(f"Kaltura's conversion of the {what} failed (original flavor status ERROR)")
         elif not entry.replacing_entry_id and not swapped:
-            raise Refused(f"Kaltura did not take the {what}: no replacement is pending and the original is "
-                          f"still {before.describe()}; retry to send it again")  # fmt: skip
+            raise Refused(
+                f"Kaltura did not take the {what}: no replacement is pending and the original is "
+                f"still {before.describe()}; retry to send it again"
+            )
         if time.monotonic() > poll_until:
             wait_or_give_up(run, f"Kaltura is still converting the {what}", what=what)
         time.sleep(1)

@@ -88,16 +88,21 @@ def _keep(store: ArchiveStore, entry_id: str, key: str, data: bytes, content_typ
     """Write `data` at `key` once; a rerun finds it written (the first one stands) and lists that one."""
     sha256 = hashlib.sha256(data).hexdigest()
     try:
-        version_id = store.put_new_small(key, data, content_type=content_type,
-                                         metadata={"entry-id": entry_id, "sha256": sha256, **metadata})  # fmt: skip
+        version_id = store.put_new_small(
+            key, data, content_type=content_type, metadata={"entry-id": entry_id, "sha256": sha256, **metadata}
+        )
     except StorageError as exc:
         if exc.code != "PreconditionFailed":
             raise
         head = store.head(entry_id, key=key)
         if head is None:
             raise
-        return {"key": key, "version_id": head.version_id, "bytes": head.size,
-                "sha256": head.metadata.get("sha256", "")}  # fmt: skip
+        return {
+            "key": key,
+            "version_id": head.version_id,
+            "bytes": head.size,
+            "sha256": head.metadata.get("sha256", ""),
+        }
     return {"key": key, "version_id": version_id, "bytes": len(data), "sha256": sha256}
 
 
@@ -105,9 +110,16 @@ def keep_captions(store: ArchiveStore, kaltura: Kaltura, copy: ArchiveCopy) -> l
     """Each caption asset Kaltura has for the entry now, its content kept beside the copy."""
     listed = []
     for caption in kaltura.captions(copy.entry_id):
-        item = {"id": caption.id, "language": caption.language, "label": caption.label, "format": caption.format,
-                "format_name": CAPTION_FORMAT_NAMES.get(caption.format, ""), "is_default": caption.is_default,
-                "file_ext": caption.file_ext, "status": caption.status}  # fmt: skip
+        item = {
+            "id": caption.id,
+            "language": caption.language,
+            "label": caption.label,
+            "format": caption.format,
+            "format_name": CAPTION_FORMAT_NAMES.get(caption.format, ""),
+            "is_default": caption.is_default,
+            "file_ext": caption.file_ext,
+            "status": caption.status,
+        }
         if caption.status != KCaption.READY:
             listed.append({**item, "key": None, "missing": "no content in Kaltura"})
             continue
@@ -116,8 +128,19 @@ def keep_captions(store: ArchiveStore, kaltura: Kaltura, copy: ArchiveCopy) -> l
             listed.append({**item, "key": None, "missing": f"more than {SIDE_OBJECT_LIMIT} bytes"})
             continue
         content_type = CAPTION_CONTENT_TYPES.get(caption.format, "text/plain")
-        listed.append({**item, **_keep(store, copy.entry_id, caption_key(copy.key, caption), fetched.data,
-                                       content_type, **{"caption-id": caption.id})})  # fmt: skip
+        listed.append(
+            {
+                **item,
+                **_keep(
+                    store,
+                    copy.entry_id,
+                    caption_key(copy.key, caption),
+                    fetched.data,
+                    content_type,
+                    **{"caption-id": caption.id},
+                ),
+            }
+        )
     return listed
 
 
@@ -152,10 +175,13 @@ def sidecar_document(state, copy: ArchiveCopy, *, captions: list[dict], thumbnai
             "description": entry.description,
             "tags": split_tags(entry.tags),
             "categories": [
-                {"id": cid, "full_name": categories[cid].full_name if cid in categories else None,
-                 "full_ids": categories[cid].full_ids if cid in categories else None}
+                {
+                    "id": cid,
+                    "full_name": categories[cid].full_name if cid in categories else None,
+                    "full_ids": categories[cid].full_ids if cid in categories else None,
+                }
                 for cid in entry.categories_ids
-            ],  # fmt: skip
+            ],
             "owner_id": entry.owner_id,
             "creator_id": entry.creator_id,
             "created_at": _time(entry.created_at),
@@ -180,11 +206,21 @@ def sidecar_document(state, copy: ArchiveCopy, *, captions: list[dict], thumbnai
             "storage_class": copy.storage_class,
         },
         "flavors": [
-            {"id": f.id, "flavor_params_id": f.flavor_params_id, "is_original": f.is_original, "status": f.status,
-             "bytes": f.size_bytes, "file_ext": f.file_ext, "width": f.width, "height": f.height,
-             "bitrate": f.bitrate, "tags": f.tags, "version": f.version}
+            {
+                "id": f.id,
+                "flavor_params_id": f.flavor_params_id,
+                "is_original": f.is_original,
+                "status": f.status,
+                "bytes": f.size_bytes,
+                "file_ext": f.file_ext,
+                "width": f.width,
+                "height": f.height,
+                "bitrate": f.bitrate,
+                "tags": f.tags,
+                "version": f.version,
+            }
             for f in state.flavors
-        ],  # fmt: skip
+        ],
         "captions": captions,
         "thumbnail": thumbnail,
         "not_included": NOT_INCLUDED,
@@ -205,8 +241,9 @@ def write_sidecar(store: ArchiveStore, kaltura: Kaltura, state, copy: ArchiveCop
     document = sidecar_document(state, copy, captions=captions, thumbnail=thumbnail)
     body = json.dumps(document, indent=2, ensure_ascii=False).encode()
     try:
-        version_id = store.put_new_small(key, body, content_type="application/json",
-                                         metadata={"entry-id": copy.entry_id, "schema": SCHEMA})  # fmt: skip
+        version_id = store.put_new_small(
+            key, body, content_type="application/json", metadata={"entry-id": copy.entry_id, "schema": SCHEMA}
+        )
     except StorageError as exc:
         if exc.code != "PreconditionFailed":
             raise
@@ -217,8 +254,10 @@ def write_sidecar(store: ArchiveStore, kaltura: Kaltura, state, copy: ArchiveCop
     else:
         written = True
     ArchiveCopy.objects.filter(id=copy.id).update(sidecar_key=key, sidecar_version_id=version_id or "")
-    kept = {"captions_kept": sum(1 for c in captions if c["key"]),
-            "thumbnail_kept": bool(thumbnail and thumbnail["key"])}  # fmt: skip
+    kept = {
+        "captions_kept": sum(1 for c in captions if c["key"]),
+        "thumbnail_kept": bool(thumbnail and thumbnail["key"]),
+    }
     return {"sidecar_key": key, "sidecar_version_id": version_id, "sidecar_written": written, **kept}
 
 
@@ -234,8 +273,7 @@ def _caption_sha256(kaltura: Kaltura, caption: KCaption) -> str | None:
     return hashlib.sha256(fetched.data).hexdigest() if fetched.data is not None else None
 
 
-def restore_captions(store: ArchiveStore, kaltura: Kaltura, copy: ArchiveCopy | None, added: dict,
-                     remember) -> dict:  # fmt: skip
+def restore_captions(store: ArchiveStore, kaltura: Kaltura, copy: ArchiveCopy | None, added: dict, remember) -> dict:
     """Add back from S3 the captions the copy's sidecar lists and Kaltura no longer has; leave alone those it has.
 
     Kaltura "has" an archived caption when one of its captions is that asset, or has the same language and label,
@@ -276,13 +314,22 @@ def restore_captions(store: ArchiveStore, kaltura: Kaltura, copy: ArchiveCopy | 
         data = store.read_small(caption["key"], caption.get("version_id"), limit=SIDE_OBJECT_LIMIT)
         sha256 = hashlib.sha256(data).hexdigest()
         if caption.get("sha256") and sha256 != caption["sha256"]:
-            refused.append({"id": caption["id"], "key": caption["key"],
-                            "reason": f"SHA-256 {sha256} in S3, {caption['sha256']} recorded"})  # fmt: skip
+            refused.append(
+                {
+                    "id": caption["id"],
+                    "key": caption["key"],
+                    "reason": f"SHA-256 {sha256} in S3, {caption['sha256']} recorded",
+                }
+            )
             continue
         if asset is None:
-            new_id = kaltura.add_caption(copy.entry_id, language=caption["language"], label=caption["label"],
-                                         caption_format=caption["format"],
-                                         is_default=caption.get("is_default", False) and not has_default)  # fmt: skip
+            new_id = kaltura.add_caption(
+                copy.entry_id,
+                language=caption["language"],
+                label=caption["label"],
+                caption_format=caption["format"],
+                is_default=caption.get("is_default", False) and not has_default,
+            )
             added = {**added, caption["id"]: new_id}
             remember(added)
         else:
@@ -290,6 +337,14 @@ def restore_captions(store: ArchiveStore, kaltura: Kaltura, copy: ArchiveCopy | 
         extension = caption["key"].rsplit(".", 1)[-1]
         token = kaltura.upload(io.BytesIO(data), file_name=f"{caption['id']}.{extension}", size=len(data))
         kaltura.set_caption_content(new_id, token)
-        restored.append({"id": caption["id"], "language": caption["language"], "label": caption["label"],
-                         "as": new_id, "bytes": len(data), "sha256": sha256})  # fmt: skip
+        restored.append(
+            {
+                "id": caption["id"],
+                "language": caption["language"],
+                "label": caption["label"],
+                "as": new_id,
+                "bytes": len(data),
+                "sha256": sha256,
+            }
+        )
     return {"captions_kept": kept, "captions_restored": restored, "captions_refused": refused}

@@ -138,16 +138,20 @@ class BucketSafety:
         """In words, for the Health page, /healthz and check --deploy."""
         risks = []
         if self.versioning != "Enabled":
-            risks.append(f"versioning is {self.versioning.lower()}: an object written over from outside the app "
-                         "would be lost")  # fmt: skip
+            risks.append(
+                f"versioning is {self.versioning.lower()}: an object written over from outside the app would be lost"
+            )
         if not self.object_lock:
             risks.append("no Object Lock: anyone with delete rights can destroy archived versions")
         if self.can_delete_versions == "yes" and not self.default_retention.startswith("COMPLIANCE"):
-            risks.append("the app's credentials may delete object versions (s3:DeleteObjectVersion): whoever holds "
-                         "them can destroy the archive; deny it in their policy or use COMPLIANCE retention")
+            risks.append(
+                "the app's credentials may delete object versions (s3:DeleteObjectVersion): whoever holds "
+                "them can destroy the archive; deny it in their policy or use COMPLIANCE retention"
+            )
         elif self.can_delete_versions == "unknown":
-            risks.append(f"could not tell whether the app's credentials may delete object versions "
-                         f"({self.delete_detail})")  # fmt: skip
+            risks.append(
+                f"could not tell whether the app's credentials may delete object versions ({self.delete_detail})"
+            )
         return risks
 
 
@@ -369,8 +373,13 @@ class ArchiveStore:
             detail = f"{exc.code}" if delete == "no" else f"the probe failed: {exc}"
         else:
             delete, detail = "yes", "s3:DeleteObjectVersion is allowed"
-        return BucketSafety(versioning=versioning, object_lock=lock_enabled, default_retention=retention,
-                            can_delete_versions=delete, delete_detail=detail)  # fmt: skip
+        return BucketSafety(
+            versioning=versioning,
+            object_lock=lock_enabled,
+            default_retention=retention,
+            can_delete_versions=delete,
+            delete_detail=detail,
+        )
 
     def _url(self, key: str) -> str:
         return f"s3://{self.bucket}/{key}"
@@ -696,9 +705,17 @@ class ArchiveStore:
     def put_new_small(self, key: str, body: bytes, *, content_type: str, metadata: dict[str, str]) -> str | None:
         """A small object (a sidecar) at a free key, never over an existing one (PreconditionFailed instead), in
         STANDARD so that it reads without a restore, with the copies' Object Lock. Returns its VersionId."""
-        response = self._call("put_object", key, Body=body, ContentType=content_type, Metadata=metadata,
-                              StorageClass="STANDARD", ChecksumAlgorithm="CRC32", IfNoneMatch="*",
-                              **self._lock_params())  # fmt: skip
+        response = self._call(
+            "put_object",
+            key,
+            Body=body,
+            ContentType=content_type,
+            Metadata=metadata,
+            StorageClass="STANDARD",
+            ChecksumAlgorithm="CRC32",
+            IfNoneMatch="*",
+            **self._lock_params(),
+        )
         return _version(response)
 
     def read_small(self, key: str, version_id: str | None = None, limit: int = 16 * 1024 * 1024) -> bytes:
@@ -729,8 +746,9 @@ class ArchiveStore:
 
     def set_legal_hold(self, key: str, version_id: str | None, on: bool) -> None:
         """An Object Lock legal hold on that version (StorageError where the bucket has no Object Lock)."""
-        self._call("put_object_legal_hold", key, LegalHold={"Status": "ON" if on else "OFF"},
-                   **_version_param(version_id))  # fmt: skip
+        self._call(
+            "put_object_legal_hold", key, LegalHold={"Status": "ON" if on else "OFF"}, **_version_param(version_id)
+        )
 
     def _tags(self, key: str, version_id: str | None) -> dict[str, str] | None:
         try:
@@ -823,7 +841,12 @@ class ArchiveStore:
     # --- restoring -----------------------------------------------------------------------------------
 
     def request_restore(
-        self, entry_id: str, *, tier: str = "Standard", days: int = 7, key: str | None = None,
+        self,
+        entry_id: str,
+        *,
+        tier: str = "Standard",
+        days: int = 7,
+        key: str | None = None,
         version_id: str | None = None,
     ) -> str:
         """Ask S3 for a readable copy: "requested", "already-in-progress" or "not-needed".

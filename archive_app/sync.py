@@ -656,10 +656,20 @@ def _reconcile(kaltura: Kaltura, run: SyncRun, progress, requests_before: int) -
         if not different:
             continue
         if counted <= RECONCILE_WALK_AT_MOST or low == high:
-            log.info("sync: Kaltura counts %s entries created %s..%s, the mirror another number: walking again",
-                     counted, low, high)  # fmt: skip
-            _walk_and_store(kaltura, run, WindowCursor("createdAt", start=low), progress, requests_before,
-                            createdAtLessThanOrEqual=high)  # fmt: skip
+            log.info(
+                "sync: Kaltura counts %s entries created %s..%s, the mirror another number: walking again",
+                counted,
+                low,
+                high,
+            )
+            _walk_and_store(
+                kaltura,
+                run,
+                WindowCursor("createdAt", start=low),
+                progress,
+                requests_before,
+                createdAtLessThanOrEqual=high,
+            )
             walked += 1
         else:
             middle = (low + high) // 2

@@ -357,8 +357,10 @@ def preservation_export(request: HttpRequest) -> HttpResponse:
     from archive_app.selectors import delimited_lines
 
     report = build()
-    response = HttpResponse("".join(delimited_lines(csv_rows(report), fmt="csv", columns=CSV_HEADER)),
-                            content_type="text/csv; charset=utf-8")  # fmt: skip
+    response = HttpResponse(
+        "".join(delimited_lines(csv_rows(report), fmt="csv", columns=CSV_HEADER)),
+        content_type="text/csv; charset=utf-8",
+    )
     stamp = timezone.localtime(report.generated_at).strftime("%Y%m%d-%H%M")
     response["Content-Disposition"] = f'attachment; filename="kaltura-archive-preservation-{stamp}.csv"'
     return response

@@ -47,13 +47,13 @@ ACTION_LABELS = {
 
 
 def readable(name: str) -> str:
-    """"tag_archived" -> "Tag archived": the fallback for a name without a label."""
+    """ "tag_archived" -> "Tag archived": the fallback for a name without a label."""
     words = name.replace("_", " ").strip()
     return words[:1].upper() + words[1:] if words else name
 
 
 def step_label(name: str, *, copy_bytes: int | None = None, freed_bytes: int | None = None) -> str:
-    """"Copy original to S3 (1.2 GB)": the step's label, with its size when the step has one."""
+    """ "Copy original to S3 (1.2 GB)": the step's label, with its size when the step has one."""
     label = STEP_LABELS.get(name) or readable(name)
     size = {"copy": copy_bytes, "freed": freed_bytes}.get(SIZED_STEPS.get(name, ""))
     if size:

@@ -180,13 +180,21 @@ class LiveState:
         original = self.original
         details: dict = {"live": ContentId.of(original).as_dict() if original else None}
         if self.copy is not None:
-            details["recorded_copy"] = {**self.copy.content.as_dict(), "sha256": self.copy.sha256,
-                                        "key": self.copy.key, "version_id": self.copy.version_id}  # fmt: skip
+            details["recorded_copy"] = {
+                **self.copy.content.as_dict(),
+                "sha256": self.copy.sha256,
+                "key": self.copy.key,
+                "version_id": self.copy.version_id,
+            }
             if self.copy.placeholder is not None:
                 details["recorded_placeholder"] = self.copy.placeholder.as_dict()
         if self.s3 is not None:
-            details["s3"] = {"key": self.s3.key, "bytes": self.s3.size, "sha256": getattr(self.s3, "sha256", None),
-                             "version_id": getattr(self.s3, "version_id", None)}  # fmt: skip
+            details["s3"] = {
+                "key": self.s3.key,
+                "bytes": self.s3.size,
+                "sha256": getattr(self.s3, "sha256", None),
+                "version_id": getattr(self.s3, "version_id", None),
+            }
         return details
 
 
@@ -282,11 +290,20 @@ def _adopt_from_s3_steps(state: LiveState) -> list[Step]:
     s3 = state.s3
     steps = []
     if getattr(s3, "needs_restore", s3.storage_class in ARCHIVE_CLASSES):
-        steps.append(Step("s3_restore", f"ask S3 for a readable copy of the {s3.storage_class} object "
-                                        "(Bulk: 5–12 hours; a retrieval fee per GB)"))  # fmt: skip
+        steps.append(
+            Step(
+                "s3_restore",
+                f"ask S3 for a readable copy of the {s3.storage_class} object "
+                "(Bulk: 5–12 hours; a retrieval fee per GB)",
+            )
+        )
         steps.append(Step("s3_wait", "wait until S3 has a readable copy (checked again later)"))
-    steps.append(Step("adopt_hash", f"read the {_gib(s3.size)} object in S3 and record its SHA-256 "
-                                    "(adopted: hash computed from S3)"))  # fmt: skip
+    steps.append(
+        Step(
+            "adopt_hash",
+            f"read the {_gib(s3.size)} object in S3 and record its SHA-256 (adopted: hash computed from S3)",
+        )
+    )
     return steps
 
 
@@ -308,8 +325,11 @@ def plan_archive(state: LiveState, policy: Policy) -> Plan:
         if state.copy is not None:
             return Plan(state.entry_id, "archive", skip_reason="already replaced")
         if state.s3 is None:
-            return Plan(state.entry_id, "archive",
-                        skip_reason=f"on a placeholder (tag {TAG_REPLACED}) but no archive copy is in S3")  # fmt: skip
+            return Plan(
+                state.entry_id,
+                "archive",
+                skip_reason=f"on a placeholder (tag {TAG_REPLACED}) but no archive copy is in S3",
+            )
         return Plan(state.entry_id, "archive", tuple(_adopt_from_s3_steps(state)))
     reason = _why_not(state, policy)
     if reason:
@@ -325,23 +345,34 @@ def plan_archive(state: LiveState, policy: Policy) -> Plan:
     copy_bytes = 0
     changed = content_changed(state)
     copy_ok = (
-        state.copy is not None and bool(state.copy.sha256) and not changed
-        and state.s3 is not None and state.s3.size == state.copy.size
-    )  # fmt: skip
+        state.copy is not None
+        and bool(state.copy.sha256)
+        and not changed
+        and state.s3 is not None
+        and state.s3.size == state.copy.size
+    )
     has_sha = isinstance(state.s3, ObjectSummary) or getattr(state.s3, "sha256", None)
     copy_step = f"stream the original ({_gib(original.size_bytes)}) to S3 {policy.storage_class}"
     if changed and any(sizes_agree(size, original) for size in policy.known_placeholder_sizes):
         # The "new content" is a placeholder (one of ours that Kaltura swapped in late, after its job gave up):
         # archiving it would put a placeholder where the original's copy belongs.
-        return Plan(state.entry_id, "archive", skip_reason=f"Kaltura's original now has a placeholder's size "
-                                                           f"({original.size_bytes:,} bytes), not new content: "
-                                                           f"check the entry on the Health page")  # fmt: skip
+        return Plan(
+            state.entry_id,
+            "archive",
+            skip_reason=f"Kaltura's original now has a placeholder's size "
+            f"({original.size_bytes:,} bytes), not new content: "
+            f"check the entry on the Health page",
+        )
     if copy_ok:
         pass
     elif changed:
         copy_bytes = original.size_bytes
-        steps.append(Step("copy", f"archive the new content first ({changed}): {copy_step} under a new key; "
-                                  "the earlier copy stays"))  # fmt: skip
+        steps.append(
+            Step(
+                "copy",
+                f"archive the new content first ({changed}): {copy_step} under a new key; the earlier copy stays",
+            )
+        )
         steps.append(Step("verify", VERIFY_STEP))
     elif state.copy is None and state.s3 is not None and sizes_agree(state.s3.size, original) and has_sha:
         # A listing (previews) cannot show the SHA-256 tag; the job, which reads it, copies under a new key
@@ -514,8 +545,10 @@ def legal_holds(entry_ids: list[str]) -> dict[str, str]:
     """The refusal of each held entry among these."""
     from archive_app.models import LegalHold
 
-    return {hold.entry_id: hold.refusal for hold in LegalHold.objects.filter(entry_id__in=entry_ids)
-            .select_related("placed_by")}  # fmt: skip
+    return {
+        hold.entry_id: hold.refusal
+        for hold in LegalHold.objects.filter(entry_id__in=entry_ids).select_related("placed_by")
+    }
 
 
 def read_live_states(entry_ids: list[str], kaltura, store) -> dict[str, LiveState]:

@@ -322,14 +322,18 @@ def bench(args: argparse.Namespace, workdir: Path, procs: list) -> int:
     }
     import boto3
 
-    s3 = boto3.client("s3", endpoint_url=moto_url, region_name="us-east-1", aws_access_key_id="bench",
-                      aws_secret_access_key="bench")  # fmt: skip
+    s3 = boto3.client(
+        "s3", endpoint_url=moto_url, region_name="us-east-1", aws_access_key_id="bench", aws_secret_access_key="bench"
+    )
     s3.create_bucket(Bucket=BUCKET)
 
     size = args.size
     print(f"source: {source}; {size:,} bytes ({size / 1024**3:.2f} GiB)")
-    print(f"moto: {moto_url}; archive: part {args.part_mib} MiB, concurrency {args.concurrency}; "
-          f"CPUs: {os.cpu_count()}, load average {os.getloadavg()[0]:.1f}", flush=True)  # fmt: skip
+    print(
+        f"moto: {moto_url}; archive: part {args.part_mib} MiB, concurrency {args.concurrency}; "
+        f"CPUs: {os.cpu_count()}, load average {os.getloadavg()[0]:.1f}",
+        flush=True,
+    )
     results: dict[str, list[dict]] = {"plain": [], "archive": []}
     for run in range(args.runs):
         order = ["plain", "archive"] if run % 2 == 0 else ["archive", "plain"]

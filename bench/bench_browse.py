@@ -174,8 +174,14 @@ def run_one(kind: str, entries: int, repeat: int, keep: bool) -> None:
             client.get("/")
             samples.append((time.perf_counter() - begin) * 1000)
         cpu_ms = (time.process_time() - cpu_begin + (backend_ticks() - ticks_begin) / TICKS) * 1000 / repeat
-        result = {"case": "(dashboard /, for information)", "database": kind, "entries": "", "cpu": cpu_ms,
-                  "p50": statistics.median(samples), "p95": percentile(samples, 0.95)}  # fmt: skip
+        result = {
+            "case": "(dashboard /, for information)",
+            "database": kind,
+            "entries": "",
+            "cpu": cpu_ms,
+            "p50": statistics.median(samples),
+            "p95": percentile(samples, 0.95),
+        }
         print(RESULT_MARK + json.dumps(result), flush=True)
         print(f"[{kind}] load average at the end: {os.getloadavg()[0]:.1f}", file=log)
     finally:

@@ -72,8 +72,7 @@ def run(args, moto) -> int:
     from archive_app.storage import ArchiveStore
 
     call_command("migrate", verbosity=0)
-    client = boto3.client("s3", endpoint_url=moto.url, region_name="us-east-1",
-                          config=Config(max_pool_connections=32))  # fmt: skip
+    client = boto3.client("s3", endpoint_url=moto.url, region_name="us-east-1", config=Config(max_pool_connections=32))
     client.create_bucket(Bucket=BUCKET)
     client.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
 
@@ -82,20 +81,39 @@ def run(args, moto) -> int:
     entry_ids = [f"0_b{n:07d}" for n in range(args.copies)]
 
     def put(entry_id: str) -> tuple[str, str, str]:
-        response = client.put_object(Bucket=BUCKET, Key=entry_id, Body=entry_id.encode() * 2,
-                                     StorageClass="GLACIER", ChecksumAlgorithm="CRC32")  # fmt: skip
+        response = client.put_object(
+            Bucket=BUCKET, Key=entry_id, Body=entry_id.encode() * 2, StorageClass="GLACIER", ChecksumAlgorithm="CRC32"
+        )
         return entry_id, response["VersionId"], response["ChecksumCRC32"]
 
     with ThreadPoolExecutor(max_workers=16) as pool:
         written = list(pool.map(put, entry_ids))
     Entry.objects.bulk_create(
-        [Entry(id=entry_id, name=entry_id, created_at=now, updated_at=now, status=2, synced_at=now)
-         for entry_id in entry_ids], batch_size=2000)  # fmt: skip
+        [
+            Entry(id=entry_id, name=entry_id, created_at=now, updated_at=now, status=2, synced_at=now)
+            for entry_id in entry_ids
+        ],
+        batch_size=2000,
+    )
     ArchiveCopy.objects.bulk_create(
-        [ArchiveCopy(entry_id=entry_id, flavor_id=f"{entry_id}-f", flavor_version="1", bucket=BUCKET, key=entry_id,
-                     version_id=version_id, storage_class="GLACIER", size_bytes=len(entry_id) * 2, crc32=crc32,
-                     sha256="0" * 64, verified_at=now)
-         for entry_id, version_id, crc32 in written], batch_size=2000)  # fmt: skip
+        [
+            ArchiveCopy(
+                entry_id=entry_id,
+                flavor_id=f"{entry_id}-f",
+                flavor_version="1",
+                bucket=BUCKET,
+                key=entry_id,
+                version_id=version_id,
+                storage_class="GLACIER",
+                size_bytes=len(entry_id) * 2,
+                crc32=crc32,
+                sha256="0" * 64,
+                verified_at=now,
+            )
+            for entry_id, version_id, crc32 in written
+        ],
+        batch_size=2000,
+    )
     print(f"prepared {args.copies} objects and copies in {time.monotonic() - started:.0f} s")
 
     store = ArchiveStore.from_settings()
@@ -113,8 +131,10 @@ def run(args, moto) -> int:
     print(f"S3 requests: {requests} ({dict(store.calls)}), {requests / max(1, summary.checked):.3f} per copy")
     print(f"audit events written: {events}")
     print(f"wall: {seconds:.1f} s, {summary.checked / seconds:.0f} copies/s; this process's CPU: {cpu:.1f} s")
-    print(f"load average (1, 5, 15 min) before: {load_before[0]:.2f} {load_before[1]:.2f} {load_before[2]:.2f}, "
-          f"after: {load_after[0]:.2f} {load_after[1]:.2f} {load_after[2]:.2f}; CPUs: {os.cpu_count()}")  # fmt: skip
+    print(
+        f"load average (1, 5, 15 min) before: {load_before[0]:.2f} {load_before[1]:.2f} {load_before[2]:.2f}, "
+        f"after: {load_after[0]:.2f} {load_after[1]:.2f} {load_after[2]:.2f}; CPUs: {os.cpu_count()}"
+    )
     target = TARGET_SECONDS * args.copies / 100_000
     ok = requests <= summary.checked and seconds <= target and summary.failed == 0 and events == args.copies
     print(f"target: <= 1 request per copy, <= {target:.0f} s: {'met' if ok else 'MISSED'}")

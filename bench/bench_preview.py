@@ -56,8 +56,19 @@ def kaltura_requests(url: str) -> int:
 
 def start_simulator(entries: int) -> tuple[subprocess.Popen, str]:
     port = free_port()
-    command = [sys.executable, "-m", "kaltura_sim", "--port", str(port), "--entries", str(entries),
-               "--content-scale", "0.001", "--conversion-delay", "0"]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "kaltura_sim",
+        "--port",
+        str(port),
+        "--entries",
+        str(entries),
+        "--content-scale",
+        "0.001",
+        "--conversion-delay",
+        "0",
+    ]
     process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 120
@@ -215,8 +226,10 @@ def run(args, sim_url: str, moto) -> int:
     batch = Batch.objects.latest("pk")
     items = batch.items.count()
     skipped = batch.items.exclude(skip_reason="").count()
-    print(f"filter {filter_query!r}: batch {batch.pk} with {items:,} entries ({items - skipped:,} to process, "
-          f"{skipped:,} skipped)")  # fmt: skip
+    print(
+        f"filter {filter_query!r}: batch {batch.pk} with {items:,} entries ({items - skipped:,} to process, "
+        f"{skipped:,} skipped)"
+    )
     print(f"POST /batches/new/ (create + preview): {post_seconds:.2f} s")
     print(f"GET  /batches/{batch.pk}/:                {get_seconds:.2f} s ({len(page.content):,} bytes)")
     print(f"total:                               {total:.2f} s (target < {TARGET_SECONDS:.0f} s)")

@@ -108,10 +108,17 @@ def run(args, sim_url: str, moto) -> int:
     with requests.get(kaltura.flavor_download_url(original.id), stream=True, timeout=(10, 600)) as response:
         archived = store.upload_stream(entry_id, response.raw, flavor_id=original.id, expected_size=size)
     ArchiveCopy.objects.create(
-        entry_id=entry_id, flavor_id=original.id, bucket=BUCKET, key=archived.key, storage_class=archived.storage_class,
-        size_bytes=archived.size, sha256=archived.sha256, crc32=archived.crc32, verified_at=timezone.now(),
+        entry_id=entry_id,
+        flavor_id=original.id,
+        bucket=BUCKET,
+        key=archived.key,
+        storage_class=archived.storage_class,
+        size_bytes=archived.size,
+        sha256=archived.sha256,
+        crc32=archived.crc32,
+        verified_at=timezone.now(),
         replaced_at=timezone.now(),
-    )  # fmt: skip
+    )
     placeholder = settings.PLACEHOLDER_VIDEO
     with open(placeholder, "rb") as video:
         token = kaltura.upload(video, file_name=placeholder.name, size=placeholder.stat().st_size)
@@ -120,8 +127,9 @@ def run(args, sim_url: str, moto) -> int:
     kaltura.set_tags(entry_id, ["archived_to_s3", "flavors_deleted"])
     print(f"prepared a {args.size_mib} MiB placeholder entry {entry_id} in {time.perf_counter() - started:.1f} s")
 
-    restore = Restore.objects.create(entry_id=entry_id, source="manual", tier="Standard", job_id="bench",
-                                     size_bytes=size)  # fmt: skip
+    restore = Restore.objects.create(
+        entry_id=entry_id, source="manual", tier="Standard", job_id="bench", size_bytes=size
+    )
     connections.close_all()
     # A fresh interpreter, so that its peak RSS is the restore's own and not this process's set-up.
     child_code = (

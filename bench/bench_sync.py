@@ -64,8 +64,21 @@ def sim_json(url: str, path: str, method: str = "GET"):
 
 def start_simulator(entries: int, bursts: list[int]) -> tuple[subprocess.Popen, str]:
     port = free_port()
-    command = [sys.executable, "-m", "kaltura_sim", "--port", str(port), "--entries", str(entries),
-               "--seed", "1", "--content-scale", "0.0001", "--admin-secret", SECRET]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "kaltura_sim",
+        "--port",
+        str(port),
+        "--entries",
+        str(entries),
+        "--seed",
+        "1",
+        "--content-scale",
+        "0.0001",
+        "--admin-secret",
+        SECRET,
+    ]
     if bursts:
         command += ["--bursts", *map(str, bursts)]
     process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL)
@@ -191,29 +204,39 @@ def report(result: dict) -> bool:
         and not details.get("difference")
     )
     print(f"\n== {result['database']}")
-    print(f"entries mirrored     {mirrored:,} of {result['simulated']:,} simulated "
-          f"({result['live_mirrored']:,} live, {result['flavors']:,} flavors), run {result['status']}; "
-          f"mirror {'EXACT' if exact else 'NOT EXACT'} ({result['gone']} gone, "
-          f"{result['deleted_in_kaltura']} deleted in Kaltura)")  # fmt: skip
+    print(
+        f"entries mirrored     {mirrored:,} of {result['simulated']:,} simulated "
+        f"({result['live_mirrored']:,} live, {result['flavors']:,} flavors), run {result['status']}; "
+        f"mirror {'EXACT' if exact else 'NOT EXACT'} ({result['gone']} gone, "
+        f"{result['deleted_in_kaltura']} deleted in Kaltura)"
+    )
     target = TARGET_SECONDS_1M if mirrored >= 1_000_000 else TARGET_SECONDS_PER_100K * max(1, mirrored / 100_000)
     verdict = "ok" if seconds <= target else "OVER"
     rate = mirrored / seconds
     print(f"full sync            {seconds:.1f} s, {rate:,.0f} entries/s  [target <= {target:.0f} s: {verdict}]")
-    print(f"                     CPU: sync process {result['full_cpu']:.1f} s, simulator {result['sim_cpu']:.1f} s; "
-          f"machine load average at the end {result['load']:.1f} (2 cores)")  # fmt: skip
+    print(
+        f"                     CPU: sync process {result['full_cpu']:.1f} s, simulator {result['sim_cpu']:.1f} s; "
+        f"machine load average at the end {result['load']:.1f} (2 cores)"
+    )
     verdict = "ok" if result["peak_rss_mb"] <= TARGET_RSS_MB else "OVER"
-    print(f"peak RSS             sync process {result['peak_rss_mb']:.0f} MB (after migrate, before the sync: "
-          f"{result['rss_before_sync_mb']:.0f} MB) [target <= {TARGET_RSS_MB} MB: {verdict}]; "
-          f"simulator {result['sim_rss_mb']:.0f} MB")  # fmt: skip
+    print(
+        f"peak RSS             sync process {result['peak_rss_mb']:.0f} MB (after migrate, before the sync: "
+        f"{result['rss_before_sync_mb']:.0f} MB) [target <= {TARGET_RSS_MB} MB: {verdict}]; "
+        f"simulator {result['sim_rss_mb']:.0f} MB"
+    )
     verdict = "ok" if lists_per_500 <= TARGET_PER_500 else "OVER (bursts cost more)" if details else "OVER"
-    print(f"requests to Kaltura  {requests} ({per_500:.2f} per 500 entries); list requests {lists} "
-          f"({lists_per_500:.2f} per 500) [target <= {TARGET_PER_500} without bursts: {verdict}]; "
-          f"{result['blocked']} blocked")  # fmt: skip
+    print(
+        f"requests to Kaltura  {requests} ({per_500:.2f} per 500 entries); list requests {lists} "
+        f"({lists_per_500:.2f} per 500) [target <= {TARGET_PER_500} without bursts: {verdict}]; "
+        f"{result['blocked']} blocked"
+    )
     print(f"                     {', '.join(f'{name} {count}' for name, count in sorted(counters.items()))}")
     print(f"                     {result['cost_summary'] or 'no crowded seconds, counts agreed'}; details {details}")
     if result["incremental_seconds"] is not None:
-        print(f"incremental sync     {result['incremental_seconds']:.2f} s, {result['incremental_requests']} requests, "
-              f"{result['incremental_seen']} entries seen")  # fmt: skip
+        print(
+            f"incremental sync     {result['incremental_seconds']:.2f} s, {result['incremental_requests']} requests, "
+            f"{result['incremental_seen']} entries seen"
+        )
     return exact
 
 
@@ -240,8 +263,7 @@ def main() -> int:
         for kind in databases:
             exact_runs = 0
             for number in range(1, args.runs + 1):
-                command = [sys.executable, __file__, "--child", kind, "--sim-url", url,
-                           "--sim-pid", str(simulator.pid)]  # fmt: skip
+                command = [sys.executable, __file__, "--child", kind, "--sim-url", url, "--sim-pid", str(simulator.pid)]
                 if args.no_incremental:
                     command.append("--no-incremental")
                 child = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)

@@ -15,9 +15,7 @@ DEBUG = envbool("DJANGO_DEBUG", False)
 SECRET_KEY = envsecret("DJANGO_SECRET_KEY")
 if not SECRET_KEY:
     if not DEBUG:
-        raise ImproperlyConfigured(
-            "DJANGO_SECRET_KEY is not set (or set DJANGO_DEBUG=1 for a development key)"
-        )
+        raise ImproperlyConfigured("DJANGO_SECRET_KEY is not set (or set DJANGO_DEBUG=1 for a development key)")
     SECRET_KEY = "insecure-development-key-only-used-when-DJANGO_DEBUG-is-on"
 ALLOWED_HOSTS = envlist("DJANGO_ALLOWED_HOSTS", "127.0.0.1,localhost")
 CSRF_TRUSTED_ORIGINS = envlist("DJANGO_CSRF_TRUSTED_ORIGINS")

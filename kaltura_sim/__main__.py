@@ -15,33 +15,67 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=8001, help="0 picks a free port (printed on start)")
     parser.add_argument("--entries", type=int, default=2000, help="entries to generate")
     parser.add_argument("--seed", type=int, default=1, help="the same seed gives the same partner")
-    parser.add_argument("--content-scale", type=float, default=0.001,
-                        help="multiplies the bytes served for generated flavors (sizes are reported to match)")
-    parser.add_argument("--conversion-delay", type=float, default=5.0,
-                        help="seconds before a replacement or added content finishes converting")
+    parser.add_argument(
+        "--content-scale",
+        type=float,
+        default=0.001,
+        help="multiplies the bytes served for generated flavors (sizes are reported to match)",
+    )
+    parser.add_argument(
+        "--conversion-delay",
+        type=float,
+        default=5.0,
+        help="seconds before a replacement or added content finishes converting",
+    )
     parser.add_argument("--ks-expiry-cap", type=int, default=86400, help="the partner's longest KS, in seconds")
     parser.add_argument("--partner-id", type=int, default=1234567)
     parser.add_argument("--admin-secret", default="sim-admin-secret", help="the secret session.start accepts")
-    parser.add_argument("--no-archive-tags", dest="archive_tags", action="store_false",
-                        help="no entry carries the old tool's archive tags (a library nothing has archived yet)")
+    parser.add_argument(
+        "--no-archive-tags",
+        dest="archive_tags",
+        action="store_false",
+        help="no entry carries the old tool's archive tags (a library nothing has archived yet)",
+    )
     parser.add_argument("--log-requests", action="store_true", help="log request paths to stderr")
-    parser.add_argument("--stable-ties", action="store_true",
-                        help="return entries with equal sort keys in creation order (default: random per request)")
-    parser.add_argument("--rate-limit", type=float, default=None,
-                        help="API requests per second above which calls answer ACTION_BLOCKED (default: no limit)")
-    parser.add_argument("--bursts", type=int, nargs="*", default=[],
-                        help="sizes of extra bulk uploads, each sharing one createdAt second")
+    parser.add_argument(
+        "--stable-ties",
+        action="store_true",
+        help="return entries with equal sort keys in creation order (default: random per request)",
+    )
+    parser.add_argument(
+        "--rate-limit",
+        type=float,
+        default=None,
+        help="API requests per second above which calls answer ACTION_BLOCKED (default: no limit)",
+    )
+    parser.add_argument(
+        "--bursts",
+        type=int,
+        nargs="*",
+        default=[],
+        help="sizes of extra bulk uploads, each sharing one createdAt second",
+    )
     args = parser.parse_args(argv)
 
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
     sim = Simulator(
-        entries=args.entries, seed=args.seed, content_scale=args.content_scale, port=args.port, host=args.host,
-        conversion_delay=args.conversion_delay, ks_expiry_cap=args.ks_expiry_cap, partner_id=args.partner_id,
-        admin_secret=args.admin_secret, log_requests=args.log_requests, archive_tags=args.archive_tags,
-        stable_ties=args.stable_ties, rate_limit=args.rate_limit, bursts=tuple(args.bursts),
-    ).start()  # fmt: skip
+        entries=args.entries,
+        seed=args.seed,
+        content_scale=args.content_scale,
+        port=args.port,
+        host=args.host,
+        conversion_delay=args.conversion_delay,
+        ks_expiry_cap=args.ks_expiry_cap,
+        partner_id=args.partner_id,
+        admin_secret=args.admin_secret,
+        log_requests=args.log_requests,
+        archive_tags=args.archive_tags,
+        stable_ties=args.stable_ties,
+        rate_limit=args.rate_limit,
+        bursts=tuple(args.bursts),
+    ).start()
     print(
         f"kaltura_sim serving {sim.url} partner id {sim.partner_id}, {args.entries} entries; "
         "admin secret: from --admin-secret (default sim-admin-secret)",

@@ -254,10 +254,7 @@ def _entry_filter(state: SimState, f: dict[str, Any]) -> Callable[[dict], bool]:
     if (wanted := _int_list(p_str(f, "categoriesIdsMatchAnd"))) is not None:
         tests.append(lambda e, v=wanted: v <= category_ids(e))
     if (ancestors := _int_list(p_str(f, "categoryAncestorIdIn"))) is not None:
-        under = {
-            c["id"] for c in state.categories.values()
-            if {int(i) for i in c["fullIds"].split(">")} & ancestors
-        }  # fmt: skip
+        under = {c["id"] for c in state.categories.values() if {int(i) for i in c["fullIds"].split(">")} & ancestors}
         tests.append(lambda e, v=under: bool(category_ids(e) & v))
     if (text := p_str(f, "freeText")) is not None and text.strip():
         needle = text.strip().lower()
@@ -284,8 +281,16 @@ def _order(order_by: str | None, fields: dict[str, Any], default: str) -> str:
 def _simple_entry_filter(f: dict[str, Any], column: str) -> bool:
     """Whether the filter's only conditions are a range on `column`, statuses and idNotIn (what a sync walk
     sends), so the total can be counted from statuses without running the full filter on each entry."""
-    allowed = {"objectType", "orderBy", f"{column}GreaterThanOrEqual", f"{column}LessThanOrEqual", "idNotIn",
-               "statusEqual", "statusIn", "statusNotIn"}  # fmt: skip
+    allowed = {
+        "objectType",
+        "orderBy",
+        f"{column}GreaterThanOrEqual",
+        f"{column}LessThanOrEqual",
+        "idNotIn",
+        "statusEqual",
+        "statusIn",
+        "statusNotIn",
+    }
     return all(key.removesuffix("__null") in allowed for key in f)
 
 
@@ -379,12 +384,37 @@ def entry_get(state: SimState, call: Call) -> dict:
 
 # Properties media.update may change; the client sends only insertable/updatable ones anyway.
 UPDATABLE = {
-    "name", "description", "tags", "adminTags", "categoriesIds", "partnerData", "referenceId", "userId",
-    "creatorId", "startDate", "endDate", "partnerSortValue", "licenseType", "accessControlId", "creditUserName",
-    "creditUrl", "mediaDate", "displayInSearch", "entitledUsersEdit", "entitledUsersPublish", "entitledUsersView",
-}  # fmt: skip
-INT_FIELDS = {"startDate", "endDate", "partnerSortValue", "licenseType", "accessControlId", "mediaDate",
-              "displayInSearch"}  # fmt: skip
+    "name",
+    "description",
+    "tags",
+    "adminTags",
+    "categoriesIds",
+    "partnerData",
+    "referenceId",
+    "userId",
+    "creatorId",
+    "startDate",
+    "endDate",
+    "partnerSortValue",
+    "licenseType",
+    "accessControlId",
+    "creditUserName",
+    "creditUrl",
+    "mediaDate",
+    "displayInSearch",
+    "entitledUsersEdit",
+    "entitledUsersPublish",
+    "entitledUsersView",
+}
+INT_FIELDS = {
+    "startDate",
+    "endDate",
+    "partnerSortValue",
+    "licenseType",
+    "accessControlId",
+    "mediaDate",
+    "displayInSearch",
+}
 
 
 def media_update(state: SimState, call: Call) -> dict:
@@ -563,8 +593,12 @@ def flavor_delete(state: SimState, call: Call) -> None:
 # --- captions (the caption plugin: service caption_captionasset) ----------------------------------
 
 CAPTION_WRITABLE = ("language", "label", "format", "tags", "fileExt", "accuracy", "description")
-CAPTION_ORDER = {"createdAt": lambda c: c["createdAt"], "updatedAt": lambda c: c["updatedAt"],
-                 "size": lambda c: c["sizeInBytes"], "deletedAt": lambda c: c["deletedAt"] or 0}  # fmt: skip
+CAPTION_ORDER = {
+    "createdAt": lambda c: c["createdAt"],
+    "updatedAt": lambda c: c["updatedAt"],
+    "size": lambda c: c["sizeInBytes"],
+    "deletedAt": lambda c: c["deletedAt"] or 0,
+}
 
 
 def _caption_object(caption: dict) -> dict[str, Any]:
@@ -597,9 +631,13 @@ def caption_list(state: SimState, call: Call) -> dict:
 def caption_add(state: SimState, call: Call) -> dict:
     entry = state.find_entry(p_str(call.params, "entryId", required=True))
     given = p_obj(call.params, "captionAsset")
-    caption_id = state.add_caption(entry["id"], p_str(given, "language") or "", p_str(given, "label") or "",
-                                   p_str(given, "format") or CAPTION_SRT,
-                                   is_default=p_int(given, "isDefault") == 1)  # fmt: skip
+    caption_id = state.add_caption(
+        entry["id"],
+        p_str(given, "language") or "",
+        p_str(given, "label") or "",
+        p_str(given, "format") or CAPTION_SRT,
+        is_default=p_int(given, "isDefault") == 1,
+    )
     caption = state.captions[caption_id]
     for name in ("tags", "accuracy", "description"):
         if p_str(given, name) is not None:

@@ -49,23 +49,100 @@ AUDIO_PROFILE = [487111, 487041]
 CONVERSION_PROFILE_ID = 7_801_234
 
 FIRST_NAMES = [
-    "Ada", "Ben", "Chloe", "Dan", "Eva", "Farid", "Grace", "Hugo", "Ines", "Jon", "Kira", "Liam", "Maya", "Nils",
-    "Olga", "Priya", "Quinn", "Rosa", "Sam", "Tara", "Umar", "Vera", "Wen", "Yara", "Zoe",
-]  # fmt: skip
+    "Ada",
+    "Ben",
+    "Chloe",
+    "Dan",
+    "Eva",
+    "Farid",
+    "Grace",
+    "Hugo",
+    "Ines",
+    "Jon",
+    "Kira",
+    "Liam",
+    "Maya",
+    "Nils",
+    "Olga",
+    "Priya",
+    "Quinn",
+    "Rosa",
+    "Sam",
+    "Tara",
+    "Umar",
+    "Vera",
+    "Wen",
+    "Yara",
+    "Zoe",
+]
 LAST_NAMES = [
-    "Adams", "Baker", "Chen", "Doe", "Evans", "Fischer", "Garcia", "Hughes", "Ito", "Jensen", "Khan", "Lopez",
-    "Moreau", "Nakamura", "Okafor", "Patel", "Quist", "Rossi", "Smith", "Tanaka", "Ueda", "Vargas", "Weber", "Young",
-]  # fmt: skip
+    "Adams",
+    "Baker",
+    "Chen",
+    "Doe",
+    "Evans",
+    "Fischer",
+    "Garcia",
+    "Hughes",
+    "Ito",
+    "Jensen",
+    "Khan",
+    "Lopez",
+    "Moreau",
+    "Nakamura",
+    "Okafor",
+    "Patel",
+    "Quist",
+    "Rossi",
+    "Smith",
+    "Tanaka",
+    "Ueda",
+    "Vargas",
+    "Weber",
+    "Young",
+]
 COURSES = ["BIO101", "CHEM210", "PHYS101", "HIST300", "ECON200", "MUS150", "MATH221", "CS126", "PSY101", "ENG210"]
 TOPICS = [
-    "Cell Biology", "Thermodynamics", "Organic Reactions", "The Cold War", "Market Design", "Counterpoint",
-    "Linear Maps", "Recursion", "Memory", "Close Reading", "Enzymes", "Optics", "Game Theory", "Sonata Form",
-]  # fmt: skip
+    "Cell Biology",
+    "Thermodynamics",
+    "Organic Reactions",
+    "The Cold War",
+    "Market Design",
+    "Counterpoint",
+    "Linear Maps",
+    "Recursion",
+    "Memory",
+    "Close Reading",
+    "Enzymes",
+    "Optics",
+    "Game Theory",
+    "Sonata Form",
+]
 TAG_WORDS = [
-    "lecture", "seminar", "lab", "webinar", "orientation", "interview", "zoom", "kaltura_capture", "mediaspace",
-    "student_project", "guest_lecture", "archive", "archived", "review", "exam_prep", "bio101", "chem210",
-    "phys101", "hist300", "s3", "lecture_capture", "flipped", "demo",
-]  # fmt: skip
+    "lecture",
+    "seminar",
+    "lab",
+    "webinar",
+    "orientation",
+    "interview",
+    "zoom",
+    "kaltura_capture",
+    "mediaspace",
+    "student_project",
+    "guest_lecture",
+    "archive",
+    "archived",
+    "review",
+    "exam_prep",
+    "bio101",
+    "chem210",
+    "phys101",
+    "hist300",
+    "s3",
+    "lecture_capture",
+    "flipped",
+    "demo",
+]
 
 
 def normalise_tags(value: str | None) -> str:
@@ -164,11 +241,23 @@ class Generator:
             ("Events", [(e, []) for e in ["Commencement", "Orientation", "Guest Lectures", "Symposia"]]),
             (
                 "MediaSpace",
-                [("site", [("channels", [(f"{c} Channel", []) for c in ["Biology", "Chemistry", "History",
-                                                                          "Physics", "Music", "Campus Life"]])])],
+                [
+                    (
+                        "site",
+                        [
+                            (
+                                "channels",
+                                [
+                                    (f"{c} Channel", [])
+                                    for c in ["Biology", "Chemistry", "History", "Physics", "Music", "Campus Life"]
+                                ],
+                            )
+                        ],
+                    )
+                ],
             ),
             ("Training", [(t, []) for t in ["IT Training", "HR Onboarding"]]),
-        ]  # fmt: skip
+        ]
 
         def add(name: str, children: list, parent: dict[str, Any] | None) -> None:
             category_id = base_id + len(self.categories) + 1
@@ -241,8 +330,11 @@ class Generator:
             overrides: dict[str, Any] = {}
             if created is not None:
                 # A bulk upload: one person, one createdAt second for all of it.
-                overrides = {"createdAt": created, "_bulk": True,
-                             "userId": burst_owner.setdefault(created, self.pick_owner(rng))}
+                overrides = {
+                    "createdAt": created,
+                    "_bulk": True,
+                    "userId": burst_owner.setdefault(created, self.pick_owner(rng)),
+                }
             entry, entry_flavors, category_ids = self.make_entry(rng, **overrides)
             entries.append(entry)
             flavors += entry_flavors
@@ -282,9 +374,19 @@ class Generator:
         media_type = rng.choices([MEDIA_VIDEO, MEDIA_AUDIO, MEDIA_IMAGE], [85, 12, 3])[0]
         media_type = fields.get("mediaType", media_type)
         roll = rng.random()
-        status = next(s for limit, s in [(0.02, ENTRY_DELETED), (0.035, ENTRY_ERROR_CONVERTING),
-                                         (0.05, ENTRY_NO_CONTENT), (0.06, ENTRY_PENDING), (0.065, ENTRY_IMPORT),
-                                         (0.07, ENTRY_PRECONVERT), (2.0, ENTRY_READY)] if roll < limit)  # fmt: skip
+        status = next(
+            s
+            for limit, s in [
+                (0.02, ENTRY_DELETED),
+                (0.035, ENTRY_ERROR_CONVERTING),
+                (0.05, ENTRY_NO_CONTENT),
+                (0.06, ENTRY_PENDING),
+                (0.065, ENTRY_IMPORT),
+                (0.07, ENTRY_PRECONVERT),
+                (2.0, ENTRY_READY),
+            ]
+            if roll < limit
+        )
         status = fields.get("status", status)
         roll = rng.random()
         source_type = "5" if roll < 0.02 else "37" if roll < 0.05 else "1"
@@ -412,8 +514,9 @@ class Generator:
             has_media = has_media and "status" not in fields and rng.random() < 0.5
         flavors: list[dict[str, Any]] = []
         if has_media:
-            flavors = self._make_flavors(rng, entry, original_size, original_status, forced_original,
-                                         transcode_count, placeholder)  # fmt: skip
+            flavors = self._make_flavors(
+                rng, entry, original_size, original_status, forced_original, transcode_count, placeholder
+            )
         entry["_flavors"] = [f["id"] for f in flavors]
         originals = [f for f in flavors if f["isOriginal"]]
         if originals:
@@ -436,8 +539,16 @@ class Generator:
                     category_ids.append(candidate)
         return entry, flavors, list(category_ids)
 
-    def _make_flavors(self, rng: random.Random, entry: dict, original_size: int | None, original_status: int | None,
-                      forced_original: bool, transcode_count: int | None, placeholder: bool) -> list[dict]:  # fmt: skip
+    def _make_flavors(
+        self,
+        rng: random.Random,
+        entry: dict,
+        original_size: int | None,
+        original_status: int | None,
+        forced_original: bool,
+        transcode_count: int | None,
+        placeholder: bool,
+    ) -> list[dict]:
         status, media_type = entry["status"], entry["mediaType"]
         duration = max(entry["duration"], 1)
         source_only = not forced_original and transcode_count is None and rng.random() < 0.02
@@ -452,8 +563,15 @@ class Generator:
         # Flavor anomalies the health check has to find, on otherwise READY entries.
         if not forced_original and status == ENTRY_READY:
             roll = rng.random()
-            original_status = None if roll < 0.015 else FLAVOR_ERROR if roll < 0.025 else \
-                FLAVOR_CONVERTING if roll < 0.03 else FLAVOR_READY  # fmt: skip
+            original_status = (
+                None
+                if roll < 0.015
+                else FLAVOR_ERROR
+                if roll < 0.025
+                else FLAVOR_CONVERTING
+                if roll < 0.03
+                else FLAVOR_READY
+            )
         transcode_status = FLAVOR_READY
         if status == ENTRY_ERROR_CONVERTING:
             transcode_status = FLAVOR_ERROR
@@ -489,29 +607,54 @@ class Generator:
             if source is None:
                 source = content.generated(f"{self.seed}:{flavor_id}:{version}", source_size)
             extension, container, codec = (
-                ("mp3", "mpeg audio", "") if media_type == MEDIA_AUDIO
-                else rng.choice([("mp4", "isom", "avc1"), ("mp4", "mp42", "avc1"), ("mov", "qt", "avc1"),
-                                 ("mp4", "isom", "hev1")])
-            )  # fmt: skip
+                ("mp3", "mpeg audio", "")
+                if media_type == MEDIA_AUDIO
+                else rng.choice(
+                    [("mp4", "isom", "avc1"), ("mp4", "mp42", "avc1"), ("mov", "qt", "avc1"), ("mp4", "isom", "hev1")]
+                )
+            )
             flavors.append(
                 self.flavor_record(
-                    flavor_id, entry, 0, source, original_status, version, created, updated,
-                    width=width, height=height, frame_rate=frame_rate, duration=duration, extension=extension,
-                    container=container, codec=codec, web=source_only, hide_exact_size=old and rng.random() < 0.14,
+                    flavor_id,
+                    entry,
+                    0,
+                    source,
+                    original_status,
+                    version,
+                    created,
+                    updated,
+                    width=width,
+                    height=height,
+                    frame_rate=frame_rate,
+                    duration=duration,
+                    extension=extension,
+                    container=container,
+                    codec=codec,
+                    web=source_only,
+                    hide_exact_size=old and rng.random() < 0.14,
                 )
-            )  # fmt: skip
+            )
         source_bytes = content.size_of(source) if source else self.scaled(5e8)
         for params_id in profile:
             flavor_id = self.new_id(rng)
             size = self.transcode_size(params_id, source_bytes, duration)
             flavors.append(
                 self.flavor_record(
-                    flavor_id, entry, params_id, content.generated(f"{self.seed}:{flavor_id}:1", size),
-                    transcode_status, 1, min(created + 300, latest), min(updated + rng.randint(60, 1800), latest),
-                    width=width, height=height, frame_rate=frame_rate, duration=duration,
+                    flavor_id,
+                    entry,
+                    params_id,
+                    content.generated(f"{self.seed}:{flavor_id}:1", size),
+                    transcode_status,
+                    1,
+                    min(created + 300, latest),
+                    min(updated + rng.randint(60, 1800), latest),
+                    width=width,
+                    height=height,
+                    frame_rate=frame_rate,
+                    duration=duration,
                     hide_exact_size=old and rng.random() < 0.14,
                 )
-            )  # fmt: skip
+            )
         if status in (ENTRY_DELETED, ENTRY_NO_CONTENT):
             for flavor in flavors:
                 flavor["deletedAt"] = flavor["updatedAt"] = max(flavor["updatedAt"], entry["updatedAt"])
@@ -524,10 +667,27 @@ class Generator:
         fraction = min(0.85, (video_kbps + audio_kbps) / max(source_kbps, 1))
         return max(1, int(source_bytes * max(fraction, 0.02)))
 
-    def flavor_record(self, flavor_id: str, entry: dict, params_id: int, source: content.Content, status: int,
-                      version: int, created: int, updated: int, *, width: int, height: int, frame_rate: float,
-                      duration: int, extension: str = "mp4", container: str = "mp42", codec: str = "avc1",
-                      web: bool = True, hide_exact_size: bool = False) -> dict[str, Any]:  # fmt: skip
+    def flavor_record(
+        self,
+        flavor_id: str,
+        entry: dict,
+        params_id: int,
+        source: content.Content,
+        status: int,
+        version: int,
+        created: int,
+        updated: int,
+        *,
+        width: int,
+        height: int,
+        frame_rate: float,
+        duration: int,
+        extension: str = "mp4",
+        container: str = "mp42",
+        codec: str = "avc1",
+        web: bool = True,
+        hide_exact_size: bool = False,
+    ) -> dict[str, Any]:
         size = content.size_of(source)
         name, p_width, p_height, video_kbps, audio_kbps = FLAVOR_PARAMS[params_id]
         original = params_id == 0

@@ -54,10 +54,19 @@ class Simulator:
         bursts: tuple[int, ...] = (),
     ) -> None:
         self.state = SimState(
-            entries=entries, seed=seed, content_scale=content_scale, conversion_delay=conversion_delay,
-            ks_expiry_cap=ks_expiry_cap, partner_id=partner_id, admin_secret=admin_secret, now=now,
-            archive_tags=archive_tags, stable_ties=stable_ties, rate_limit=rate_limit, bursts=tuple(bursts),
-        )  # fmt: skip
+            entries=entries,
+            seed=seed,
+            content_scale=content_scale,
+            conversion_delay=conversion_delay,
+            ks_expiry_cap=ks_expiry_cap,
+            partner_id=partner_id,
+            admin_secret=admin_secret,
+            now=now,
+            archive_tags=archive_tags,
+            stable_ties=stable_ties,
+            rate_limit=rate_limit,
+            bursts=tuple(bursts),
+        )
         self.host, self.port = host, port
         self.log_requests = log_requests
         self._httpd: _Server | None = None
@@ -82,8 +91,9 @@ class Simulator:
         self._httpd = httpd
         self.port = httpd.server_address[1]
         self.state.base_url = self.url
-        self._thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.1},
-                                        name=f"kaltura-sim-{self.port}", daemon=True)  # fmt: skip
+        self._thread = threading.Thread(
+            target=httpd.serve_forever, kwargs={"poll_interval": 0.1}, name=f"kaltura-sim-{self.port}", daemon=True
+        )
         self._thread.start()
         return self
 
@@ -330,8 +340,9 @@ class _Handler(BaseHTTPRequestHandler):
         truncate_at, rate = state.take_download_plan()
         self._stream(source, start, end, truncate_at, rate)
 
-    def _stream(self, source: content.Content, start: int, end: int, truncate_at: float | None,
-                rate: float | None) -> None:  # fmt: skip
+    def _stream(
+        self, source: content.Content, start: int, end: int, truncate_at: float | None, rate: float | None
+    ) -> None:
         limit = end if truncate_at is None else start + int((end - start) * truncate_at)
         chunk = content.BLOCK if not rate else max(1024, min(content.BLOCK, int(rate / 20)))
         sent, began = 0, time.monotonic()
@@ -377,8 +388,11 @@ class _Handler(BaseHTTPRequestHandler):
         if path == "/sim/health":
             return {"ok": True, "partnerId": state.partner_id, "entries": len(state.entries)}
         if path == "/sim/counters" and method == "GET":
-            return {"counters": state.counters, "subrequestCounters": state.subrequest_counters,
-                    "blocked": state.rate_limit.blocked}  # fmt: skip
+            return {
+                "counters": state.counters,
+                "subrequestCounters": state.subrequest_counters,
+                "blocked": state.rate_limit.blocked,
+            }
         if path == "/sim/rate-limit" and post:
             state.rate_limit.per_second = body.get("per_second")
             return {"ok": True, "per_second": state.rate_limit.per_second}

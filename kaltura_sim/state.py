@@ -87,8 +87,9 @@ class SimState:
         self.conversion_delay = conversion_delay
         self.ks_expiry_cap = ks_expiry_cap
         self.base_url = "http://127.0.0.1"
-        self.generator = Generator(seed, partner_id, int(time.time() if now is None else now), content_scale,
-                                   archive_tags)  # fmt: skip
+        self.generator = Generator(
+            seed, partner_id, int(time.time() if now is None else now), content_scale, archive_tags
+        )
         self._added_rng = random.Random(f"{seed}:added")
         self._seq = 0
         self._entries_version = 0  # moves on every entry insertion
@@ -323,10 +324,21 @@ class SimState:
         with self.lock:
             now = int(time.time())
             user = {
-                "id": user_id, "partnerId": self.partner_id, "screenName": user_id, "fullName": user_id,
-                "email": email, "status": 1, "createdAt": now, "updatedAt": now, "type": 0, "isAdmin": False,
-                "firstName": "", "lastName": "", "loginEnabled": False, **fields,
-            }  # fmt: skip
+                "id": user_id,
+                "partnerId": self.partner_id,
+                "screenName": user_id,
+                "fullName": user_id,
+                "email": email,
+                "status": 1,
+                "createdAt": now,
+                "updatedAt": now,
+                "type": 0,
+                "isAdmin": False,
+                "firstName": "",
+                "lastName": "",
+                "loginEnabled": False,
+                **fields,
+            }
             self.users[user_id] = user
             return public(user)
 
@@ -397,7 +409,7 @@ class SimState:
                     "code": code,
                     "message": message,
                     "after": int(after),
-                }  # fmt: skip
+                }
             )
 
     def clear_faults(self) -> None:
@@ -413,8 +425,11 @@ class SimState:
         with self.lock:
             if flavor_id not in self.flavors:
                 raise KeyError(flavor_id)
-            self.download_redirects[flavor_id] = {"location": str(location), "remaining": int(count),
-                                                  "status": int(status)}  # fmt: skip
+            self.download_redirects[flavor_id] = {
+                "location": str(location),
+                "remaining": int(count),
+                "status": int(status),
+            }
 
     def take_download_redirect(self, flavor_id: str) -> tuple[int, str] | None:
         with self.lock:
@@ -535,8 +550,15 @@ class SimState:
 
     # --- sessions ---------------------------------------------------------------------------------
 
-    def start_session(self, secret: str | None, user_id: str, ks_type: int, partner_id: int | None,
-                      expiry: int | None, privileges: str) -> str:  # fmt: skip
+    def start_session(
+        self,
+        secret: str | None,
+        user_id: str,
+        ks_type: int,
+        partner_id: int | None,
+        expiry: int | None,
+        privileges: str,
+    ) -> str:
         if partner_id != self.partner_id or secret != self.admin_secret:
             raise KalturaError("START_SESSION_ERROR", partner_id if partner_id is not None else "")
         expiry = expiry if expiry and expiry > 0 else 86400
@@ -616,27 +638,54 @@ class SimState:
     # --- captions (the caption plugin's captionAsset) ------------------------------------------------
 
     def _generate_captions(self, entry: dict) -> None:
-        self.add_caption(entry["id"], "English", "English", CAPTION_SRT, content.caption_text(entry["name"], "srt"),
-                         is_default=True)  # fmt: skip
+        self.add_caption(
+            entry["id"], "English", "English", CAPTION_SRT, content.caption_text(entry["name"], "srt"), is_default=True
+        )
         if self._caption_rng.randrange(2) == 0:
-            self.add_caption(entry["id"], "French", "Français (auto)", CAPTION_WEBVTT,
-                             content.caption_text(entry["name"], "vtt"))  # fmt: skip
+            self.add_caption(
+                entry["id"], "French", "Français (auto)", CAPTION_WEBVTT, content.caption_text(entry["name"], "vtt")
+            )
 
-    def add_caption(self, entry_id: str, language: str, label: str, caption_format: str = CAPTION_SRT,
-                    data: bytes | None = None, *, is_default: bool = False) -> str:  # fmt: skip
+    def add_caption(
+        self,
+        entry_id: str,
+        language: str,
+        label: str,
+        caption_format: str = CAPTION_SRT,
+        data: bytes | None = None,
+        *,
+        is_default: bool = False,
+    ) -> str:
         """A caption asset on the entry (captionAsset.add, then setContent if `data`); returns its id."""
         with self.lock:
             entry = self.find_entry(entry_id)
             now = int(time.time())
             caption_id = self.generator.new_id(self._caption_rng)
             self.captions[caption_id] = {
-                "id": caption_id, "entryId": entry["id"], "partnerId": self.partner_id, "version": "0",
-                "size": 0, "sizeInBytes": 0, "tags": "", "fileExt": CAPTION_EXTENSIONS.get(caption_format, "txt"),
-                "createdAt": now, "updatedAt": now, "deletedAt": None, "description": "",
-                "captionParamsId": 0, "language": language, "languageCode": _LANGUAGE_CODES.get(language, ""),
-                "isDefault": 0, "label": label, "format": caption_format, "status": CAPTION_QUEUED,
-                "accuracy": 100, "displayOnPlayer": True, "_content": b"", "_seq": self._next_seq(),
-            }  # fmt: skip
+                "id": caption_id,
+                "entryId": entry["id"],
+                "partnerId": self.partner_id,
+                "version": "0",
+                "size": 0,
+                "sizeInBytes": 0,
+                "tags": "",
+                "fileExt": CAPTION_EXTENSIONS.get(caption_format, "txt"),
+                "createdAt": now,
+                "updatedAt": now,
+                "deletedAt": None,
+                "description": "",
+                "captionParamsId": 0,
+                "language": language,
+                "languageCode": _LANGUAGE_CODES.get(language, ""),
+                "isDefault": 0,
+                "label": label,
+                "format": caption_format,
+                "status": CAPTION_QUEUED,
+                "accuracy": 100,
+                "displayOnPlayer": True,
+                "_content": b"",
+                "_seq": self._next_seq(),
+            }
             if is_default:
                 self.set_default_caption(caption_id)
             if data is not None:
@@ -656,9 +705,14 @@ class SimState:
     def set_caption_content(self, caption_id: str, data: bytes) -> dict:
         with self.lock:
             caption = self.find_caption(caption_id)
-            caption.update(_content=bytes(data), size=max(1, len(data) // 1024), sizeInBytes=len(data),
-                           status=CAPTION_READY, version=str(int(caption["version"]) + 1),
-                           updatedAt=int(time.time()))  # fmt: skip
+            caption.update(
+                _content=bytes(data),
+                size=max(1, len(data) // 1024),
+                sizeInBytes=len(data),
+                status=CAPTION_READY,
+                version=str(int(caption["version"]) + 1),
+                updatedAt=int(time.time()),
+            )
             return caption
 
     def set_default_caption(self, caption_id: str) -> None:
@@ -674,8 +728,10 @@ class SimState:
             caption.update(status=CAPTION_DELETED, deletedAt=now, updatedAt=now, isDefault=0)
 
     def caption_url(self, caption: dict) -> str:
-        return (f"{self.base_url}/p/{self.partner_id}/sp/{self.partner_id}00/serveCaption/captionAssetId/"
-                f"{caption['id']}/v/{caption['version']}/a.{caption['fileExt']}")  # fmt: skip
+        return (
+            f"{self.base_url}/p/{self.partner_id}/sp/{self.partner_id}00/serveCaption/captionAssetId/"
+            f"{caption['id']}/v/{caption['version']}/a.{caption['fileExt']}"
+        )
 
     def thumbnail_from_video(self, entry: dict) -> None:
         if self.original_flavor(entry) is None or self.original_flavor(entry)["status"] != FLAVOR_READY:
@@ -685,8 +741,9 @@ class SimState:
 
     # --- upload tokens ----------------------------------------------------------------------------
 
-    def add_upload_token(self, user_id: str, file_name: str | None, file_size: float | None,
-                         auto_finalize: bool) -> dict:  # fmt: skip
+    def add_upload_token(
+        self, user_id: str, file_name: str | None, file_size: float | None, auto_finalize: bool
+    ) -> dict:
         now = int(time.time())
         token_id = "0_" + os.urandom(16).hex()
         token = {
@@ -716,8 +773,9 @@ class SimState:
             raise KalturaError("UPLOAD_TOKEN_NOT_FOUND")
         return token
 
-    def upload_chunk(self, token: dict, chunk_path: str, file_name: str | None, resume: bool, final: bool,
-                     resume_at: int) -> None:  # fmt: skip
+    def upload_chunk(
+        self, token: dict, chunk_path: str, file_name: str | None, resume: bool, final: bool, resume_at: int
+    ) -> None:
         """kUploadTokenMgr::uploadFileToToken. resume=False replaces the content. resume=True appends at the
         end when resumeAt is -1 or equals the current size; any other resumeAt is kept as a pending chunk and
         appended once the bytes before it have arrived (chunks may come in parallel, out of order). A final
@@ -796,10 +854,22 @@ class SimState:
         now = int(time.time())
         temp = copy.deepcopy({k: v for k, v in entry.items() if k not in ("_seq", "_flavors", "_earlier_content")})
         temp.update(
-            id=self.generator.new_id(self._added_rng), status=ENTRY_PRECONVERT, createdAt=now, updatedAt=now,
-            replacedEntryId=entry["id"], replacingEntryId=None, replacementStatus="0", displayInSearch=-1,
-            plays=0, views=0, lastPlayedAt=None, categories="", categoriesIds="", _hidden=True, _flavors=[],
-        )  # fmt: skip
+            id=self.generator.new_id(self._added_rng),
+            status=ENTRY_PRECONVERT,
+            createdAt=now,
+            updatedAt=now,
+            replacedEntryId=entry["id"],
+            replacingEntryId=None,
+            replacementStatus="0",
+            displayInSearch=-1,
+            plays=0,
+            views=0,
+            lastPlayedAt=None,
+            categories="",
+            categoriesIds="",
+            _hidden=True,
+            _flavors=[],
+        )
         temp["rootEntryId"] = temp["id"]
         self._insert_entry(temp)
         entry["replacingEntryId"] = temp["id"]
@@ -807,8 +877,13 @@ class SimState:
         # replacement-approval feature (the usual case): no approveReplace call is needed.
         entry["replacementStatus"] = "1"
         entry["updatedAt"] = now
-        self.pending[entry["id"]] = {"kind": "replace", "entry": entry["id"], "temp": temp["id"], "path": path,
-                                     "due": time.time() + self.conversion_delay}  # fmt: skip
+        self.pending[entry["id"]] = {
+            "kind": "replace",
+            "entry": entry["id"],
+            "temp": temp["id"],
+            "path": path,
+            "due": time.time() + self.conversion_delay,
+        }
 
     def attach_content(self, entry: dict, path: str) -> None:
         """Content for an entry without any (addContent, or updateContent on NO_CONTENT): a new original
@@ -816,16 +891,30 @@ class SimState:
         now = int(time.time())
         source = content.from_file(path, os.path.getsize(path))
         flavor = self.generator.flavor_record(
-            self.generator.new_id(self._added_rng), entry, 0, source, FLAVOR_QUEUED, 1, now, now,
-            width=entry["width"] or 1280, height=entry["height"] or 720, frame_rate=25.0,
-            duration=entry["duration"], web=not entry["_profile"],
-        )  # fmt: skip
+            self.generator.new_id(self._added_rng),
+            entry,
+            0,
+            source,
+            FLAVOR_QUEUED,
+            1,
+            now,
+            now,
+            width=entry["width"] or 1280,
+            height=entry["height"] or 720,
+            frame_rate=25.0,
+            duration=entry["duration"],
+            web=not entry["_profile"],
+        )
         self._insert_flavor(flavor)
         entry["_flavors"].append(flavor["id"])
         self.set_status(entry, ENTRY_PRECONVERT)
         entry["updatedAt"] = now
-        self.pending[entry["id"]] = {"kind": "add", "entry": entry["id"], "path": path,
-                                     "due": time.time() + self.conversion_delay}  # fmt: skip
+        self.pending[entry["id"]] = {
+            "kind": "add",
+            "entry": entry["id"],
+            "path": path,
+            "due": time.time() + self.conversion_delay,
+        }
 
     def _finish_conversion(self, job: dict) -> None:
         entry = self.entries[job["entry"]]
@@ -842,17 +931,28 @@ class SimState:
         live = self.entry_flavors(entry, live_only=True)
         original = next((f for f in live if f["isOriginal"]), None)
         if original is not None:
-            entry.setdefault("_earlier_content", []).append((original["_content"], entry["duration"],
-                                                             entry["msDuration"]))  # fmt: skip
+            entry.setdefault("_earlier_content", []).append(
+                (original["_content"], entry["duration"], entry["msDuration"])
+            )
         probed = self._probe_duration(entry, source)
         if probed is not None:
             entry.update(duration=probed[0], msDuration=probed[1], durationType=duration_type(probed[0]))
         if original is None:
             original = self.generator.flavor_record(
-                self.generator.new_id(self._added_rng), entry, 0, source, FLAVOR_READY, 0, now, now,
-                width=entry["width"] or 1280, height=entry["height"] or 720, frame_rate=25.0,
-                duration=entry["duration"], web=not entry["_profile"],
-            )  # fmt: skip
+                self.generator.new_id(self._added_rng),
+                entry,
+                0,
+                source,
+                FLAVOR_READY,
+                0,
+                now,
+                now,
+                width=entry["width"] or 1280,
+                height=entry["height"] or 720,
+                frame_rate=25.0,
+                duration=entry["duration"],
+                web=not entry["_profile"],
+            )
             self._insert_flavor(original)
             entry["_flavors"].append(original["id"])
         if job["kind"] == "add":
@@ -866,10 +966,19 @@ class SimState:
             flavor = by_params.pop(params_id, None)
             if flavor is None:
                 flavor = self.generator.flavor_record(
-                    self.generator.new_id(self._added_rng), entry, params_id, source, FLAVOR_READY, 0, now, now,
-                    width=original["width"] or 1280, height=original["height"] or 720,
-                    frame_rate=original["frameRate"], duration=entry["duration"],
-                )  # fmt: skip
+                    self.generator.new_id(self._added_rng),
+                    entry,
+                    params_id,
+                    source,
+                    FLAVOR_READY,
+                    0,
+                    now,
+                    now,
+                    width=original["width"] or 1280,
+                    height=original["height"] or 720,
+                    frame_rate=original["frameRate"],
+                    duration=entry["duration"],
+                )
                 self._insert_flavor(flavor)
                 entry["_flavors"].append(flavor["id"])
             key = f"{self.seed}:{flavor['id']}:{flavor['version'] + 1}"
@@ -907,9 +1016,15 @@ class SimState:
     def _set_content(flavor: dict, source: content.Content, now: int, duration: int) -> None:
         size = content.size_of(source)
         flavor.update(
-            _content=source, size=round(size / 1024), sizeInBytes=size, version=flavor["version"] + 1,
-            status=FLAVOR_READY, updatedAt=now, deletedAt=None, bitrate=int(size * 8 / 1000 / max(duration, 1)),
-        )  # fmt: skip
+            _content=source,
+            size=round(size / 1024),
+            sizeInBytes=size,
+            version=flavor["version"] + 1,
+            status=FLAVOR_READY,
+            updatedAt=now,
+            deletedAt=None,
+            bitrate=int(size * 8 / 1000 / max(duration, 1)),
+        )
 
 
 class RateLimit:

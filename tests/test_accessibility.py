@@ -26,8 +26,10 @@ FAILING_IMPACTS = {"serious", "critical"}
 
 def pages_by_role(placeholders: dict) -> dict[str, list[str]]:
     """Role -> the URLs it is the first (least privileged) role to open with a 200."""
-    rows = [(reverse(name, args=[_fill(str(arg), placeholders) for arg in args]), row) for name, (args, row) in
-            MATRIX.items()]  # fmt: skip
+    rows = [
+        (reverse(name, args=[_fill(str(arg), placeholders) for arg in args]), row)
+        for name, (args, row) in MATRIX.items()
+    ]
     rows += [(_fill(url, placeholders), row) for samples in NAMESPACES.values() for url, row in samples]
     by_role: dict[str, list[str]] = {role: [] for role in ROLES}
     for url, row in rows:
@@ -42,8 +44,9 @@ def keep_link(librarian) -> str:
     batch = Batch.objects.create(action=Batch.Action.ARCHIVE, created_by=librarian, status=Batch.Status.APPROVED)
     BatchItem.objects.create(batch=batch, entry_id=ENTRY_ID, planned_steps=["copy"])
     BatchNotice.objects.create(batch=batch, notice_days=14, runs_after=timezone.now() + timedelta(days=14))
-    OwnerNotice.objects.create(batch=batch, owner_id="alice", email="alice@example.edu", entry_ids=[ENTRY_ID],
-                               status=OwnerNotice.Status.SENT)  # fmt: skip
+    OwnerNotice.objects.create(
+        batch=batch, owner_id="alice", email="alice@example.edu", entry_ids=[ENTRY_ID], status=OwnerNotice.Status.SENT
+    )
     token = notices.keep_token(batch.pk, "alice", timezone.now() + timedelta(days=14))
     return f"{reverse('keep_entries')}#{token}"  # the page posts the token (static/js/keep.js)
 
@@ -63,8 +66,9 @@ def violations(page, url: str) -> list[str]:
 
 def open_as(browser, live_server, role: str, users: dict):
     # Reduced motion: Bootstrap then draws focus rings at once, not after a transition.
-    context = browser.new_context(base_url=live_server.url, viewport={"width": 1366, "height": 768},
-                                  reduced_motion="reduce")  # fmt: skip
+    context = browser.new_context(
+        base_url=live_server.url, viewport={"width": 1366, "height": 768}, reduced_motion="reduce"
+    )
     context.set_default_timeout(15_000)
     page = context.new_page()
     if role != "anonymous":
@@ -78,8 +82,15 @@ def open_as(browser, live_server, role: str, users: dict):
 
 
 @pytest.mark.parametrize("role", ROLES)
-def test_every_page_has_no_serious_accessibility_violation(browser, live_server, world, role, kaltura_sim, s3,  # noqa: F811
-                                                           rq_queue):  # fmt: skip
+def test_every_page_has_no_serious_accessibility_violation(
+    browser,
+    live_server,
+    world,  # noqa: F811
+    role,
+    kaltura_sim,
+    s3,
+    rq_queue,
+):
     users, placeholders = world
     urls = pages_by_role(placeholders)[role]
     if role == "anonymous":  # the owner's keep page, and its refusal of a link that is not signed
@@ -121,8 +132,14 @@ def test_the_main_pages_full_of_content_have_no_serious_violation(browser, live_
     assert found == [], "\n".join(found)
 
 
-def test_the_keyboard_reaches_the_skip_link_first_and_every_control_shows_focus(browser, live_server, world,  # noqa: F811
-                                                                                kaltura_sim, s3, rq_queue):  # fmt: skip
+def test_the_keyboard_reaches_the_skip_link_first_and_every_control_shows_focus(
+    browser,
+    live_server,
+    world,  # noqa: F811
+    kaltura_sim,
+    s3,
+    rq_queue,
+):
     users, _ = world
     context, page = open_as(browser, live_server, "librarian", users)
     try:

@@ -191,13 +191,24 @@ def personal_events(make_user):
 
     make_entry("1_personal")
     made = [
-        audit.record("owner_notice", dry_run=False, message=f"sent to {EMAIL}",
-                     details={"owner": EMAIL, "email": EMAIL, "entries": ["1_personal"]}),
-        audit.record("sign_in_locked", username=EMAIL, dry_run=False, outcome="refused",
-                     message=f"too many failed sign-ins from {IPV4}", details={"address": IPV4, "locked": "address"}),
-        audit.record("owner_keep", username=f"owner:{EMAIL}", entry_id="1_personal", dry_run=False,
-                     details={"addresses": [IPV6]}),
-    ]  # fmt: skip
+        audit.record(
+            "owner_notice",
+            dry_run=False,
+            message=f"sent to {EMAIL}",
+            details={"owner": EMAIL, "email": EMAIL, "entries": ["1_personal"]},
+        ),
+        audit.record(
+            "sign_in_locked",
+            username=EMAIL,
+            dry_run=False,
+            outcome="refused",
+            message=f"too many failed sign-ins from {IPV4}",
+            details={"address": IPV4, "locked": "address"},
+        ),
+        audit.record(
+            "owner_keep", username=f"owner:{EMAIL}", entry_id="1_personal", dry_run=False, details={"addresses": [IPV6]}
+        ),
+    ]
     # Test set-up only: back-dated past the model's append-only guard, as time would.
     QuerySet.update(AuditEvent.objects.all(), created_at=timezone.now() - dt.timedelta(days=100))
     return made

@@ -137,11 +137,21 @@ def test_viewing_a_batch_never_releases_items_the_scheduled_job_and_cancel_do(cl
     batches_ = []
     for n in range(2):
         batch = Batch.objects.create(action=Batch.Action.ARCHIVE, created_by=librarian, status=Batch.Status.RUNNING)
-        BatchItem.objects.create(batch=batch, entry_id=f"1_stale{n:03d}", status=BatchItem.Status.RUNNING,
-                                 heartbeat_at=long_ago, job_id=f"job-{n}")  # fmt: skip
+        BatchItem.objects.create(
+            batch=batch,
+            entry_id=f"1_stale{n:03d}",
+            status=BatchItem.Status.RUNNING,
+            heartbeat_at=long_ago,
+            job_id=f"job-{n}",
+        )
         batches_.append(batch)
-    live = BatchItem.objects.create(batch=batches_[0], entry_id="1_working", status=BatchItem.Status.RUNNING,
-                                    heartbeat_at=datetime.now(tz=UTC), job_id="job-live")  # fmt: skip
+    live = BatchItem.objects.create(
+        batch=batches_[0],
+        entry_id="1_working",
+        status=BatchItem.Status.RUNNING,
+        heartbeat_at=datetime.now(tz=UTC),
+        job_id="job-live",
+    )
     events = AuditEvent.objects.count()
     for _ in range(3):
         assert client.get(reverse("batch_detail", args=[batches_[0].pk])).status_code == 200
@@ -159,8 +169,9 @@ def test_viewing_a_batch_never_releases_items_the_scheduled_job_and_cancel_do(cl
     assert live.status == "running"
 
     # Cancelling releases a dead worker's item too, rather than leaving it "running" in a cancelled batch.
-    dead = BatchItem.objects.create(batch=batches_[1], entry_id="1_dead", status=BatchItem.Status.WAITING,
-                                    heartbeat_at=long_ago, job_id="job-dead")  # fmt: skip
+    dead = BatchItem.objects.create(
+        batch=batches_[1], entry_id="1_dead", status=BatchItem.Status.WAITING, heartbeat_at=long_ago, job_id="job-dead"
+    )
     client.post(reverse("batch_cancel", args=[batches_[1].pk]))
     dead.refresh_from_db()
     assert dead.status == "failed"
@@ -174,6 +185,8 @@ def test_the_scheduler_releases_stale_items(rq_queue):
     scheduler = CronScheduler(connection=rq_queue.connection, name="stale-items-test")
     scheduler.load_config_from_file("archive_app/cron.py")  # what `rqcron archive_app.cron` loads
     assert release_stale_items_job in [job.func for job in scheduler.get_jobs()]
+
+
 def test_a_finished_replace_refreshes_the_mirror_without_a_sync(client, make_user, old_entries, rq_queue):
     """The flavors Kaltura made from the placeholder are in the mirror (and so on every page) at once."""
     client.force_login(make_user())
@@ -206,7 +219,7 @@ def test_every_skipped_row_says_why_and_never_pending(client, make_user, old_ent
     assert "New lecture" in row
     client.post(reverse("batch_approve", args=[batch.pk]), {"confirmed": "yes"})
     row = _item_row(client.get(reverse("batch_detail", args=[batch.pk])).content.decode(), recent)
-    assert "<td data-testid=\"item-status\">Skipped</td>" in row and "created less than 365 days ago" in row
+    assert '<td data-testid="item-status">Skipped</td>' in row and "created less than 365 days ago" in row
 
 
 def _item_row(page: str, entry_id: str) -> str:

@@ -22,21 +22,50 @@ YEARS_AGO = NOW - timedelta(days=4 * 365)
 
 def k_entry(**fields) -> KEntry:
     values = dict(
-        id="0_abcdefgh", name="Lecture", description="", owner_id="jdoe", creator_id="jdoe", tags="lecture",
-        categories_ids=(), created_at=YEARS_AGO, updated_at=YEARS_AGO, last_played_at=None, plays=0, views=0,
-        status=2, media_type=1, duration=600, source_type="1", parent_entry_id="", capabilities="",
-        replacing_entry_id="", replacement_status=0, thumbnail_url="",
-    )  # fmt: skip
+        id="0_abcdefgh",
+        name="Lecture",
+        description="",
+        owner_id="jdoe",
+        creator_id="jdoe",
+        tags="lecture",
+        categories_ids=(),
+        created_at=YEARS_AGO,
+        updated_at=YEARS_AGO,
+        last_played_at=None,
+        plays=0,
+        views=0,
+        status=2,
+        media_type=1,
+        duration=600,
+        source_type="1",
+        parent_entry_id="",
+        capabilities="",
+        replacing_entry_id="",
+        replacement_status=0,
+        thumbnail_url="",
+    )
     values.update(fields)
     return KEntry(**values)
 
 
 def k_flavor(**fields) -> KFlavor:
     values = dict(
-        id="0_original", entry_id="0_abcdefgh", flavor_params_id=0, is_original=True, status=2, size_kb=1000,
-        size_in_bytes=1_024_000, tags="source", file_ext="mp4", width=1280, height=720, bitrate=900,
-        created_at=YEARS_AGO, updated_at=YEARS_AGO, version="3",
-    )  # fmt: skip
+        id="0_original",
+        entry_id="0_abcdefgh",
+        flavor_params_id=0,
+        is_original=True,
+        status=2,
+        size_kb=1000,
+        size_in_bytes=1_024_000,
+        tags="source",
+        file_ext="mp4",
+        width=1280,
+        height=720,
+        bitrate=900,
+        created_at=YEARS_AGO,
+        updated_at=YEARS_AGO,
+        version="3",
+    )
     values.update(fields)
     return KFlavor(**values)
 
@@ -127,9 +156,15 @@ def test_replace_needs_a_verified_copy_in_s3():
 
 def test_archive_and_replace_in_one_plan_and_already_done():
     assert plan_for(Batch.Action.ARCHIVE_REPLACE, state(), POLICY).step_names == [
-        "copy", "verify", "tag_archived", "upload_placeholder", "replace_content", "wait_replacement", "thumbnail",
+        "copy",
+        "verify",
+        "tag_archived",
+        "upload_placeholder",
+        "replace_content",
+        "wait_replacement",
+        "thumbnail",
         "tag_replaced",
-    ]  # fmt: skip
+    ]
     replaced = state(
         entry=k_entry(tags="archived_to_s3, flavors_deleted"),
         flavors=[k_flavor(size_in_bytes=25_000)],
@@ -140,7 +175,6 @@ def test_archive_and_replace_in_one_plan_and_already_done():
 
 
 # --- end to end ---------------------------------------------------------------------
-
 
 
 @pytest.fixture
@@ -401,9 +435,10 @@ def test_a_refused_replacement_fails_clearly_and_leaves_the_original_playing(arc
 def archived(**fields) -> LiveState:
     """An entry archived by us: the copy holds exactly its original; S3 has it."""
     values = dict(
-        copy=CopyRecord(size=1_024_000, sha256="a" * 64, **OF_ORIGINAL), s3=S3Object(1_024_000),
+        copy=CopyRecord(size=1_024_000, sha256="a" * 64, **OF_ORIGINAL),
+        s3=S3Object(1_024_000),
         entry=k_entry(tags="archived_to_s3"),
-    )  # fmt: skip
+    )
     values.update(fields)
     return state(**values)
 
@@ -416,8 +451,10 @@ def test_content_changed_since_the_copy_is_archived_first():
     assert plan.step_names[:2] == ["copy", "verify"] and "upload_placeholder" in plan.step_names
     assert plan.steps[0].description.startswith("archive the new content first") and plan.bytes_to_copy == 1_024_000
     # Same version but another byte count, or another flavor: not the same content either.
-    for copy in (CopyRecord(size=999, sha256="a" * 64, **OF_ORIGINAL),
-                 CopyRecord(size=1_024_000, sha256="a" * 64, flavor_id="0_other", flavor_version="3")):  # fmt: skip
+    for copy in (
+        CopyRecord(size=999, sha256="a" * 64, **OF_ORIGINAL),
+        CopyRecord(size=1_024_000, sha256="a" * 64, flavor_id="0_other", flavor_version="3"),
+    ):
         assert plan_replace(archived(copy=copy, s3=S3Object(copy.size)), POLICY).skip_reason.startswith(
             "archive the new content first"
         )

@@ -33,8 +33,13 @@ def test_a_plain_bucket_reports_every_risk_and_the_probe_writes_nothing(s3):
 def test_compliance_retention_answers_the_delete_risk(s3, settings):
     settings.AWS_BUCKET = LOCKED
     s3.create_bucket(Bucket=LOCKED, ObjectLockEnabledForBucket=True)
-    s3.put_object_lock_configuration(Bucket=LOCKED, ObjectLockConfiguration={
-        "ObjectLockEnabled": "Enabled", "Rule": {"DefaultRetention": {"Mode": "COMPLIANCE", "Days": 30}}})  # fmt: skip
+    s3.put_object_lock_configuration(
+        Bucket=LOCKED,
+        ObjectLockConfiguration={
+            "ObjectLockEnabled": "Enabled",
+            "Rule": {"DefaultRetention": {"Mode": "COMPLIANCE", "Days": 30}},
+        },
+    )
     safety = ArchiveStore.from_settings().bucket_safety()
     assert safety.versioning == "Enabled"  # Object Lock turns versioning on
     assert safety.object_lock and safety.default_retention == "COMPLIANCE 30 days"

@@ -130,8 +130,10 @@ def test_a_caption_without_content_is_listed_not_kept(world, rq_queue, s3):  # n
     copy = ArchiveCopy.objects.get(entry_id=entry_id)
     [item] = read_sidecar(ArchiveStore.from_settings(), copy)["captions"]
     assert item["id"] == empty and item["key"] is None and item["missing"] == "no content in Kaltura"
-    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=settings.AWS_BUCKET, Prefix=f"{copy.key}/captions/").get(
-        "Contents", [])]  # fmt: skip
+    keys = [
+        o["Key"]
+        for o in s3.list_objects_v2(Bucket=settings.AWS_BUCKET, Prefix=f"{copy.key}/captions/").get("Contents", [])
+    ]
     assert keys == []
 
 
@@ -167,7 +169,10 @@ def test_a_restore_puts_back_the_captions_kaltura_lost_and_leaves_the_others(wor
     assert restore.status == Restore.Status.DONE, restore.error
     found = _by_language(sim, entry_id)
     assert {key: len(value) for key, value in found.items()} == {
-        ("English", "English"): 1, ("German", "Deutsch (neu)"): 1, ("French", "Français"): 1}  # fmt: skip
+        ("English", "English"): 1,
+        ("German", "Deutsch (neu)"): 1,
+        ("French", "Français"): 1,
+    }
     [french] = found[("French", "Français")]
     assert french.id != ids["fr"] and french.status.getValue() == 2
     assert french.format.getValue() == KalturaCaptionType.SRT
@@ -189,8 +194,9 @@ def test_a_rerun_after_a_crash_adds_no_caption_twice(world, rq_queue):  # noqa: 
     for caption_id in ids.values():
         sim.state.delete_caption(caption_id)
     # The first run adds the first caption, then Kaltura refuses its content: the restore fails there.
-    sim.state.inject_fault("kaltura_error", count=1, service="caption_captionasset", action="setContent",
-                           code="SOMETHING_BROKE")  # fmt: skip
+    sim.state.inject_fault(
+        "kaltura_error", count=1, service="caption_captionasset", action="setContent", code="SOMETHING_BROKE"
+    )
     restore = _restore(sim, rq_queue, admin, entry_id)
     assert restore.status == Restore.Status.FAILED and "SOMETHING_BROKE" in restore.error
     assert len(_captions(sim, entry_id)) == 1  # added, without content
@@ -210,8 +216,13 @@ def test_a_rerun_after_a_crash_adds_no_caption_twice(world, rq_queue):  # noqa: 
     adds = sim.state.counters.get("caption_captionasset.add", 0)
     from archive_app.sidecar import restore_captions
 
-    again = restore_captions(ArchiveStore.from_settings(), Kaltura.from_settings(),
-                             ArchiveCopy.objects.get(entry_id=entry_id), {}, lambda added: None)  # fmt: skip
+    again = restore_captions(
+        ArchiveStore.from_settings(),
+        Kaltura.from_settings(),
+        ArchiveCopy.objects.get(entry_id=entry_id),
+        {},
+        lambda added: None,
+    )
     assert again["captions_restored"] == [] and len(again["captions_kept"]) == 3
     assert sim.state.counters.get("caption_captionasset.add", 0) == adds
 
@@ -248,6 +259,7 @@ def test_a_rerun_after_a_crash_before_the_sidecar_keeps_the_captions_first_writt
     assert details["sidecar_written"] and details["captions_kept"] == 3
     again = read_sidecar(store, ArchiveCopy.objects.get(id=copy.id))
     assert [(c["key"], c["version_id"], c["sha256"]) for c in again["captions"]] == [
-        (c["key"], c["version_id"], c["sha256"]) for c in first["captions"]]  # fmt: skip
+        (c["key"], c["version_id"], c["sha256"]) for c in first["captions"]
+    ]
     french = next(c for c in again["captions"] if c["id"] == ids["fr"])
     assert s3.get_object(Bucket=settings.AWS_BUCKET, Key=french["key"])["Body"].read() == SRT

@@ -65,10 +65,23 @@ class World:
 
     def start(self) -> None:
         sim = subprocess.Popen(
-            [sys.executable, "-m", "kaltura_sim", "--port", str(self.sim_port), "--entries", "50",
-             "--content-scale", "0.0002", "--conversion-delay", "0.3"],
-            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
+            [
+                sys.executable,
+                "-m",
+                "kaltura_sim",
+                "--port",
+                str(self.sim_port),
+                "--entries",
+                "50",
+                "--content-scale",
+                "0.0002",
+                "--conversion-delay",
+                "0.3",
+            ],
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         self.processes.append(sim)
         self.moto = MotoServer()
         deadline = time.monotonic() + 30
@@ -81,9 +94,12 @@ class World:
                     raise RuntimeError("the simulator did not start") from None
                 time.sleep(0.1)
         self.s3 = boto3.client(
-            "s3", endpoint_url=self.moto.url, region_name="us-east-1",
-            aws_access_key_id="testing", aws_secret_access_key="testing",
-        )  # fmt: skip
+            "s3",
+            endpoint_url=self.moto.url,
+            region_name="us-east-1",
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        )
         self.s3.create_bucket(Bucket=BUCKET)
         self.env = {
             **os.environ,
@@ -117,9 +133,13 @@ class World:
 
     def manage(self, *args: str, timeout: float = 120) -> str:
         result = subprocess.run(
-            [sys.executable, "manage.py", *args], cwd=ROOT, env=self.env, capture_output=True, text=True,
+            [sys.executable, "manage.py", *args],
+            cwd=ROOT,
+            env=self.env,
+            capture_output=True,
+            text=True,
             timeout=timeout,
-        )  # fmt: skip
+        )
         assert result.returncode == 0, f"manage.py {' '.join(args)}:\n{result.stdout}\n{result.stderr}"
         return result.stdout + result.stderr
 
@@ -127,8 +147,12 @@ class World:
         log = open(self.tmp / "worker.log", "a")  # noqa: SIM115 - closed with the process
         worker = subprocess.Popen(
             [sys.executable, "manage.py", "rqworker", "default", "--with-scheduler", *extra],
-            cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
+            cwd=ROOT,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         log.close()
         self.processes.append(worker)
         self.workers.append(worker)
@@ -303,9 +327,17 @@ def test_sigkilled_workers_never_leave_a_placeholder_without_a_verified_copy_and
         world.manage("sync_kaltura", "--full", "--no-progress")
         world.manage("create_user", "crash-test", "--role", "admin")  # --user archives, then restores
         out = world.manage(
-            "archive_entries", "--replace", "--state", "initial", "--max-entries", str(ENTRIES),
-            "--execute", "--no-wait", "--user", "crash-test",
-        )  # fmt: skip
+            "archive_entries",
+            "--replace",
+            "--state",
+            "initial",
+            "--max-entries",
+            str(ENTRIES),
+            "--execute",
+            "--no-wait",
+            "--user",
+            "crash-test",
+        )
         assert "entries queued" in out, out
         (batch_id,) = world.query("SELECT max(id) FROM archive_app_batch")[0]
         statuses = world.item_statuses(batch_id)
@@ -340,12 +372,13 @@ def test_sigkilled_workers_never_leave_a_placeholder_without_a_verified_copy_and
             # What a librarian does next: the batch page's "retry failed" button.
             print(f"retrying failed items: {failed}")
             world.manage(
-                "shell", "-c",
+                "shell",
+                "-c",
                 "from django.contrib.auth.models import User; from archive_app import batches; "
                 "from archive_app.models import Batch; "
                 f"batches.batch_retry_failed(Batch.objects.get(pk={batch_id}), "
                 "user=User.objects.get(username='crash-test'))",
-            )  # fmt: skip
+            )
             statuses = run_until_settled(world, batch_id, originals, deadline, interrupted)
 
         # Converged: every item done, every entry archived and replaced with its original's bytes in S3.
@@ -365,9 +398,15 @@ def test_sigkilled_workers_never_leave_a_placeholder_without_a_verified_copy_and
         # Restores of all of them, the workers killed the same way: Kaltura only ever holds the placeholder or
         # the original, and every restore ends restored.
         out = world.manage(
-            "restore_entries", *[f"--id={e}" for e in queued], "--tier", "Bulk", "--execute", "--no-wait",
-            "--user", "crash-test",
-        )  # fmt: skip
+            "restore_entries",
+            *[f"--id={e}" for e in queued],
+            "--tier",
+            "Bulk",
+            "--execute",
+            "--no-wait",
+            "--user",
+            "crash-test",
+        )
         assert len(world.restore_statuses()) == len(queued), out
         restore_interrupted = []
         for kill in range(KILLS // 2):
@@ -384,10 +423,11 @@ def test_sigkilled_workers_never_leave_a_placeholder_without_a_verified_copy_and
         if failed:
             print(f"retrying failed restores: {restored}")
             world.manage(
-                "shell", "-c",
+                "shell",
+                "-c",
                 "from archive_app import restores; from archive_app.models import Restore; "
                 "[restores.restore_retry(r, user=None) for r in Restore.objects.filter(status__in=Restore.RETRYABLE)]",
-            )  # fmt: skip
+            )
             restored = run_restores_until_settled(world, originals, deadline, restore_interrupted)
         assert {status for status, _ in restored.values()} == {"done"}, restored
         for entry_id, original_sha in originals.items():

@@ -258,8 +258,9 @@ def test_a_new_upload_over_a_placeholder_then_played_is_never_restored_over(worl
     assert refusal.details["live"]["version"] != copy.placeholder_version
     # An admin cannot restore over it either, not even by confirming: the placeholder was recorded.
     with pytest.raises(restores.RestoreError, match="placeholder tag on new content"):
-        restores.restore_request(entry_id=entry_id, tier="Bulk", source=Restore.Source.MANUAL, user=admin,
-                                 confirm_placeholder=True)  # fmt: skip
+        restores.restore_request(
+            entry_id=entry_id, tier="Bulk", source=Restore.Source.MANUAL, user=admin, confirm_placeholder=True
+        )
     run_jobs(rq_queue)
     assert sim.state.original_bytes_sha256(entry_id) == hashlib.sha256(new_video).hexdigest()
     assert sim.state.get_entry(entry_id)["updatedAt"] == entry_before["updatedAt"]
@@ -317,8 +318,10 @@ def test_a_replacement_kaltura_dropped_fails_with_a_reason_instead_of_waiting(wo
     for step in ("copy", "verify", "tag_archived", "upload_placeholder"):
         batches.STEPS[step](run)
     original = run.state.original
-    run.save_progress(replace_requested=True, replaced_from={"flavor_id": original.id, "version": original.version,
-                                                             "size": original.size_bytes})  # fmt: skip
+    run.save_progress(
+        replace_requested=True,
+        replaced_from={"flavor_id": original.id, "version": original.version, "size": original.size_bytes},
+    )
     with pytest.raises(runner.Refused, match="Kaltura did not take the replacement"):
         batches.step_wait_replacement(run)
     # The rerun (same token) does not wait on it either: with Kaltura showing nothing, it sends it again.
@@ -413,8 +416,9 @@ def test_an_item_whose_job_fails_before_its_claim_fails_once_rq_gives_up(world, 
     jobs.batch_item_job_failed(job, rq_queue.connection, OperationalError, error, None)
     item.refresh_from_db()
     assert item.status == BatchItem.Status.FAILED
-    assert item.message == ("the job failed before it started: OperationalError: database is locked; "
-                            "retry to run it again")  # fmt: skip
+    assert item.message == (
+        "the job failed before it started: OperationalError: database is locked; retry to run it again"
+    )
     assert AuditEvent.objects.filter(entry_id=entry_id, action="archive_failed", outcome="failed").exists()
     batch.refresh_from_db()
     assert batch.status == Batch.Status.DONE
@@ -451,8 +455,9 @@ def test_a_restore_and_a_batch_item_of_one_entry_approved_together(world, rq_que
     placeholder = sim.state.original_bytes_sha256(entry_id)
     # Held "ongoing" in S3, so whichever runs first holds the entry for a while.
     hold_restores_ongoing(moto_server, s3, entry_id, reads=30)
-    restore, _ = restores.restore_request(entry_id=entry_id, tier="Bulk", source=Restore.Source.MANUAL, user=admin,
-                                          confirm_placeholder=True)  # fmt: skip
+    restore, _ = restores.restore_request(
+        entry_id=entry_id, tier="Bulk", source=Restore.Source.MANUAL, user=admin, confirm_placeholder=True
+    )
     batch = batches.batch_create(user=librarian, action=Batch.Action.ARCHIVE, entry_ids=[entry_id])
     batches.batch_preview(batch, user=librarian)
     batches.batch_approve(batch, user=librarian)

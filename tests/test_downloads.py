@@ -117,7 +117,7 @@ HTTPS_SERVICE = "https://www.kaltura.com"
 def test_the_download_policy(url, service, refused_because, settings):
     settings.KALTURA_CDN_HOSTS = []
     refusal = download_refusal(url, service_url=service)
-    assert (refusal.startswith(refused_because) if refused_because else refusal == ""), refusal
+    assert refusal.startswith(refused_because) if refused_because else refusal == "", refusal
 
 
 def test_cdn_hosts_may_be_names_or_wildcards(settings):

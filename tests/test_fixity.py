@@ -67,8 +67,13 @@ def test_changes_behind_the_apps_back_are_detected_alarmed_and_e_mailed(world, r
     # another class (a new version, class changed), a plain delete (a delete marker hides ours).
     s3.put_object(Bucket=bucket, Key=overwritten.key, Body=b"not the lecture")
     s3.delete_object(Bucket=bucket, Key=version_deleted.key, VersionId=version_deleted.version_id)
-    s3.copy_object(Bucket=bucket, Key=reclassed.key, CopySource={"Bucket": bucket, "Key": reclassed.key},
-                   StorageClass="STANDARD_IA", MetadataDirective="COPY")  # fmt: skip
+    s3.copy_object(
+        Bucket=bucket,
+        Key=reclassed.key,
+        CopySource={"Bucket": bucket, "Key": reclassed.key},
+        StorageClass="STANDARD_IA",
+        MetadataDirective="COPY",
+    )
     s3.delete_object(Bucket=bucket, Key=delete_marker.key)
 
     summary = fixity.audit_fixity(execute=True)
@@ -184,8 +189,9 @@ def test_the_sample_rotates_within_the_budget_oldest_first_and_shows_the_cost(wo
             fits.append(copy)
             room -= copy.size_bytes
     assert plan.chosen == fits and plan.due_copies == 3 and plan.budget_short
-    assert plan.cost == pytest.approx(sum(costs.retrieval_cost(size_bytes=c.size_bytes, storage_class="STANDARD")
-                                          for c in fits))  # fmt: skip
+    assert plan.cost == pytest.approx(
+        sum(costs.retrieval_cost(size_bytes=c.size_bytes, storage_class="STANDARD") for c in fits)
+    )
 
     # A dry run requests nothing; executing hashes them (STANDARD: no restore) and uses the month's budget.
     fixity.rehash_sample(now=now)
@@ -219,8 +225,12 @@ def moto_in_process(settings, monkeypatch):
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     url = f"http://127.0.0.1:{port}"
-    for name, value in {"AWS_ENDPOINT_URL": url, "AWS_ACCESS_KEY_ID": "testing",
-                        "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}.items():  # fmt: skip
+    for name, value in {
+        "AWS_ENDPOINT_URL": url,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }.items():
         monkeypatch.setenv(name, value)
         setattr(settings, name, value)
     settings.AWS_BUCKET = "fixity-rot-test"

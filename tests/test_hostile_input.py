@@ -122,10 +122,18 @@ WEB_FORMS = [
     WebForm("restore_create", ("entry_id", "tier"), method="post"),
     WebForm(
         "policy_create",
-        ("name", "action", "schedule", "notice_days", "next_run_at", "confirm_share",
-         *(f"filter-{name}" for name in FILTER_FIELDS), "filter-foo"),
+        (
+            "name",
+            "action",
+            "schedule",
+            "notice_days",
+            "next_run_at",
+            "confirm_share",
+            *(f"filter-{name}" for name in FILTER_FIELDS),
+            "filter-foo",
+        ),
         method="post",
-    ),  # fmt: skip
+    ),
     WebForm("exemption_add", ("entry_id", "reason"), method="post"),
     WebForm("category_exclude", ("category_id", "reason"), method="post"),
     WebForm("keep_entries", ("token", "action", "keep"), method="post", signed_in=False),

@@ -244,8 +244,9 @@ def test_equal_sort_keys_come_back_in_a_new_order_on_each_request(big_sim):
     client = connect(big_sim)
     second, size = crowded_second(big_sim)
     assert size > 500
-    window = KalturaMediaEntryFilter(createdAtGreaterThanOrEqual=second, createdAtLessThanOrEqual=second,
-                                     statusIn=ALL_STATUSES, orderBy="+createdAt")  # fmt: skip
+    window = KalturaMediaEntryFilter(
+        createdAtGreaterThanOrEqual=second, createdAtLessThanOrEqual=second, statusIn=ALL_STATUSES, orderBy="+createdAt"
+    )
     firsts = [tuple(e.id for e in client.media.list(window, KalturaFilterPager(pageSize=200)).objects) for _ in "abc"]
     assert len(set(firsts)) == 3, "each request orders the ties anew"
     paged = set()
@@ -256,8 +257,9 @@ def test_equal_sort_keys_come_back_in_a_new_order_on_each_request(big_sim):
     assert len(paged) < size, "paging a crowded second by pageIndex misses entries"
 
     # Across seconds the order holds: every entry of an earlier second comes before any of a later one.
-    wide = KalturaMediaEntryFilter(createdAtGreaterThanOrEqual=second - 86400 * 30, statusIn=ALL_STATUSES,
-                                   orderBy="+createdAt")  # fmt: skip
+    wide = KalturaMediaEntryFilter(
+        createdAtGreaterThanOrEqual=second - 86400 * 30, statusIn=ALL_STATUSES, orderBy="+createdAt"
+    )
     created = [e.createdAt for e in client.media.list(wide, KalturaFilterPager(pageSize=500)).objects]
     assert created == sorted(created)
 
@@ -269,8 +271,9 @@ def test_id_in_and_id_not_in_are_cut_to_150_ids(sim, client):
     within = client.media.list(KalturaMediaEntryFilter(idIn=",".join(ids)), KalturaFilterPager(pageSize=500))
     assert within.totalCount == 150
     assert {e.id for e in within.objects} == set(ids[:150])
-    outside = client.media.list(KalturaMediaEntryFilter(idNotIn=",".join(ids), orderBy="+createdAt"),
-                                KalturaFilterPager(pageSize=500))  # fmt: skip
+    outside = client.media.list(
+        KalturaMediaEntryFilter(idNotIn=",".join(ids), orderBy="+createdAt"), KalturaFilterPager(pageSize=500)
+    )
     assert outside.totalCount == len(ready_entries(sim)) - 150
     returned = {e.id for e in outside.objects}
     assert set(ids[150:]) <= returned  # ids past the 150th were silently not excluded
@@ -293,19 +296,25 @@ def test_filters_match_the_state(sim, client):
     cases = [
         (KalturaMediaEntryFilter(createdAtGreaterThanOrEqual=middle), lambda e: e["createdAt"] >= middle),
         (KalturaMediaEntryFilter(createdAtLessThanOrEqual=middle), lambda e: e["createdAt"] <= middle),
-        (KalturaMediaEntryFilter(lastPlayedAtLessThanOrEqual=cutoff),
-         lambda e: e["lastPlayedAt"] is not None and e["lastPlayedAt"] <= cutoff),
-        (KalturaMediaEntryFilter(lastPlayedAtLessThanOrEqualOrNull=cutoff),
-         lambda e: e["lastPlayedAt"] is None or e["lastPlayedAt"] <= cutoff),
-        (KalturaMediaEntryFilter(lastPlayedAtGreaterThanOrEqual=cutoff),
-         lambda e: e["lastPlayedAt"] is not None and e["lastPlayedAt"] >= cutoff),
+        (
+            KalturaMediaEntryFilter(lastPlayedAtLessThanOrEqual=cutoff),
+            lambda e: e["lastPlayedAt"] is not None and e["lastPlayedAt"] <= cutoff,
+        ),
+        (
+            KalturaMediaEntryFilter(lastPlayedAtLessThanOrEqualOrNull=cutoff),
+            lambda e: e["lastPlayedAt"] is None or e["lastPlayedAt"] <= cutoff,
+        ),
+        (
+            KalturaMediaEntryFilter(lastPlayedAtGreaterThanOrEqual=cutoff),
+            lambda e: e["lastPlayedAt"] is not None and e["lastPlayedAt"] >= cutoff,
+        ),
         (KalturaMediaEntryFilter(categoryAncestorIdIn=str(lectures["id"])), lambda e: bool(ids(e) & under_lectures)),
         (KalturaMediaEntryFilter(categoriesIdsMatchOr=str(leaf["id"])), lambda e: leaf["id"] in ids(e)),
         (KalturaMediaEntryFilter(userIdEqual=owner), lambda e: e["userId"] == owner),
         (KalturaMediaEntryFilter(mediaTypeEqual=5), lambda e: e["mediaType"] == 5),
         (KalturaMediaEntryFilter(mediaTypeIn="1,2"), lambda e: e["mediaType"] in (1, 2)),
         (KalturaMediaEntryFilter(tagsLike="archived_to_s3"), lambda e: "archived_to_s3" in e["tags"].split(", ")),
-    ]  # fmt: skip
+    ]
     for filter_, predicate in cases:
         expected = sum(1 for e in entries if predicate(e))
         assert expected > 0
@@ -366,7 +375,11 @@ def test_base_entry_list_and_get(sim, client):
     got = client.baseEntry.get(entry["id"])
     assert isinstance(got, KalturaMediaEntry)
     assert (got.id, got.name, got.duration, got.lastPlayedAt) == (
-        entry["id"], entry["name"], entry["duration"], entry["lastPlayedAt"])  # fmt: skip
+        entry["id"],
+        entry["name"],
+        entry["duration"],
+        entry["lastPlayedAt"],
+    )
 
 
 # --- the 10,000-match limit -----------------------------------------------------------------------
@@ -394,8 +407,9 @@ def test_a_bulk_upload_second_holds_more_than_500_entries(big_sim):
     client = connect(big_sim)
     second, size = collections.Counter(e["createdAt"] for e in big_sim.state.all_entries()).most_common(1)[0]
     assert size > 500
-    window = KalturaMediaEntryFilter(createdAtGreaterThanOrEqual=second, createdAtLessThanOrEqual=second,
-                                     statusIn=ALL_STATUSES, orderBy="+createdAt")  # fmt: skip
+    window = KalturaMediaEntryFilter(
+        createdAtGreaterThanOrEqual=second, createdAtLessThanOrEqual=second, statusIn=ALL_STATUSES, orderBy="+createdAt"
+    )
     first = client.media.list(window, KalturaFilterPager(pageSize=200)).objects
     assert client.media.list(window).totalCount == size
     window.idNotIn = ",".join(e.id for e in first)
@@ -477,8 +491,13 @@ def test_a_sync_walk_page_does_not_scan_the_whole_catalogue(big_sim):
 
     state = big_sim.state
     first = min(e["createdAt"] for e in state.entries.values())
-    filter_ = {"objectType": "KalturaMediaEntryFilter", "orderBy": "+createdAt", "statusIn": ALL_STATUSES,
-               "createdAtGreaterThanOrEqual": first, "idNotIn": ",".join(list(state.entries)[:150])}  # fmt: skip
+    filter_ = {
+        "objectType": "KalturaMediaEntryFilter",
+        "orderBy": "+createdAt",
+        "statusIn": ALL_STATUSES,
+        "createdAtGreaterThanOrEqual": first,
+        "idNotIn": ",".join(list(state.entries)[:150]),
+    }
     call = api.Call("media", "list", {"filter": filter_, "pager": {"pageSize": 500}})
     with state.lock:
         api.media_list(state, call)  # builds the index
@@ -606,8 +625,9 @@ def test_flavor_list_with_params_and_download(sim, client):
 def test_flavor_list_entry_id_in_is_not_cut(sim, client):
     entries = ready_entries(sim)[:200]
     expected = sum(1 for e in entries for f in sim.state.get_flavors(e["id"]) if f["status"] != DELETED)
-    response = client.flavorAsset.list(KalturaFlavorAssetFilter(entryIdIn=",".join(e["id"] for e in entries)),
-                                       KalturaFilterPager(pageSize=500))  # fmt: skip
+    response = client.flavorAsset.list(
+        KalturaFlavorAssetFilter(entryIdIn=",".join(e["id"] for e in entries)), KalturaFilterPager(pageSize=500)
+    )
     assert response.totalCount == expected > 150
     assert {f.entryId for f in response.objects} <= {e["id"] for e in entries}
 
@@ -648,8 +668,9 @@ def test_a_download_can_be_redirected(sim, client, state):
     flavor_id = original_of(client, entry_id).id
     url = client.flavorAsset.getUrl(flavor_id)
     # Through the control API, as a test in another process would.
-    requests.post(f"{sim.url}/sim/flavors/{flavor_id}/redirect", json={"location": "https://cdn.example/a.mp4"},
-                  timeout=10).raise_for_status()  # fmt: skip
+    requests.post(
+        f"{sim.url}/sim/flavors/{flavor_id}/redirect", json={"location": "https://cdn.example/a.mp4"}, timeout=10
+    ).raise_for_status()
     first = requests.get(url, allow_redirects=False, timeout=10)
     assert first.status_code == 302 and first.headers["Location"] == "https://cdn.example/a.mp4"
     assert len(download(url).content) == 10_000  # only the next one (count=1)
@@ -791,8 +812,16 @@ def test_replacement_with_an_mp4_takes_its_duration(sim, client):
 
 def test_the_original_uploaded_again_gets_its_own_duration_back(sim, client):
     # Kaltura probes what it converts: the placeholder lasts seconds, the restored original as long as before.
-    entry = pick(sim, lambda e, flavors: e["status"] == READY and e["mediaType"] == 1 and e["duration"] > 120
-                 and has_ready_original(flavors) and "flavors_deleted" not in e["tags"])  # fmt: skip
+    entry = pick(
+        sim,
+        lambda e, flavors: (
+            e["status"] == READY
+            and e["mediaType"] == 1
+            and e["duration"] > 120
+            and has_ready_original(flavors)
+            and "flavors_deleted" not in e["tags"]
+        ),
+    )
     original_bytes = download(client.flavorAsset.getUrl(original_of(client, entry["id"]).id)).content
     before = client.media.get(entry["id"])
 
@@ -869,7 +898,8 @@ def test_deleting_every_flavor_leaves_no_content_then_add_content(sim, client):
     assert original.id not in {f.id for f in flavors}
     assert original.sizeInBytes == len(data) and original.status.getValue() == 2
     assert hashlib.sha256(download(client.flavorAsset.getUrl(original.id)).content).digest() == (
-        hashlib.sha256(data).digest())  # fmt: skip
+        hashlib.sha256(data).digest()
+    )
     transcodes = client.flavorAsset.list(KalturaFlavorAssetFilter(entryIdEqual=entry["id"])).totalCount - 1
     assert transcodes >= 1
 
@@ -1053,8 +1083,11 @@ def test_http_control_endpoints(sim, client, state):
 def test_command_line_runs_until_terminated():
     process = subprocess.Popen(
         [sys.executable, "-m", "kaltura_sim", "--port", "0", "--entries", "40", "--seed", "2"],
-        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         lines: list[str] = []
         reader = threading.Thread(target=lambda: lines.append(process.stdout.readline()), daemon=True)

@@ -75,8 +75,9 @@ def test_a_held_placeholder_is_not_restored_and_is_again_once_released(world, rq
     plan = restores.restore_preview(entry_id, tier="Standard", user=admin, kaltura=kaltura, store=store)
     assert plan.skipped and "under legal hold" in plan.skip_reason
     with pytest.raises(restores.RestoreError, match="under legal hold"):
-        restores.restore_request(entry_id=entry_id, tier="Standard", source="manual", user=admin, kaltura=kaltura,
-                                 store=store)  # fmt: skip
+        restores.restore_request(
+            entry_id=entry_id, tier="Standard", source="manual", user=admin, kaltura=kaltura, store=store
+        )
     # A replace batch refuses it too (it is a placeholder already, but the hold is the reason given).
     batch = run_batch(sim, rq_queue, librarian, Batch.Action.REPLACE, [entry_id])
     assert "under legal hold" in BatchItem.objects.get(batch=batch).skip_reason

@@ -124,8 +124,7 @@ def test_over_smtp_a_refused_address_is_recorded_and_a_down_server_is_retried(po
     assert "address refused (bounced)" in page and "bob@bounce.example.edu" in page
 
 
-def test_the_keep_link_exempts_only_that_owners_entries_once(client, policy_world, rq_queue, settings,
-                                                              mailoutbox):  # fmt: skip
+def test_the_keep_link_exempts_only_that_owners_entries_once(client, policy_world, rq_queue, settings, mailoutbox):
     world = policy_world
     batch = approved_policy_batch(world, rq_queue, settings)
     token = keep_token_from(message_to(mailoutbox, "alice@example.edu"))
@@ -223,8 +222,9 @@ def test_a_forged_or_altered_link_is_refused(client, policy_world, rq_queue, set
     assert open_keep_link(client, stranger).status_code == 404
 
 
-def test_the_batch_runs_after_the_notice_period_without_the_kept_entries(client, policy_world, rq_queue, settings,
-                                                                         mailoutbox, capsys):  # fmt: skip
+def test_the_batch_runs_after_the_notice_period_without_the_kept_entries(
+    client, policy_world, rq_queue, settings, mailoutbox, capsys
+):
     world = policy_world
     batch = approved_policy_batch(world, rq_queue, settings)
     kept = world.entries["alice"][0]
@@ -276,8 +276,9 @@ def test_cancelling_a_held_batch_stops_it_and_its_links(client, policy_world, rq
 
 
 @pytest.mark.browser
-def test_an_owner_follows_the_keep_link_from_the_email_and_keeps_a_video(page, live_server, policy_world, rq_queue,
-                                                                         settings, mailoutbox):  # fmt: skip
+def test_an_owner_follows_the_keep_link_from_the_email_and_keeps_a_video(
+    page, live_server, policy_world, rq_queue, settings, mailoutbox
+):
     world = policy_world
     settings.ARCHIVE_SITE_URL = live_server.url
     approved_policy_batch(world, rq_queue, settings)
@@ -329,14 +330,22 @@ def test_email_settings_come_from_the_environment(tmp_path):
         "s.DEFAULT_FROM_EMAIL)"
     )
     env = {
-        "DJANGO_SECRET_KEY": "x" * 60, "EMAIL_HOST": "smtp.example.edu", "EMAIL_PORT": "587", "EMAIL_USE_TLS": "1",
-        "EMAIL_HOST_PASSWORD_FILE": str(password), "DEFAULT_FROM_EMAIL": "archive@example.edu",
-    }  # fmt: skip
+        "DJANGO_SECRET_KEY": "x" * 60,
+        "EMAIL_HOST": "smtp.example.edu",
+        "EMAIL_PORT": "587",
+        "EMAIL_USE_TLS": "1",
+        "EMAIL_HOST_PASSWORD_FILE": str(password),
+        "DEFAULT_FROM_EMAIL": "archive@example.edu",
+    }
     result = run_manage("shell", "--no-imports", "-c", script, env=env)
     assert result.stdout.split() == [
-        "django.core.mail.backends.smtp.EmailBackend", "smtp.example.edu", "587", "True", "s3cret-smtp-password",
+        "django.core.mail.backends.smtp.EmailBackend",
+        "smtp.example.edu",
+        "587",
+        "True",
+        "s3cret-smtp-password",
         "archive@example.edu",
-    ]  # fmt: skip
+    ]
     debug = run_manage("shell", "--no-imports", "-c", script, env={"DJANGO_DEBUG": "1"})
     assert debug.stdout.startswith("django.core.mail.backends.console.EmailBackend")
     both = run_manage("check", env={**env, "EMAIL_USE_SSL": "1"})

@@ -135,10 +135,15 @@ def test_librarians_create_edit_and_delete_policies(client, policy_world, make_u
     # The Entries page's filter arrives in the same filter form, filled in.
     assert 'name="filter-tags" id="id_filter-tags" value="forgotten"' in response.content.decode()
     data = {
-        "name": "Old lectures", "filter-tags": "forgotten", "action": "archive_replace",
-        "schedule": "quarterly", "notice_days": "21", "enabled": "on", "next_run_at": "2027-01-01 03:00",
+        "name": "Old lectures",
+        "filter-tags": "forgotten",
+        "action": "archive_replace",
+        "schedule": "quarterly",
+        "notice_days": "21",
+        "enabled": "on",
+        "next_run_at": "2027-01-01 03:00",
         "confirm_share": "yes",  # the world's five entries are all forgotten: the whole library
-    }  # fmt: skip
+    }
     response = client.post(reverse("policy_create"), data)
     assert response.status_code == 302
     policy = ArchivePolicy.objects.get()
@@ -228,8 +233,13 @@ def test_exemptions_page_manages_exempt_entries_and_excluded_categories(client, 
 def test_a_policy_filter_with_a_typo_or_no_condition_or_too_wide_is_refused(client, policy_world, settings):
     world = policy_world
     client.force_login(world.librarian)
-    policy = {"name": "Typo", "action": "archive", "schedule": "monthly", "notice_days": "14",
-              "next_run_at": "2027-01-01 03:00"}  # fmt: skip
+    policy = {
+        "name": "Typo",
+        "action": "archive",
+        "schedule": "monthly",
+        "notice_days": "14",
+        "next_run_at": "2027-01-01 03:00",
+    }
 
     def refused(**filter_fields) -> str:
         response = client.post(reverse("policy_create"), {**policy, **filter_fields})
@@ -237,9 +247,10 @@ def test_a_policy_filter_with_a_typo_or_no_condition_or_too_wide_is_refused(clie
         return response.content.decode()
 
     # The typo came through the address; a tampered form field is refused the same way.
-    assert "Not a filter (a typo?): &#x27;foo&#x27;" in client.get(
-        reverse("policy_create") + "?filter=foo%3Dbar%26%26%26"
-    ).content.decode()
+    assert (
+        "Not a filter (a typo?): &#x27;foo&#x27;"
+        in client.get(reverse("policy_create") + "?filter=foo%3Dbar%26%26%26").content.decode()
+    )
     assert "Not a filter (a typo?): &#x27;foo&#x27;" in refused(**{"filter-foo": "bar", "filter-tags": "forgotten"})
     assert "no condition of age, plays, category, tag or ids" in refused()
     assert "no condition" in refused(**{"filter-state": "initial"})

@@ -92,8 +92,14 @@ def live(**fields) -> LiveState:
         flavors=[k_flavor(size_in_bytes=24_853, version="4")],
         s3=Head(),
         # The placeholder Kaltura held once swapped in: the only content a restore writes over.
-        copy=CopyRecord(size=1_024_000, sha256="a" * 64, replaced=True, flavor_id="0_original", flavor_version="3",
-                        placeholder=ContentId("0_original", "4", 24_853)),  # fmt: skip
+        copy=CopyRecord(
+            size=1_024_000,
+            sha256="a" * 64,
+            replaced=True,
+            flavor_id="0_original",
+            flavor_version="3",
+            placeholder=ContentId("0_original", "4", 24_853),
+        ),
     )
     values.update(fields)
     return LiveState(**values)
@@ -102,9 +108,14 @@ def live(**fields) -> LiveState:
 def test_plan_by_storage_class_and_tier():
     glacier = restores.plan_restore(live(), tier="Bulk")
     assert glacier.step_names == [
-        "s3_restore", "s3_wait", "upload_original", "restore_content", "wait_conversion", "restore_captions",
+        "s3_restore",
+        "s3_wait",
+        "upload_original",
+        "restore_content",
+        "wait_conversion",
+        "restore_captions",
         "untag_replaced",
-    ]  # fmt: skip
+    ]
     restored = restores.plan_restore(live(s3=Head(readable=True)), tier="Bulk")
     assert restored.step_names[:2] == ["s3_wait", "upload_original"]
     assert glacier.wait == "5–12 hours" and glacier.recorded_sha256 == "a" * 64
@@ -149,8 +160,11 @@ def test_plan_refuses_what_cannot_be_restored():
 
 def test_plan_refuses_to_write_over_anything_but_the_recorded_placeholder():
     """The owner uploaded new content over the placeholder (the tag stays): a restore would destroy it."""
-    for changed in (k_flavor(size_in_bytes=24_853, version="5"), k_flavor(size_in_bytes=9_999, version="4"),
-                    k_flavor(id="0_other", size_in_bytes=24_853, version="4")):  # fmt: skip
+    for changed in (
+        k_flavor(size_in_bytes=24_853, version="5"),
+        k_flavor(size_in_bytes=9_999, version="4"),
+        k_flavor(id="0_other", size_in_bytes=24_853, version="4"),
+    ):
         plan = restores.plan_restore(live(flavors=[changed]), tier="Bulk", known_placeholder_sizes=frozenset({24_853}))
         assert plan.skipped and plan.steps == ()
         assert plan.skip_reason.startswith(restores.PLACEHOLDER_ON_NEW_CONTENT), plan.skip_reason
@@ -403,8 +417,9 @@ def test_a_placeholder_of_the_old_tool_is_restored_from_its_glacier_object(world
     plan = restores.restore_preview(entry_id, tier="Bulk", user=admin, confirmed=True)
     assert plan.step_names[:3] == ["s3_restore", "s3_wait", "upload_original"]
     assert "archived by the old tool" in plan.warnings[0]
-    restore, _ = restores.restore_request(entry_id=entry_id, tier="Bulk", source=Restore.Source.MANUAL, user=admin,
-                                          confirm_placeholder=True)  # fmt: skip
+    restore, _ = restores.restore_request(
+        entry_id=entry_id, tier="Bulk", source=Restore.Source.MANUAL, user=admin, confirm_placeholder=True
+    )
     assert restore.placeholder_confirmed_by == admin
     run_jobs(rq_queue)
     restore.refresh_from_db()

@@ -56,8 +56,12 @@ def library(make_kaltura_sim, s3, rq_queue, settings, make_user):
     placeholder = Entry.objects.filter(archive_state="placeholder").order_by("id").first()
     restores.restore_request(entry_id=placeholder.id, tier="Standard", source=Restore.Source.MANUAL, user=admin)
     run_jobs(rq_queue)
-    ArchivePolicy.objects.create(name="Lectures unplayed for 3 years", filter_query="unplayed_years=3&media_type=1",
-                                 next_run_at=timezone.now() + timedelta(days=20), created_by=admin)  # fmt: skip
+    ArchivePolicy.objects.create(
+        name="Lectures unplayed for 3 years",
+        filter_query="unplayed_years=3&media_type=1",
+        next_run_at=timezone.now() + timedelta(days=20),
+        created_by=admin,
+    )
     exempt = Entry.objects.filter(archive_state="initial").order_by("-plays").first()
     exemptions.entry_exempt(exempt.id, kaltura=kaltura, user=admin, reason="used every term")
     return admin, replaced, placeholder

@@ -69,13 +69,15 @@ def test_bad_changes_are_refused_and_ids_that_are_not_ids_are_dropped(client, ma
 def test_without_script_the_form_goes_back_to_the_same_page(client, make_user, entries):
     client.force_login(make_user())
     response = client.post(
-        reverse("entry_selection"), {"op": "page", "shown": [entries[0].id], "checked": [entries[0].id],
-                                     "back": "tags=forgotten&page=1"},
-    )  # fmt: skip
+        reverse("entry_selection"),
+        {"op": "page", "shown": [entries[0].id], "checked": [entries[0].id], "back": "tags=forgotten&page=1"},
+    )
     assert response.status_code == 302 and response["Location"] == "/entries/?tags=forgotten&page=1"
     # The page sends the ids it shows as one field, spaces between.
-    client.post(reverse("entry_selection"), {"op": "page", "shown": f"{entries[0].id} {entries[1].id}",
-                                             "checked": [entries[1].id]})  # fmt: skip
+    client.post(
+        reverse("entry_selection"),
+        {"op": "page", "shown": f"{entries[0].id} {entries[1].id}", "checked": [entries[1].id]},
+    )
     assert Selection(client.session).ids == [entries[1].id]
 
 

@@ -182,8 +182,7 @@ def test_the_entries_table_fits_a_1366_pixel_window(page, sign_in, make_user, li
     sign_in(make_user("lena"))
     page.goto("/entries/?sort=name")
     overflow = page.evaluate(
-        "() => { const box = document.querySelector('.table-responsive');"
-        " return box.scrollWidth - box.clientWidth; }"
+        "() => { const box = document.querySelector('.table-responsive'); return box.scrollWidth - box.clientWidth; }"
     )
     assert overflow <= 0, f"the table is {overflow} px wider than its box"
     for heading in ("State", "All flavors", "Original"):

@@ -30,9 +30,15 @@ def test_the_sidecar_round_trips_the_entry_at_archive_time(world, rq_queue, s3):
     # Two categories, one deep in the tree: the sidecar names each by its full path.
     deepest = max(sim.state.categories.values(), key=lambda category: category["fullIds"].count(">"))
     category_ids = [next(iter(sim.state.categories)), deepest["id"]]
-    entry_id = sim.state.add_entry(name="Lecture on fixity", description="Why bits rot.\nAnd how.", createdAt=OLD,
-                                   tags="history, preservation", plays=7, duration=3600,
-                                   category_ids=category_ids)  # fmt: skip
+    entry_id = sim.state.add_entry(
+        name="Lecture on fixity",
+        description="Why bits rot.\nAnd how.",
+        createdAt=OLD,
+        tags="history, preservation",
+        plays=7,
+        duration=3600,
+        category_ids=category_ids,
+    )
     sync.sync_full(Kaltura.from_settings())
     at_archive = dict(sim.state.get_entry(entry_id))
     flavors_then = Kaltura.from_settings().flavors(entry_id)
@@ -60,7 +66,11 @@ def test_the_sidecar_round_trips_the_entry_at_archive_time(world, rq_queue, s3):
     assert [f["bytes"] for f in document["flavors"]] == [f.size_bytes for f in flavors_then]
     original = document["original"]
     assert (original["key"], original["version_id"], original["sha256"], original["bytes"]) == (
-        copy.key, copy.version_id, copy.sha256, copy.size_bytes)  # fmt: skip
+        copy.key,
+        copy.version_id,
+        copy.sha256,
+        copy.size_bytes,
+    )
 
     # Stored beside the copy, readable without a restore, and never written over.
     head = s3.head_object(Bucket=settings.AWS_BUCKET, Key=copy.sidecar_key)

@@ -451,8 +451,13 @@ def test_entries_created_while_the_walk_runs_are_mirrored(make_kaltura_sim):
         if len(added) < 3 and run.seen >= 1000:
             # One created now (ahead of the walk), and two the index only shows now although created in a
             # second the walk has passed (a lagging index).
-            added.extend([sim.state.add_entry(name="new"), sim.state.add_entry(createdAt=oldest),
-                          sim.state.add_entry(createdAt=oldest + 1)])  # fmt: skip
+            added.extend(
+                [
+                    sim.state.add_entry(name="new"),
+                    sim.state.add_entry(createdAt=oldest),
+                    sim.state.add_entry(createdAt=oldest + 1),
+                ]
+            )
 
     run = sync.sync_full(kaltura_for(sim), progress)
     assert len(added) == 3

@@ -6,96 +6,200 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('archive_app', '0003_sync_run'),
+        ("archive_app", "0003_sync_run"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='ArchiveCopy',
+            name="ArchiveCopy",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('flavor_id', models.CharField(help_text='the original flavor that was copied', max_length=32)),
-                ('bucket', models.CharField(max_length=255)),
-                ('key', models.CharField(max_length=1024)),
-                ('version_id', models.CharField(blank=True, max_length=1024)),
-                ('storage_class', models.CharField(max_length=32)),
-                ('size_bytes', models.BigIntegerField()),
-                ('sha256', models.CharField(blank=True, max_length=64)),
-                ('crc32', models.CharField(blank=True, help_text="S3's full-object CRC32 (base64)", max_length=16)),
-                ('adopted', models.BooleanField(default=False, help_text='found in S3 rather than copied by us')),
-                ('verified_at', models.DateTimeField()),
-                ('replaced_at', models.DateTimeField(blank=True, help_text='when the placeholder went in', null=True)),
-                ('bytes_freed', models.BigIntegerField(default=0)),
-                ('entry', models.OneToOneField(on_delete=django.db.models.deletion.PROTECT, related_name='archive_copy', to='archive_app.entry')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("flavor_id", models.CharField(help_text="the original flavor that was copied", max_length=32)),
+                ("bucket", models.CharField(max_length=255)),
+                ("key", models.CharField(max_length=1024)),
+                ("version_id", models.CharField(blank=True, max_length=1024)),
+                ("storage_class", models.CharField(max_length=32)),
+                ("size_bytes", models.BigIntegerField()),
+                ("sha256", models.CharField(blank=True, max_length=64)),
+                ("crc32", models.CharField(blank=True, help_text="S3's full-object CRC32 (base64)", max_length=16)),
+                ("adopted", models.BooleanField(default=False, help_text="found in S3 rather than copied by us")),
+                ("verified_at", models.DateTimeField()),
+                ("replaced_at", models.DateTimeField(blank=True, help_text="when the placeholder went in", null=True)),
+                ("bytes_freed", models.BigIntegerField(default=0)),
+                (
+                    "entry",
+                    models.OneToOneField(
+                        on_delete=django.db.models.deletion.PROTECT, related_name="archive_copy", to="archive_app.entry"
+                    ),
+                ),
             ],
             options={
-                'verbose_name_plural': 'archive copies',
+                "verbose_name_plural": "archive copies",
             },
         ),
         migrations.CreateModel(
-            name='Batch',
+            name="Batch",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('action', models.CharField(choices=[('archive', 'archive to S3'), ('replace', 'replace with placeholder'), ('archive_replace', 'archive and replace')], max_length=20)),
-                ('status', models.CharField(choices=[('draft', 'awaiting approval'), ('approved', 'approved'), ('running', 'running'), ('done', 'done'), ('cancelled', 'cancelled')], default='draft', max_length=20)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('filter_query', models.TextField(blank=True, help_text='the browse filter the selection came from')),
-                ('approved_at', models.DateTimeField(blank=True, null=True)),
-                ('finished_at', models.DateTimeField(blank=True, null=True)),
-                ('approved_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('created_by', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('second_approved_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='+', to=settings.AUTH_USER_MODEL)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "action",
+                    models.CharField(
+                        choices=[
+                            ("archive", "archive to S3"),
+                            ("replace", "replace with placeholder"),
+                            ("archive_replace", "archive and replace"),
+                        ],
+                        max_length=20,
+                    ),
+                ),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("draft", "awaiting approval"),
+                            ("approved", "approved"),
+                            ("running", "running"),
+                            ("done", "done"),
+                            ("cancelled", "cancelled"),
+                        ],
+                        default="draft",
+                        max_length=20,
+                    ),
+                ),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("filter_query", models.TextField(blank=True, help_text="the browse filter the selection came from")),
+                ("approved_at", models.DateTimeField(blank=True, null=True)),
+                ("finished_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "approved_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "created_by",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT, related_name="+", to=settings.AUTH_USER_MODEL
+                    ),
+                ),
+                (
+                    "second_approved_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'verbose_name_plural': 'batches',
-                'ordering': ['-created_at'],
+                "verbose_name_plural": "batches",
+                "ordering": ["-created_at"],
             },
         ),
         migrations.CreateModel(
-            name='AuditEvent',
+            name="AuditEvent",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('created_at', models.DateTimeField(auto_now_add=True, db_index=True)),
-                ('username', models.CharField(max_length=150)),
-                ('action', models.CharField(db_index=True, max_length=50)),
-                ('entry_id', models.CharField(blank=True, db_index=True, max_length=32)),
-                ('dry_run', models.BooleanField()),
-                ('outcome', models.CharField(choices=[('ok', 'ok'), ('skipped', 'skipped'), ('failed', 'failed'), ('refused', 'refused')], db_index=True, max_length=10)),
-                ('message', models.CharField(blank=True, max_length=1000)),
-                ('details', models.JSONField(blank=True, default=dict)),
-                ('user', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('batch', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='events', to='archive_app.batch')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("created_at", models.DateTimeField(auto_now_add=True, db_index=True)),
+                ("username", models.CharField(max_length=150)),
+                ("action", models.CharField(db_index=True, max_length=50)),
+                ("entry_id", models.CharField(blank=True, db_index=True, max_length=32)),
+                ("dry_run", models.BooleanField()),
+                (
+                    "outcome",
+                    models.CharField(
+                        choices=[("ok", "ok"), ("skipped", "skipped"), ("failed", "failed"), ("refused", "refused")],
+                        db_index=True,
+                        max_length=10,
+                    ),
+                ),
+                ("message", models.CharField(blank=True, max_length=1000)),
+                ("details", models.JSONField(blank=True, default=dict)),
+                (
+                    "user",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "batch",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="events",
+                        to="archive_app.batch",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-created_at', '-id'],
+                "ordering": ["-created_at", "-id"],
             },
         ),
         migrations.CreateModel(
-            name='BatchItem',
+            name="BatchItem",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('entry_id', models.CharField(max_length=32)),
-                ('status', models.CharField(choices=[('pending', 'pending'), ('queued', 'queued'), ('running', 'running'), ('waiting', 'waiting for Kaltura'), ('done', 'done'), ('skipped', 'skipped'), ('failed', 'failed'), ('cancelled', 'cancelled')], db_index=True, default='pending', max_length=20)),
-                ('planned_steps', models.JSONField(blank=True, default=list)),
-                ('skip_reason', models.CharField(blank=True, max_length=255)),
-                ('message', models.TextField(blank=True)),
-                ('bytes_to_copy', models.BigIntegerField(default=0)),
-                ('bytes_copied', models.BigIntegerField(default=0)),
-                ('bytes_freed', models.BigIntegerField(default=0)),
-                ('progress', models.JSONField(blank=True, default=dict)),
-                ('job_id', models.CharField(blank=True, max_length=64)),
-                ('attempts', models.PositiveSmallIntegerField(default=0)),
-                ('started_at', models.DateTimeField(blank=True, null=True)),
-                ('heartbeat_at', models.DateTimeField(blank=True, null=True)),
-                ('finished_at', models.DateTimeField(blank=True, null=True)),
-                ('batch', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='items', to='archive_app.batch')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("entry_id", models.CharField(max_length=32)),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("pending", "pending"),
+                            ("queued", "queued"),
+                            ("running", "running"),
+                            ("waiting", "waiting for Kaltura"),
+                            ("done", "done"),
+                            ("skipped", "skipped"),
+                            ("failed", "failed"),
+                            ("cancelled", "cancelled"),
+                        ],
+                        db_index=True,
+                        default="pending",
+                        max_length=20,
+                    ),
+                ),
+                ("planned_steps", models.JSONField(blank=True, default=list)),
+                ("skip_reason", models.CharField(blank=True, max_length=255)),
+                ("message", models.TextField(blank=True)),
+                ("bytes_to_copy", models.BigIntegerField(default=0)),
+                ("bytes_copied", models.BigIntegerField(default=0)),
+                ("bytes_freed", models.BigIntegerField(default=0)),
+                ("progress", models.JSONField(blank=True, default=dict)),
+                ("job_id", models.CharField(blank=True, max_length=64)),
+                ("attempts", models.PositiveSmallIntegerField(default=0)),
+                ("started_at", models.DateTimeField(blank=True, null=True)),
+                ("heartbeat_at", models.DateTimeField(blank=True, null=True)),
+                ("finished_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "batch",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="items", to="archive_app.batch"
+                    ),
+                ),
             ],
             options={
-                'ordering': ['id'],
-                'constraints': [models.UniqueConstraint(fields=('batch', 'entry_id'), name='one_item_per_entry_per_batch'), models.UniqueConstraint(condition=models.Q(('status__in', ['running', 'waiting'])), fields=('entry_id',), name='one_active_item_per_entry')],
+                "ordering": ["id"],
+                "constraints": [
+                    models.UniqueConstraint(fields=("batch", "entry_id"), name="one_item_per_entry_per_batch"),
+                    models.UniqueConstraint(
+                        condition=models.Q(("status__in", ["running", "waiting"])),
+                        fields=("entry_id",),
+                        name="one_active_item_per_entry",
+                    ),
+                ],
             },
         ),
     ]

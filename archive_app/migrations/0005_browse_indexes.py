@@ -17,12 +17,8 @@ CATEGORY_LINKS = "entry_categories_cat_entry"
 
 def create_indexes(apps, schema_editor):
     nulls_first = " NULLS FIRST" if schema_editor.connection.vendor == "postgresql" else ""
-    schema_editor.execute(
-        f"CREATE INDEX {LAST_PLAYED} ON archive_app_entry (last_played_at ASC{nulls_first}, id)"
-    )
-    schema_editor.execute(
-        f"CREATE INDEX {CATEGORY_LINKS} ON archive_app_entry_categories (category_id, entry_id)"
-    )
+    schema_editor.execute(f"CREATE INDEX {LAST_PLAYED} ON archive_app_entry (last_played_at ASC{nulls_first}, id)")
+    schema_editor.execute(f"CREATE INDEX {CATEGORY_LINKS} ON archive_app_entry_categories (category_id, entry_id)")
 
 
 def drop_indexes(apps, schema_editor):
@@ -31,27 +27,39 @@ def drop_indexes(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('archive_app', '0004_archive_batches_audit'),
+        ("archive_app", "0004_archive_batches_audit"),
     ]
 
     operations = [
         migrations.AddIndex(
-            model_name='entry',
-            index=models.Index(fields=['name', 'id'], name='entry_name_id'),
+            model_name="entry",
+            index=models.Index(fields=["name", "id"], name="entry_name_id"),
         ),
         migrations.AddIndex(
-            model_name='entry',
-            index=models.Index(fields=['plays', 'id'], name='entry_plays_id'),
+            model_name="entry",
+            index=models.Index(fields=["plays", "id"], name="entry_plays_id"),
         ),
         migrations.AddIndex(
-            model_name='entry',
-            index=models.Index(fields=['archive_state', 'id'], name='entry_state_id'),
+            model_name="entry",
+            index=models.Index(fields=["archive_state", "id"], name="entry_state_id"),
         ),
         migrations.AddIndex(
-            model_name='entry',
-            index=models.Index(fields=['created_at', 'last_played_at', 'gone', 'archive_state', 'total_flavor_bytes', 'plays', 'status', 'media_type', 'original_size_bytes'], name='entry_browse'),
+            model_name="entry",
+            index=models.Index(
+                fields=[
+                    "created_at",
+                    "last_played_at",
+                    "gone",
+                    "archive_state",
+                    "total_flavor_bytes",
+                    "plays",
+                    "status",
+                    "media_type",
+                    "original_size_bytes",
+                ],
+                name="entry_browse",
+            ),
         ),
         migrations.RunPython(create_indexes, drop_indexes),
     ]

@@ -13,74 +13,119 @@ def name_hash_sources(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('archive_app', '0009_browse_speed'),
+        ("archive_app", "0009_browse_speed"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='EntryLock',
+            name="EntryLock",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('entry_id', models.CharField(max_length=32, unique=True)),
-                ('holder', models.CharField(help_text='"item:<id>" or "restore:<id>"', max_length=40)),
-                ('acquired_at', models.DateTimeField(auto_now_add=True)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("entry_id", models.CharField(max_length=32, unique=True)),
+                ("holder", models.CharField(help_text='"item:<id>" or "restore:<id>"', max_length=40)),
+                ("acquired_at", models.DateTimeField(auto_now_add=True)),
             ],
         ),
         migrations.AlterModelOptions(
-            name='archivecopy',
-            options={'ordering': ['-verified_at', '-id'], 'verbose_name_plural': 'archive copies'},
+            name="archivecopy",
+            options={"ordering": ["-verified_at", "-id"], "verbose_name_plural": "archive copies"},
         ),
         migrations.AddField(
-            model_name='archivecopy',
-            name='flavor_version',
-            field=models.CharField(blank=True, help_text='its Kaltura version when copied', max_length=32),
+            model_name="archivecopy",
+            name="flavor_version",
+            field=models.CharField(blank=True, help_text="its Kaltura version when copied", max_length=32),
         ),
         migrations.AddField(
-            model_name='archivecopy',
-            name='placeholder_flavor_id',
+            model_name="archivecopy",
+            name="placeholder_flavor_id",
             field=models.CharField(blank=True, max_length=32),
         ),
         migrations.AddField(
-            model_name='archivecopy',
-            name='placeholder_size',
+            model_name="archivecopy",
+            name="placeholder_size",
             field=models.BigIntegerField(blank=True, null=True),
         ),
         migrations.AddField(
-            model_name='archivecopy',
-            name='placeholder_version',
+            model_name="archivecopy",
+            name="placeholder_version",
             field=models.CharField(blank=True, max_length=32),
         ),
         migrations.AddField(
-            model_name='archivecopy',
-            name='sha256_source',
-            field=models.CharField(choices=[('stream', 'computed while copying'), ('s3_tag', 'our tag on an object found in S3'), ('s3_read', 'adopted: hash computed from S3'), ('none', "no hash (the old tool's copy)")], default='stream', max_length=10),
+            model_name="archivecopy",
+            name="sha256_source",
+            field=models.CharField(
+                choices=[
+                    ("stream", "computed while copying"),
+                    ("s3_tag", "our tag on an object found in S3"),
+                    ("s3_read", "adopted: hash computed from S3"),
+                    ("none", "no hash (the old tool's copy)"),
+                ],
+                default="stream",
+                max_length=10,
+            ),
         ),
         migrations.AddField(
-            model_name='restore',
-            name='placeholder_confirmed_by',
-            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='+', to=settings.AUTH_USER_MODEL),
+            model_name="restore",
+            name="placeholder_confirmed_by",
+            field=models.ForeignKey(
+                blank=True,
+                null=True,
+                on_delete=django.db.models.deletion.PROTECT,
+                related_name="+",
+                to=settings.AUTH_USER_MODEL,
+            ),
         ),
         migrations.AlterField(
-            model_name='archivecopy',
-            name='entry',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='archive_copies', to='archive_app.entry'),
+            model_name="archivecopy",
+            name="entry",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.PROTECT, related_name="archive_copies", to="archive_app.entry"
+            ),
         ),
         migrations.AlterField(
-            model_name='batchitem',
-            name='status',
-            field=models.CharField(choices=[('pending', 'pending'), ('queued', 'queued'), ('running', 'running'), ('waiting', 'waiting for Kaltura'), ('done', 'done'), ('skipped', 'skipped'), ('failed', 'failed'), ('errored', 'error (see the log)'), ('cancelled', 'cancelled')], db_index=True, default='pending', max_length=20),
+            model_name="batchitem",
+            name="status",
+            field=models.CharField(
+                choices=[
+                    ("pending", "pending"),
+                    ("queued", "queued"),
+                    ("running", "running"),
+                    ("waiting", "waiting for Kaltura"),
+                    ("done", "done"),
+                    ("skipped", "skipped"),
+                    ("failed", "failed"),
+                    ("errored", "error (see the log)"),
+                    ("cancelled", "cancelled"),
+                ],
+                db_index=True,
+                default="pending",
+                max_length=20,
+            ),
         ),
         migrations.AlterField(
-            model_name='restore',
-            name='status',
-            field=models.CharField(choices=[('requested', 'requested'), ('waiting', 'waiting on Glacier'), ('uploading', 'uploading to Kaltura'), ('converting', 'Kaltura is converting'), ('done', 'restored'), ('failed', 'failed'), ('errored', 'error (see the log)'), ('cancelled', 'cancelled')], db_index=True, default='requested', max_length=20),
+            model_name="restore",
+            name="status",
+            field=models.CharField(
+                choices=[
+                    ("requested", "requested"),
+                    ("waiting", "waiting on Glacier"),
+                    ("uploading", "uploading to Kaltura"),
+                    ("converting", "Kaltura is converting"),
+                    ("done", "restored"),
+                    ("failed", "failed"),
+                    ("errored", "error (see the log)"),
+                    ("cancelled", "cancelled"),
+                ],
+                db_index=True,
+                default="requested",
+                max_length=20,
+            ),
         ),
         migrations.AddConstraint(
-            model_name='archivecopy',
-            constraint=models.UniqueConstraint(fields=('bucket', 'key', 'version_id'), name='one_record_per_s3_object'),
+            model_name="archivecopy",
+            constraint=models.UniqueConstraint(fields=("bucket", "key", "version_id"), name="one_record_per_s3_object"),
         ),
         migrations.RunPython(name_hash_sources, migrations.RunPython.noop),
     ]

@@ -4,15 +4,14 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('archive_app', '0010_custody_content_identity'),
+        ("archive_app", "0010_custody_content_identity"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='ownernotice',
-            name='keep_used_at',
+            model_name="ownernotice",
+            name="keep_used_at",
             field=models.DateTimeField(blank=True, null=True),
         ),
     ]

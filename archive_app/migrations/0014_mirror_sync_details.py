@@ -4,15 +4,14 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('archive_app', '0013_ui_select_search'),
+        ("archive_app", "0013_ui_select_search"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='syncrun',
-            name='details',
+            model_name="syncrun",
+            name="details",
             field=models.JSONField(blank=True, default=dict),
         ),
     ]

@@ -17,6 +17,7 @@ def personal(value, user):
 
     return masked_for(user, value)
 
+
 CHART_WIDTH = 600
 CHART_HEIGHT = 200
 LABEL_SPACE = 24  # below the bars, for the year labels

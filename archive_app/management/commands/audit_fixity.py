@@ -73,6 +73,7 @@ class Command(BaseCommand):
             )
         for result in summary.failures:
             copy = result.copy
-            self.stderr.write(f"{copy.entry_id}\ts3://{copy.bucket}/{copy.key}\tRE-HASH FAILED: "
-                              f"{'; '.join(result.problems)}")  # fmt: skip
+            self.stderr.write(
+                f"{copy.entry_id}\ts3://{copy.bucket}/{copy.key}\tRE-HASH FAILED: {'; '.join(result.problems)}"
+            )
         return summary.failed

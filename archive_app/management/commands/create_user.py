@@ -56,8 +56,13 @@ class Command(BaseCommand):
             user.save()
             assign_role(user, role)
             # Who gave the role: the command line, named by its OS user and host (the password never).
-            audit.record("user_role", username=CLI_USERNAME, dry_run=False, message=f"{username} is {role}",
-                         details={"user": username, "role": role, "created": created, **command_origin()})  # fmt: skip
+            audit.record(
+                "user_role",
+                username=CLI_USERNAME,
+                dry_run=False,
+                message=f"{username} is {role}",
+                details={"user": username, "role": role, "created": created, **command_origin()},
+            )
         verb = "created" if created else "updated"
         self.stdout.write(f"{verb} {role} {username}")
         if generated:

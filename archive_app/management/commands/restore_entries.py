@@ -23,8 +23,13 @@ from archive_app.models import Restore
 from archive_app.storage import ArchiveStore, StorageError
 
 # A restore waiting on Glacier is settled for the command: the scheduled poller finishes it hours later.
-SETTLED = {Restore.Status.DONE, Restore.Status.FAILED, Restore.Status.ERRORED, Restore.Status.CANCELLED,
-           Restore.Status.WAITING}  # fmt: skip
+SETTLED = {
+    Restore.Status.DONE,
+    Restore.Status.FAILED,
+    Restore.Status.ERRORED,
+    Restore.Status.CANCELLED,
+    Restore.Status.WAITING,
+}
 
 
 class Command(BaseCommand):
@@ -79,8 +84,9 @@ class Command(BaseCommand):
     def dry_run(self, entry_ids, tier, user, kaltura, store):
         todo = 0
         for entry_id in entry_ids:
-            plan = restores.restore_preview(entry_id, tier=tier, user=user, kaltura=kaltura, store=store,
-                                            via="command line")  # fmt: skip
+            plan = restores.restore_preview(
+                entry_id, tier=tier, user=user, kaltura=kaltura, store=store, via="command line"
+            )
             wait = f"\twait: {plan.wait}" if plan.wait else ""
             self.stdout.write(f"{entry_id}\t{plan.storage_class or '-'}\t{plan.summary()}{wait}")
             for warning in plan.warnings:
@@ -136,9 +142,15 @@ class Command(BaseCommand):
         failed = list(rows.filter(status__in=[Restore.Status.FAILED, Restore.Status.ERRORED]))
         for restore in failed:
             self.stderr.write(f"{restore.entry_id}\tfailed: {restore.error}")
-        counts = {label: statuses.count(status) for status, label in
-                  [("done", "restored"), ("waiting", "waiting on Glacier"), ("failed", "failed"),
-                   ("cancelled", "cancelled")]}  # fmt: skip
+        counts = {
+            label: statuses.count(status)
+            for status, label in [
+                ("done", "restored"),
+                ("waiting", "waiting on Glacier"),
+                ("failed", "failed"),
+                ("cancelled", "cancelled"),
+            ]
+        }
         self.stdout.write(", ".join(f"{count} {label}" for label, count in counts.items() if count))
         if failed:
             raise CommandError(f"{len(failed)} of {len(restore_ids)} restores failed; see the messages above")
