@@ -81,9 +81,11 @@ def archive_state_from_tags(tags: str) -> str:
 class Category(models.Model):
     id = models.BigIntegerField(primary_key=True, help_text="Kaltura category id")
     parent_id = models.BigIntegerField(null=True, blank=True)
-    name = models.CharField(max_length=255)
-    full_name = models.CharField(max_length=2000, help_text="names joined by >")
-    full_ids = models.CharField(max_length=1000, db_index=True, help_text="ids joined by >")
+    # Text, not CharField: Kaltura sets no short limit on these, and PostgreSQL would refuse a longer
+    # value mid-sync (see MIRROR_INDEXED_TEXT_CHARS for the indexed ones).
+    name = models.TextField()
+    full_name = models.TextField(help_text="names joined by >")
+    full_ids = models.TextField(db_index=True, help_text="ids joined by >")
     depth = models.PositiveSmallIntegerField(default=0)
     entries_count = models.PositiveIntegerField(default=0)
     synced_at = models.DateTimeField(null=True, blank=True)
@@ -98,10 +100,11 @@ class Category(models.Model):
 
 class Entry(models.Model):
     id = models.CharField(primary_key=True, max_length=32, help_text="Kaltura entry id")
-    name = models.CharField(max_length=500, blank=True)
+    # Text: Kaltura allows long names and user ids. The indexed ones are clipped by sync.mirror_text.
+    name = models.TextField(blank=True)
     description = models.TextField(blank=True)
-    owner_id = models.CharField(max_length=255, blank=True, db_index=True)
-    creator_id = models.CharField(max_length=255, blank=True)
+    owner_id = models.TextField(blank=True, db_index=True)
+    creator_id = models.TextField(blank=True)
     # Kaltura's own tag string, and the same wrapped in commas (",a,b,") so an
     # exact tag test is a plain substring match in any database.
     tags = models.TextField(blank=True)
@@ -121,7 +124,7 @@ class Entry(models.Model):
     duration = models.PositiveIntegerField(default=0, help_text="seconds")
     source_type = models.CharField(max_length=32, blank=True)
     parent_entry_id = models.CharField(max_length=32, blank=True)
-    capabilities = models.CharField(max_length=255, blank=True)
+    capabilities = models.TextField(blank=True)
     replacing_entry_id = models.CharField(max_length=32, blank=True)
     thumbnail_url = models.URLField(max_length=1000, blank=True)
     original_flavor_id = models.CharField(max_length=32, blank=True)
@@ -198,7 +201,7 @@ class Flavor(models.Model):
     # Bytes: Kaltura's exact sizeInBytes when it has one, else its KB figure * 1024.
     size_bytes = models.BigIntegerField(default=0)
     size_exact = models.BooleanField(default=False)
-    tags = models.CharField(max_length=500, blank=True)
+    tags = models.TextField(blank=True)
     file_ext = models.CharField(max_length=16, blank=True)
     width = models.PositiveIntegerField(default=0)
     height = models.PositiveIntegerField(default=0)

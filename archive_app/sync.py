@@ -109,6 +109,21 @@ class PageResult:
 
 
 # A crowded second is split by these fields, in this order, until each part fits one page (see _split_part).
+# The longest text kept in an indexed mirror column. PostgreSQL refuses a b-tree entry over about
+# 2,700 bytes, and a character is at most 4 bytes in UTF-8; the other text columns are unlimited.
+MIRROR_INDEXED_TEXT_CHARS = 600
+CLIPPED_MARK = "…"
+
+
+def mirror_text(value: str, limit: int = MIRROR_INDEXED_TEXT_CHARS) -> str:
+    """`value` as an indexed mirror column keeps it: whole, or clipped with a visible mark.
+
+    The mirror is for browsing, never proof, so a clipped name or user id costs only its tail."""
+    if len(value) <= limit:
+        return value
+    return value[: limit - len(CLIPPED_MARK)] + CLIPPED_MARK
+
+
 SPLIT_FIELDS = {"createdAt": ("updatedAt", "duration"), "updatedAt": ("createdAt", "duration")}
 FIELD_MAX = 2**31 - 1
 # Parts are cut at quantiles of a page drawn from them, aiming below PAGE_SIZE so few come back too big.
@@ -382,9 +397,9 @@ def entry_row(entry: KEntry, flavors: list[KFlavor], synced_at: datetime) -> dic
     original = next((f for f in flavors if f.is_original), None)
     return {
         "id": entry.id,
-        "name": entry.name[:500],
+        "name": mirror_text(entry.name),
         "description": entry.description,
-        "owner_id": entry.owner_id,
+        "owner_id": mirror_text(entry.owner_id),
         "creator_id": entry.creator_id,
         # As Entry.set_tags derives them (tests/test_sync.py checks the two agree).
         "tags": entry.tags,
@@ -400,7 +415,7 @@ def entry_row(entry: KEntry, flavors: list[KFlavor], synced_at: datetime) -> dic
         "duration": entry.duration,
         "source_type": entry.source_type,
         "parent_entry_id": entry.parent_entry_id,
-        "capabilities": entry.capabilities[:255],
+        "capabilities": entry.capabilities,
         "replacing_entry_id": entry.replacing_entry_id,
         "thumbnail_url": entry.thumbnail_url[:1000],
         "original_flavor_id": original.id if original else "",
@@ -422,7 +437,7 @@ def flavor_row(flavor: KFlavor) -> dict:
         "status": flavor.status,
         "size_bytes": flavor.size_bytes,
         "size_exact": flavor.size_exact,
-        "tags": flavor.tags[:500],
+        "tags": flavor.tags,
         "file_ext": flavor.file_ext[:16],
         "width": flavor.width,
         "height": flavor.height,

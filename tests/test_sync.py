@@ -13,7 +13,7 @@ from rq import SimpleWorker
 
 from archive_app import sync
 from archive_app.kaltura import ALL_ENTRY_STATUSES, Kaltura, KalturaError, KEntry, KFlavor
-from archive_app.models import Entry, Flavor, SyncRun, category_search_text
+from archive_app.models import Category, Entry, Flavor, SyncRun, category_search_text
 from archive_app.selectors import entry_list
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -464,3 +464,29 @@ def test_entries_created_while_the_walk_runs_are_mirrored(make_kaltura_sim):
     assert set(added) <= set(Entry.objects.values_list("id", flat=True))
     assert_mirror_matches(sim)
     assert run.details["reconcile_walks"] >= 1 and run.details["difference"] == 0
+
+
+def test_values_longer_than_any_short_column_are_mirrored(kaltura_sim):
+    """Kaltura allows long names, tags and user ids; PostgreSQL enforces column lengths (SQLite doesn't)."""
+    long_name = "Lecture " + "n" * 700
+    long_tags = ", ".join(f"tag number {i}" for i in range(40))
+    long_user = "user-" + "u" * 400 + "@example.edu"
+    entry_id = kaltura_sim.state.add_entry(
+        name=long_name, tags=long_tags, userId=long_user, creatorId=long_user, description="d" * 5000
+    )
+    category = next(iter(kaltura_sim.state.categories.values()))
+    category["name"] = "C" * 400
+    category["fullName"] = category["fullName"] + ">" + "C" * 400
+
+    run = sync.sync_full(kaltura_for(kaltura_sim))
+    assert run.status == SyncRun.Status.SUCCEEDED, run.error
+    row = Entry.objects.get(id=entry_id)
+    assert row.tags == long_tags and len(long_tags) > 500
+    assert row.description == "d" * 5000
+    assert row.creator_id == long_user
+    # The indexed columns keep a clipped, visibly marked value: whole enough to browse by.
+    assert len(row.name) == sync.MIRROR_INDEXED_TEXT_CHARS and row.name.endswith(sync.CLIPPED_MARK)
+    assert row.name == sync.mirror_text(long_name) and row.name.startswith("Lecture nnn")
+    assert row.owner_id == sync.mirror_text(long_user)
+    assert Category.objects.get(id=category["id"]).full_name == category["fullName"]
+    assert entry_list(data={"q": "Lecture nnnn"}).filter(id=entry_id).exists()
