@@ -27,6 +27,18 @@ def main(argv: list[str] | None = None) -> int:
         default=5.0,
         help="seconds before a replacement or added content finishes converting",
     )
+    parser.add_argument(
+        "--latency-ms",
+        type=float,
+        default=0.0,
+        help="milliseconds added to every API call and download, like a remote service (default 0)",
+    )
+    parser.add_argument(
+        "--download-bytes-per-second",
+        type=float,
+        default=None,
+        help="speed cap of every download connection, bytes per second (default: none)",
+    )
     parser.add_argument("--ks-expiry-cap", type=int, default=86400, help="the partner's longest KS, in seconds")
     parser.add_argument("--partner-id", type=int, default=1234567)
     parser.add_argument("--admin-secret", default="sim-admin-secret", help="the secret session.start accepts")
@@ -75,6 +87,8 @@ def main(argv: list[str] | None = None) -> int:
         stable_ties=args.stable_ties,
         rate_limit=args.rate_limit,
         bursts=tuple(args.bursts),
+        latency_ms=args.latency_ms,
+        download_bytes_per_second=args.download_bytes_per_second,
     ).start()
     print(
         f"kaltura_sim serving {sim.url} partner id {sim.partner_id}, {args.entries} entries; "

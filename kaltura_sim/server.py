@@ -52,6 +52,8 @@ class Simulator:
         stable_ties: bool = False,
         rate_limit: float | None = None,
         bursts: tuple[int, ...] = (),
+        latency_ms: float = 0.0,
+        download_bytes_per_second: float | None = None,
     ) -> None:
         self.state = SimState(
             entries=entries,
@@ -66,6 +68,8 @@ class Simulator:
             stable_ties=stable_ties,
             rate_limit=rate_limit,
             bursts=tuple(bursts),
+            latency_ms=latency_ms,
+            download_bytes_per_second=download_bytes_per_second,
         )
         self.host, self.port = host, port
         self.log_requests = log_requests
@@ -158,6 +162,9 @@ class _Handler(BaseHTTPRequestHandler):
     def _route(self) -> None:
         self.state.tick()
         parts = urllib.parse.urlsplit(self.path)
+        if self.state.latency_ms and not parts.path.startswith("/sim/"):
+            # Each request waits on its own handler thread, so concurrent clients overlap as with a remote host.
+            time.sleep(self.state.latency_ms / 1000)
         try:
             if _API_PATH.match(parts.path):
                 self._api(parts)

@@ -73,8 +73,15 @@ class SimState:
         stable_ties: bool = False,
         rate_limit: float | None = None,
         bursts: tuple[int, ...] = (),
+        latency_ms: float = 0.0,
+        download_bytes_per_second: float | None = None,
     ) -> None:
         self.lock = threading.RLock()
+        # A remote service's round trip, added to every API call, download, thumbnail and caption (not /sim/).
+        self.latency_ms = latency_ms
+        # Every download connection's speed cap (None: as fast as the loopback goes); a download fault's own
+        # bytes_per_second, when set, wins for the downloads it covers.
+        self.download_bytes_per_second = download_bytes_per_second
         # Kaltura's search index has no order among equal sort keys: each list request may return ties in
         # another order. stable_ties keeps them in creation order, for tests that need determinism.
         self.stable_ties = stable_ties
@@ -546,7 +553,7 @@ class SimState:
             if plan["truncate_next"] > 0:
                 plan["truncate_next"] -= 1
                 truncate = plan["truncate_at"]
-            return truncate, plan["bytes_per_second"]
+            return truncate, plan["bytes_per_second"] or self.download_bytes_per_second
 
     # --- sessions ---------------------------------------------------------------------------------
 

@@ -769,6 +769,55 @@ def test_replacement_completes_lazily_after_the_delay(sim, client):
         sim.state.conversion_delay = 3600
 
 
+def test_a_conversion_delay_keeps_the_replacement_converting_until_it_has_passed(sim, client):
+    entry = pick(sim)
+    sim.state.conversion_delay = 1.0
+    try:
+        token = upload_bytes(client, b"placeholder bytes" * 100)
+        client.media.updateContent(entry["id"], KalturaUploadedFileTokenResource(token=token))
+        assert client.media.get(entry["id"]).replacingEntryId  # still converting
+        time.sleep(1.1)
+        assert not client.media.get(entry["id"]).replacingEntryId
+        assert original_of(client, entry["id"]).sizeInBytes == len(b"placeholder bytes" * 100)
+    finally:
+        sim.state.conversion_delay = 3600
+
+
+def test_a_latency_per_request_slows_every_call_and_download(sim, client, state):
+    entry = pick(sim)
+    url = client.flavorAsset.getUrl(original_of(client, entry["id"]).id)
+    state.latency_ms = 300
+    try:
+        started = time.monotonic()
+        client.media.get(entry["id"])
+        download(url)
+        assert time.monotonic() - started >= 0.6
+        requests.get(f"{sim.url}/sim/health", timeout=5)  # the control API is not slowed (tests drive it)
+    finally:
+        state.latency_ms = 0
+    started = time.monotonic()
+    client.media.get(entry["id"])
+    assert time.monotonic() - started < 0.3
+
+
+def test_a_download_speed_cap_holds_for_every_connection_until_turned_off(sim, client, state):
+    entry_id = state.add_entry(original_size_bytes=150_000)
+    url = client.flavorAsset.getUrl(original_of(client, entry_id).id)
+    state.download_bytes_per_second = 300_000
+    try:
+        state.set_download_faults()  # resetting the faults leaves the cap as it is
+        for _ in range(2):
+            started = time.monotonic()
+            body = download(url).content
+            assert time.monotonic() - started >= 0.4
+            assert hashlib.sha256(body).hexdigest() == state.original_bytes_sha256(entry_id)
+    finally:
+        state.download_bytes_per_second = None
+    started = time.monotonic()
+    download(url)
+    assert time.monotonic() - started < 0.4
+
+
 def test_an_owner_replaces_the_media_new_version_same_entry_and_tags(sim, client):
     """KMC/KMS "Replace media": the original keeps its id and gets a new version, size and bytes; tags stay."""
     entry = pick(sim)
