@@ -82,7 +82,7 @@ class Category(models.Model):
     id = models.BigIntegerField(primary_key=True, help_text="Kaltura category id")
     parent_id = models.BigIntegerField(null=True, blank=True)
     # Text, not CharField: Kaltura sets no short limit on these, and PostgreSQL would refuse a longer
-    # value mid-sync (see MIRROR_INDEXED_TEXT_CHARS for the indexed ones).
+    # value mid-sync.
     name = models.TextField()
     full_name = models.TextField(help_text="names joined by >")
     full_ids = models.TextField(db_index=True, help_text="ids joined by >")

@@ -108,7 +108,6 @@ class PageResult:
     gone: int = 0
 
 
-# A crowded second is split by these fields, in this order, until each part fits one page (see _split_part).
 # The longest text kept in an indexed mirror column. PostgreSQL refuses a b-tree entry over about
 # 2,700 bytes, and a character is at most 4 bytes in UTF-8; the other text columns are unlimited.
 MIRROR_INDEXED_TEXT_CHARS = 600
@@ -124,6 +123,7 @@ def mirror_text(value: str, limit: int = MIRROR_INDEXED_TEXT_CHARS) -> str:
     return value[: limit - len(CLIPPED_MARK)] + CLIPPED_MARK
 
 
+# A crowded second is split by these fields, in this order, until each part fits one page (see _split_part).
 SPLIT_FIELDS = {"createdAt": ("updatedAt", "duration"), "updatedAt": ("createdAt", "duration")}
 FIELD_MAX = 2**31 - 1
 # Parts are cut at quantiles of a page drawn from them, aiming below PAGE_SIZE so few come back too big.

@@ -4,12 +4,11 @@
                                            [--repeat 20] [--keep] [--pg-name kaltura_archive_bench]
 
 Builds a dedicated database (the SQLite file /tmp/kaltura_archive_bench.sqlite3, or the
-PostgreSQL database --pg-name on 127.0.0.1 as user postgres), fills it with the rows of
-tests.factories.build_entries through archive_app.bulk.insert (bulk_create binds every
-parameter in Python: ~250 entries/s on PostgreSQL, hours for a million; this loads ~2,900/s),
-then times GET /entries/?<filters> through Django's test client as a signed-in librarian:
-middleware, FilterSet, the totals query, the page query and the template, i.e. everything
-but the network. Target: p95 under 150 ms per case.
+PostgreSQL database --pg-name on 127.0.0.1 as user postgres), fills it with
+tests.factories.save_dataset (~2,900 entries/s through archive_app.bulk.insert), then times
+GET /entries/?<filters> through Django's test client as a signed-in librarian: middleware,
+FilterSet, the totals query, the page query and the template, i.e. everything but the network.
+Target: p95 under 150 ms per case.
 Besides wall time it prints the CPU time per request (this process, plus on PostgreSQL the
 connection's backend process, read from /proc; parallel query workers are not counted),
 which moves far less than wall time when other work shares the machine.
@@ -104,34 +103,6 @@ def server_cpu_reader(kind: str, connection):
     return ticks
 
 
-def load_dataset(count: int, *, seed: int, batch_size: int = 5000) -> None:
-    """tests.factories.save_dataset's rows, written through archive_app.bulk.insert."""
-    import itertools
-    import random
-
-    from django.utils import timezone
-
-    from archive_app import bulk
-    from archive_app.models import Category, Entry, Flavor
-    from archive_app.sync import store_category_search
-    from tests.factories import build_categories, build_entries
-
-    def insert_instances(model, instances) -> None:
-        names = [f.attname for f in model._meta.concrete_fields]
-        bulk.insert(model, names, [[getattr(obj, name) for name in names] for obj in instances])
-
-    categories = build_categories()
-    insert_instances(Category, categories)
-    category_ids = [category.id for category in categories]
-    rows = build_entries(random.Random(seed), count, timezone.now(), category_ids, awkward=True)
-    while batch := list(itertools.islice(rows, batch_size)):
-        insert_instances(Entry, [entry for entry, _, _ in batch])
-        insert_instances(Flavor, [flavor for _, flavors, _ in batch for flavor in flavors])
-        links = [[entry.id, pk] for entry, _, chosen in batch for pk in chosen]
-        bulk.insert(Entry.categories.through, ["entry_id", "category_id"], links)
-        store_category_search([entry.id for entry, _, _ in batch])
-
-
 def run_one(kind: str, entries: int, repeat: int, keep: bool, pg_name: str) -> None:
     """In this process: build the database, time every case, print one RESULT line of JSON per case."""
     os.environ["DATABASE_URL"] = prepare_database(kind, SQLITE_PATH, pg_name)
@@ -152,12 +123,13 @@ def run_one(kind: str, entries: int, repeat: int, keep: bool, pg_name: str) -> N
 
     from archive_app.models import Entry
     from archive_app.roles import assign_role
+    from tests.factories import save_dataset
 
     log = sys.stderr
     try:
         call_command("migrate", verbosity=0)
         started = time.perf_counter()
-        load_dataset(entries, seed=2024)
+        save_dataset(entries, seed=2024, batch_size=5000)
         print(f"[{kind}] {entries:,} entries inserted in {time.perf_counter() - started:.0f} s", file=log)
         if kind == "postgres":
             # What a running server has soon after a load: autovacuum gathers the statistics.
