@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from playwright.sync_api import expect
 from rq import SimpleWorker
 
 from archive_app import sync
@@ -35,8 +36,10 @@ def tick(page, entry_id: str) -> None:
         page.check(f"tr[data-entry-id='{entry_id}'] input[type=checkbox]")
 
 
-def selected_count(page) -> str:
-    return page.get_by_test_id("selected-count").locator("strong").inner_text()
+def assert_selected(page, count: int) -> None:
+    """The count is swapped in by the page's script after the server answers, so wait for it (up to 5 s)
+    rather than read it once: reading right after the response raced the swap."""
+    expect(page.get_by_test_id("selected-count").locator("strong")).to_have_text(str(count), timeout=5_000)
 
 
 @pytest.mark.browser
@@ -46,13 +49,13 @@ def test_ticks_on_two_pages_make_a_batch_that_is_confirmed_and_runs(page, sign_i
     page.goto("/entries/?tags=forgotten&sort=name")
     for entry_id in seminars[:3]:
         tick(page, entry_id)
-    assert selected_count(page) == "3"
+    assert_selected(page, 3)
     page.click("a[rel=next]")
     page.wait_for_selector(f"tr[data-entry-id='{seminars[PAGE_SIZE]}']")
     chosen = seminars[:3] + seminars[PAGE_SIZE : PAGE_SIZE + 2]
     for entry_id in chosen[3:]:
         tick(page, entry_id)
-    assert selected_count(page) == "5"
+    assert_selected(page, 5)
     # Back on page 1 the first ticks are still there: the selection lives on the server.
     page.click("text=Previous")
     page.wait_for_selector(f"tr[data-entry-id='{seminars[0]}']")
@@ -96,13 +99,13 @@ def test_select_all_matching_spans_pages_and_unticking_leaves_one_out(page, sign
     sign_in(make_user("lena"))
     page.goto("/entries/?tags=forgotten&sort=name")
     page.click("[data-testid=select-all]")
-    assert selected_count(page) == f"{SEMINARS + 1}"
+    assert_selected(page, SEMINARS + 1)
     page.click("a[rel=next]")
     box = f"tr[data-entry-id='{seminars[-1]}'] input[type=checkbox]"
     assert page.is_checked(box)
     with page.expect_response(lambda response: "/entries/selection/" in response.url and response.ok):
         page.uncheck(box)
-    assert selected_count(page) == f"{SEMINARS}"
+    assert_selected(page, SEMINARS)
     page.select_option("select[name=action]", "archive")
     page.click("[data-testid=preview-selected]")
     page.wait_for_selector("[data-testid=preview]")
