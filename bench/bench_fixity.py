@@ -67,9 +67,9 @@ def run(args, moto) -> int:
     from botocore.config import Config
     from django.core.management import call_command
 
-    from archive_app import fixity
+    from archive_app.archive import fixity
+    from archive_app.lib.storage import ArchiveStore
     from archive_app.models import ArchiveCopy, AuditEvent, Entry
-    from archive_app.storage import ArchiveStore
 
     call_command("migrate", verbosity=0)
     client = boto3.client("s3", endpoint_url=moto.url, region_name="us-east-1", config=Config(max_pool_connections=32))

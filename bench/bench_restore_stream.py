@@ -90,10 +90,10 @@ def run(args, sim_url: str, moto) -> int:
     from django.db import connections
     from django.utils import timezone
 
-    from archive_app import sync
-    from archive_app.kaltura import Kaltura
+    from archive_app.lib.kaltura import Kaltura
+    from archive_app.lib.storage import ArchiveStore
+    from archive_app.mirror import sync
     from archive_app.models import ArchiveCopy, Restore
-    from archive_app.storage import ArchiveStore
 
     call_command("migrate", verbosity=0)
     boto3.client("s3", endpoint_url=moto.url, region_name="us-east-1").create_bucket(Bucket=BUCKET)

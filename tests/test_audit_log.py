@@ -11,9 +11,10 @@ from django.core.cache import cache
 from django.urls import reverse
 from django.utils import timezone
 
-from archive_app import audit, audit_views
-from archive_app.audit_views import ACTIONS_CACHE_KEY, EXPORT_COLUMNS, PAGE_SIZE
+from archive_app import audit
 from archive_app.models import AuditEvent, Batch
+from archive_app.web import audit_views
+from archive_app.web.audit_views import ACTIONS_CACHE_KEY, EXPORT_COLUMNS, PAGE_SIZE
 from tests.factories import make_entry
 
 pytestmark = pytest.mark.django_db
@@ -399,7 +400,7 @@ def test_a_large_log_is_counted_and_paged_up_to_the_limit(client, make_user, mon
     ],
 )
 def test_what_librarians_see_of_addresses(text, shown):
-    from archive_app.privacy import masked, without_ips
+    from archive_app.lib.privacy import masked, without_ips
 
     assert masked(text) == shown
     if shown == text or "@" in text:

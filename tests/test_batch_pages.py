@@ -8,9 +8,10 @@ import pytest
 from django.urls import reverse
 from rq import SimpleWorker
 
-from archive_app import sync, wording
-from archive_app.kaltura import Kaltura
+from archive_app.lib.kaltura import Kaltura
+from archive_app.mirror import sync
 from archive_app.models import ArchiveCopy, AuditEvent, Batch, BatchItem, Entry, Flavor
+from archive_app.web import wording
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -243,7 +244,7 @@ def test_the_confirmation_shows_the_totals_and_owners_and_changes_nothing(client
 
 
 def test_a_policy_batch_at_the_cap_says_how_many_the_policy_selects(client, policy_world, settings):
-    from archive_app import policies
+    from archive_app.scheduling import policies
     from tests.policy_world import make_policy
 
     settings.ARCHIVE_MAX_BATCH_SIZE = 2

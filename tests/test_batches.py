@@ -10,11 +10,12 @@ import pytest
 from django.conf import settings
 from rq import SimpleWorker
 
-from archive_app import batches, sync
-from archive_app.kaltura import Kaltura, KalturaError, KEntry, KFlavor
+from archive_app.archive import batches
+from archive_app.archive.workflow import CopyRecord, LiveState, Policy, plan_archive, plan_for, plan_replace
+from archive_app.lib.kaltura import Kaltura, KalturaError, KEntry, KFlavor
+from archive_app.lib.storage import ArchiveStore
+from archive_app.mirror import sync
 from archive_app.models import ArchiveCopy, AuditEvent, Batch, BatchItem, Entry
-from archive_app.storage import ArchiveStore
-from archive_app.workflow import CopyRecord, LiveState, Policy, plan_archive, plan_for, plan_replace
 
 NOW = datetime(2026, 11, 1, tzinfo=UTC)
 YEARS_AGO = NOW - timedelta(days=4 * 365)

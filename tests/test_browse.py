@@ -11,9 +11,9 @@ from django.db import connection
 from django.urls import reverse
 from django.utils import timezone
 
-from archive_app import costs
+from archive_app.mirror import costs
+from archive_app.mirror.selectors import EXPORT_COLUMNS
 from archive_app.models import TAG_ARCHIVED, TAG_REPLACED, Entry, SyncRun
-from archive_app.selectors import EXPORT_COLUMNS
 from tests.factories import YEAR, make_category, make_entry
 
 MB = 1024**2

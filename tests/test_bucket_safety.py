@@ -10,8 +10,8 @@ import pytest
 from django.conf import settings
 from django.urls import reverse
 
+from archive_app.lib.storage import PROBE_KEY, ArchiveStore
 from archive_app.models import ArchiveCopy, Batch
-from archive_app.storage import PROBE_KEY, ArchiveStore
 from tests.test_custody import new_entry, run_batch
 
 pytestmark = pytest.mark.django_db(transaction=True)

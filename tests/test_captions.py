@@ -13,11 +13,12 @@ from KalturaClient import KalturaClient, KalturaConfiguration
 from KalturaClient.Plugins.Caption import KalturaCaptionAsset, KalturaCaptionAssetFilter, KalturaCaptionType
 from KalturaClient.Plugins.Core import KalturaSessionType, KalturaStringResource
 
-from archive_app import restores, sync
-from archive_app.kaltura import Kaltura
+from archive_app.archive import restores
+from archive_app.archive.sidecar import read_sidecar
+from archive_app.lib.kaltura import Kaltura
+from archive_app.lib.storage import ArchiveStore
+from archive_app.mirror import sync
 from archive_app.models import ArchiveCopy, AuditEvent, Batch, Restore
-from archive_app.sidecar import read_sidecar
-from archive_app.storage import ArchiveStore
 from kaltura_sim.state import CAPTION_DFXP, CAPTION_SRT, CAPTION_WEBVTT
 from tests.test_custody import OLD, run_batch
 from tests.test_restore import run_jobs, world  # noqa: F401  (the fixture)
@@ -214,7 +215,7 @@ def test_a_rerun_after_a_crash_adds_no_caption_twice(world, rq_queue):  # noqa: 
 
     # The step once more, on the restored entry: nothing is added.
     adds = sim.state.counters.get("caption_captionasset.add", 0)
-    from archive_app.sidecar import restore_captions
+    from archive_app.archive.sidecar import restore_captions
 
     again = restore_captions(
         ArchiveStore.from_settings(),
@@ -241,8 +242,8 @@ def _placeholder_with_captions(sim, rq_queue, admin):
 def test_a_rerun_after_a_crash_before_the_sidecar_keeps_the_captions_first_written(world, rq_queue, s3):  # noqa: F811
     """A crash after the captions and thumbnail were written, before the sidecar: the rerun lists the objects
     already there (same versions, same hashes), even if Kaltura's caption changed meanwhile."""
-    from archive_app.sidecar import sidecar_key, write_sidecar
-    from archive_app.workflow import read_live_state
+    from archive_app.archive.sidecar import sidecar_key, write_sidecar
+    from archive_app.archive.workflow import read_live_state
 
     sim, admin = world
     entry_id = sim.state.add_entry(name="Crashed mid-sidecar", createdAt=OLD)

@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from archive_app import costs
+from archive_app.mirror import costs
 
 TB = 1024**4
 GB = 1024**3

@@ -448,10 +448,11 @@ def test_a_job_killed_after_the_upload_but_before_the_copy_is_recorded_converges
 ):
     from datetime import UTC, datetime, timedelta
 
-    from archive_app import batches, runner, sync
-    from archive_app.kaltura import Kaltura
+    from archive_app.archive import batches, runner
+    from archive_app.lib.kaltura import Kaltura
+    from archive_app.lib.storage import ArchiveStore
+    from archive_app.mirror import sync
     from archive_app.models import ArchiveCopy, Batch, BatchItem
-    from archive_app.storage import ArchiveStore
 
     settings.KALTURA_RETRY_DELAYS = (0.01, 0.01)
     settings.ARCHIVE_REPLACEMENT_WAIT_SECONDS = 20
@@ -491,8 +492,9 @@ def test_an_item_whose_worker_died_for_good_is_released_and_retried(kaltura_sim,
 
     from rq import SimpleWorker
 
-    from archive_app import batches, sync
-    from archive_app.kaltura import Kaltura
+    from archive_app.archive import batches
+    from archive_app.lib.kaltura import Kaltura
+    from archive_app.mirror import sync
     from archive_app.models import Batch, BatchItem
 
     settings.KALTURA_RETRY_DELAYS = (0.01,)

@@ -16,11 +16,12 @@ from django.conf import settings
 from rq import SimpleWorker
 from rq.job import Job
 
-from archive_app import batches, health, restores, runner, sync
-from archive_app.kaltura import Kaltura
+from archive_app.archive import batches, health, restores, runner
+from archive_app.archive.workflow import read_live_state, read_live_states
+from archive_app.lib.kaltura import Kaltura
+from archive_app.lib.storage import ArchiveStore
+from archive_app.mirror import sync
 from archive_app.models import ArchiveCopy, AuditEvent, Batch, BatchItem, EntryLock, Restore
-from archive_app.storage import ArchiveStore
-from archive_app.workflow import read_live_state, read_live_states
 from tests.test_restore import hold_restores_ongoing
 
 pytestmark = pytest.mark.django_db(transaction=True)

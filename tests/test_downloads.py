@@ -11,8 +11,9 @@ import pytest
 from django.conf import settings
 from rq import SimpleWorker
 
-from archive_app import batches, sync
-from archive_app.kaltura import Kaltura, download_refusal
+from archive_app.archive import batches
+from archive_app.lib.kaltura import Kaltura, download_refusal
+from archive_app.mirror import sync
 from archive_app.models import ArchiveCopy, AuditEvent, Batch, BatchItem
 
 pytestmark = pytest.mark.django_db(transaction=True)

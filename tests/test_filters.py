@@ -11,9 +11,9 @@ from django.utils import timezone
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from archive_app.filters import MAX_IDS, SORTS, EntryFilterSet, years_ago
+from archive_app.mirror.filters import MAX_IDS, SORTS, EntryFilterSet, years_ago
+from archive_app.mirror.selectors import InvalidSelection, entry_list
 from archive_app.models import Category, Entry
-from archive_app.selectors import InvalidSelection, entry_list
 from tests.factories import save_dataset
 
 NOW = dt.datetime(2026, 6, 15, 12, 0, tzinfo=dt.UTC)
@@ -338,7 +338,7 @@ def test_random_combinations_match_python(entries, categories):
 
 @pytest.mark.django_db
 def test_search_finds_words_of_the_name_description_or_owner_and_the_start_of_an_id():
-    from archive_app import selectors
+    from archive_app.mirror import selectors
     from tests.factories import make_entry
 
     make_entry("1_alpha001", name="Quantum Chromodynamics", description="gluons", owner_id="prof-quark")

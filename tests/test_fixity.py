@@ -14,9 +14,10 @@ from django.core import mail
 from django.core.management import CommandError, call_command
 from django.urls import reverse
 
-from archive_app import costs, fixity
+from archive_app.archive import fixity
+from archive_app.lib.storage import ArchiveStore
+from archive_app.mirror import costs
 from archive_app.models import ArchiveCopy, AuditEvent, Batch
-from archive_app.storage import ArchiveStore
 from tests.services import free_port
 from tests.test_custody import new_entry, run_batch
 

@@ -21,11 +21,11 @@ from django.urls import URLPattern, URLResolver, get_resolver, include, path, re
 from rq import SimpleWorker
 from rq.job import Job
 
-from archive_app import sync
-from archive_app.kaltura import Kaltura, KalturaError
+from archive_app.lib.kaltura import Kaltura, KalturaError
+from archive_app.lib.redaction import redact
+from archive_app.lib.storage import ArchiveStore, StorageError
+from archive_app.mirror import sync
 from archive_app.models import AuditEvent, Batch, BatchItem, Entry
-from archive_app.redaction import redact
-from archive_app.storage import ArchiveStore, StorageError
 from tests.conftest import TEST_BUCKET
 from tests.test_foundation import run_manage
 

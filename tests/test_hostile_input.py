@@ -28,9 +28,9 @@ from django.urls import reverse
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from archive_app.filters import EntryFilterSet
+from archive_app.mirror.filters import EntryFilterSet
 from archive_app.models import ArchivePolicy, AuditEvent, Batch, BatchItem, Entry, ExcludedCategory, Restore
-from archive_app.security import SignInForm
+from archive_app.web.security import SignInForm
 from tests.factories import YEAR, make_category, make_entry
 
 ROOT = Path(__file__).resolve().parent.parent

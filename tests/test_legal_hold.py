@@ -8,10 +8,10 @@ import pytest
 from django.conf import settings
 from django.urls import reverse
 
-from archive_app import holds, restores
-from archive_app.kaltura import Kaltura
+from archive_app.archive import holds, restores
+from archive_app.lib.kaltura import Kaltura
+from archive_app.lib.storage import ArchiveStore
 from archive_app.models import ArchiveCopy, AuditEvent, Batch, BatchItem, LegalHold
-from archive_app.storage import ArchiveStore
 from tests.test_custody import new_entry, run_batch
 from tests.test_restore import make_placeholders
 
@@ -52,7 +52,7 @@ def test_a_held_entry_is_refused_by_archive_and_by_archive_and_replace(world, rq
 
 def test_a_hold_placed_after_the_preview_stops_the_job(world, rq_queue):
     sim, librarian, admin = world
-    from archive_app import batches
+    from archive_app.archive import batches
     from tests.test_custody import run_jobs
 
     entry_id = new_entry(sim)

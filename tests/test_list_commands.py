@@ -15,8 +15,8 @@ from django.core.management.base import CommandError
 from django.utils import timezone
 
 from archive_app.cli import filter_data_from_options
+from archive_app.mirror.selectors import EXPORT_COLUMNS
 from archive_app.models import TAG_ARCHIVED, TAG_REPLACED, EntryStatus
-from archive_app.selectors import EXPORT_COLUMNS
 from tests.factories import YEAR, make_category, make_entry
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -11,8 +11,9 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from archive_app import batches, notices, policies
+from archive_app.archive import batches
 from archive_app.models import ArchiveCopy, AuditEvent, Batch, BatchItem, BatchNotice, OwnerNotice
+from archive_app.scheduling import notices, policies
 from tests.policy_world import keep_token_from, keep_with_link, make_policy, open_keep_link, run_jobs, tags_of
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -11,8 +11,9 @@ import pytest
 from django.urls import reverse
 from rq import SimpleWorker
 
-from archive_app import batches, sync
-from archive_app.kaltura import Kaltura, KalturaError, pacing_status
+from archive_app.archive import batches
+from archive_app.lib.kaltura import Kaltura, KalturaError, pacing_status
+from archive_app.mirror import sync
 from archive_app.models import Batch, BatchItem, Entry, SyncRun
 
 pytestmark = pytest.mark.django_db(transaction=True)

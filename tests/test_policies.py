@@ -9,9 +9,11 @@ from django.core.management import call_command
 from django.urls import reverse
 from django.utils import timezone
 
-from archive_app import batches, policies, selectors, sync
-from archive_app.kaltura import Kaltura
+from archive_app.archive import batches
+from archive_app.lib.kaltura import Kaltura
+from archive_app.mirror import selectors, sync
 from archive_app.models import ArchivePolicy, AuditEvent, Batch, BatchNotice, Category, Entry, ExcludedCategory
+from archive_app.scheduling import policies
 from tests.policy_world import make_policy, run_jobs, tags_of
 
 # --- pure helpers ---------------------------------------------------------------------

@@ -9,7 +9,7 @@ import pytest
 from django.conf import settings
 from django.urls import reverse
 
-from archive_app import fixity
+from archive_app.archive import fixity
 from tests.test_fixity import archive, world  # noqa: F401  (the fixture)
 
 pytestmark = pytest.mark.django_db(transaction=True)

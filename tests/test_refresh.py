@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from archive_app import sync
-from archive_app.kaltura import Kaltura
+from archive_app.lib.kaltura import Kaltura
+from archive_app.mirror import sync
 from archive_app.models import Entry, Flavor
 
 pytestmark = pytest.mark.django_db(transaction=True)

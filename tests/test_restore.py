@@ -14,11 +14,13 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from rq import SimpleWorker
 
-from archive_app import batches, jobs, restores, sync
-from archive_app.kaltura import Kaltura
+from archive_app import jobs
+from archive_app.archive import batches, restores
+from archive_app.archive.workflow import ContentId, CopyRecord, LiveState
+from archive_app.lib.kaltura import Kaltura
+from archive_app.lib.storage import ArchiveStore
+from archive_app.mirror import sync
 from archive_app.models import ArchiveCopy, AuditEvent, Batch, Entry, Flavor, Restore
-from archive_app.storage import ArchiveStore
-from archive_app.workflow import ContentId, CopyRecord, LiveState
 from tests.test_batches import k_entry, k_flavor
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -16,9 +16,11 @@ from django.http import QueryDict
 from django.utils import timezone
 from rq import SimpleWorker
 
-from archive_app import batches, exemptions, restores, selectors, sync
-from archive_app.kaltura import Kaltura
+from archive_app.archive import batches, restores
+from archive_app.lib.kaltura import Kaltura
+from archive_app.mirror import selectors, sync
 from archive_app.models import ArchivePolicy, Batch, Entry, Restore
+from archive_app.scheduling import exemptions
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.browser]
 

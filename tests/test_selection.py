@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from django.urls import reverse
 
-from archive_app.filters import MAX_IDS
-from archive_app.selection import SESSION_KEY, Selection
+from archive_app.mirror.filters import MAX_IDS
+from archive_app.mirror.selection import SESSION_KEY, Selection
 from tests.factories import make_entry
 
 pytestmark = pytest.mark.django_db

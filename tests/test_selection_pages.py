@@ -9,10 +9,10 @@ import pytest
 from playwright.sync_api import expect
 from rq import SimpleWorker
 
-from archive_app import sync
-from archive_app.kaltura import Kaltura
+from archive_app.lib.kaltura import Kaltura
+from archive_app.mirror import sync
 from archive_app.models import ArchiveCopy, ArchivePolicy, Batch, BatchItem, Category, Entry
-from archive_app.views import PAGE_SIZE
+from archive_app.web.views import PAGE_SIZE
 
 pytestmark = pytest.mark.django_db(transaction=True)
 SEMINARS = PAGE_SIZE + 6  # two pages

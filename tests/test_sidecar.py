@@ -10,11 +10,11 @@ from datetime import UTC, datetime
 import pytest
 from django.conf import settings
 
-from archive_app import sync
-from archive_app.kaltura import Kaltura
+from archive_app.archive.sidecar import NOT_INCLUDED, SCHEMA, read_sidecar, sidecar_key
+from archive_app.lib.kaltura import Kaltura
+from archive_app.lib.storage import ArchiveStore
+from archive_app.mirror import sync
 from archive_app.models import ArchiveCopy, Batch, Category
-from archive_app.sidecar import NOT_INCLUDED, SCHEMA, read_sidecar, sidecar_key
-from archive_app.storage import ArchiveStore
 from tests.test_custody import OLD, owner_replaces, run_batch
 from tests.test_fixity import world  # noqa: F401  (the fixture: a versioned bucket)
 

@@ -247,7 +247,7 @@ def test_hostile_saml_answers_are_refused_cleanly(client, saml_idp, answer):
 def test_hostile_oidc_callbacks_are_refused_cleanly(client, oidc_provider, query):
     client.get("/sso/oidc/login/")
     response = client.get(f"/sso/oidc/callback/?{query}")
-    # 400: a NUL byte is refused before any view (archive_app.security.refuse_nul_bytes).
+    # 400: a NUL byte is refused before any view (archive_app.web.security.refuse_nul_bytes).
     assert response.status_code in (400, 403) and b"Traceback" not in response.content
     assert "_auth_user_id" not in client.session and not User.objects.exists()
     refusals = events("sso_sign_in_refused")

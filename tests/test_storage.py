@@ -1,4 +1,4 @@
-"""archive_app.storage against moto's S3 server: what lands in the bucket, and what never may."""
+"""archive_app.lib.storage against moto's S3 server: what lands in the bucket, and what never may."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from datetime import datetime
 import pytest
 from botocore.stub import Stubber
 
-from archive_app.storage import ArchiveStore, HashingReader, StorageError
+from archive_app.lib.storage import ArchiveStore, HashingReader, StorageError
 from tests.conftest import TEST_BUCKET
 from tests.services import free_port
 
@@ -224,7 +224,7 @@ def test_an_existing_archive_is_never_overwritten(s3, store):
 
 
 def test_expected_size_enlarges_parts_to_fit_10000():
-    from archive_app.storage import part_size_for
+    from archive_app.lib.storage import part_size_for
 
     assert part_size_for(None) == 8 * MiB
     assert part_size_for(2 * 1024 * MiB) == 8 * MiB

@@ -11,10 +11,10 @@ from django.core.management.base import CommandError
 from KalturaClient.Plugins.Core import KalturaFilterPager, KalturaFlavorAssetFilter, KalturaMediaEntryFilter
 from rq import SimpleWorker
 
-from archive_app import sync
-from archive_app.kaltura import ALL_ENTRY_STATUSES, Kaltura, KalturaError, KEntry, KFlavor
+from archive_app.lib.kaltura import ALL_ENTRY_STATUSES, Kaltura, KalturaError, KEntry, KFlavor
+from archive_app.mirror import sync
+from archive_app.mirror.selectors import entry_list
 from archive_app.models import Category, Entry, Flavor, SyncRun, category_search_text
-from archive_app.selectors import entry_list
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 import pytest
 from django.urls import reverse
 
-from archive_app import batches, restores, wording
+from archive_app.archive import batches, restores
+from archive_app.web import wording
 
 
 def test_every_step_the_jobs_run_has_a_plain_label():
     for name in [*batches.STEPS, *restores.STEPS]:
-        assert name in wording.STEP_LABELS, f"step {name!r} has no label in archive_app/wording.py"
+        assert name in wording.STEP_LABELS, f"step {name!r} has no label in archive_app/web/wording.py"
         assert "_" not in wording.step_label(name)
 
 

@@ -27,12 +27,13 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from archive_app import audit, sync
-from archive_app.kaltura import Kaltura, KalturaError
+from archive_app import audit
+from archive_app.archive.workflow import ContentId, LiveState, Step, read_live_state, with_progress
+from archive_app.lib.kaltura import Kaltura, KalturaError
+from archive_app.lib.redaction import redact
+from archive_app.lib.storage import ArchiveStore, StorageError
+from archive_app.mirror import sync
 from archive_app.models import AuditEvent, Entry, EntryLock, FlavorStatus, split_tags
-from archive_app.redaction import redact
-from archive_app.storage import ArchiveStore, StorageError
-from archive_app.workflow import ContentId, LiveState, Step, read_live_state, with_progress
 
 log = logging.getLogger(__name__)
 

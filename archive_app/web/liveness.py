@@ -84,7 +84,7 @@ def _run(name: str, check, *args) -> dict:
 def _check_bucket() -> dict:
     """The archive bucket answers; versioning, Object Lock and the credentials' delete rights are reported, not
     failed (S3 round trips, so only when asked: `?checks=bucket`)."""
-    from archive_app.storage import ArchiveStore
+    from archive_app.lib.storage import ArchiveStore
 
     safety = ArchiveStore.from_settings().bucket_safety()
     return {
@@ -103,7 +103,7 @@ def _check_fixity() -> dict:
     out of a load balancer."""
     from django.db.models import Max
 
-    from archive_app.fixity import failing_copies
+    from archive_app.archive.fixity import failing_copies
     from archive_app.models import ArchiveCopy
 
     failed = failing_copies().count()

@@ -27,7 +27,7 @@ Schema `kaltura-archive-sidecar/1` (a new number for any change that is not an a
 Captions and the thumbnail are objects of their own beside the copy, written once like the sidecar (and before
 it, so that what it lists exists): `<copy's key>/captions/<asset id>.<ext>` and `<copy's key>/thumbnail.<ext>`,
 each with its SHA-256 in the object's metadata (x-amz-meta-sha256). A restore puts back from them the captions
-Kaltura no longer has (archive_app/restores.py, step restore_captions).
+Kaltura no longer has (archive_app/archive/restores.py, step restore_captions).
 """
 
 from __future__ import annotations
@@ -38,9 +38,9 @@ import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from archive_app.kaltura import Kaltura, KCaption
+from archive_app.lib.kaltura import Kaltura, KCaption
+from archive_app.lib.storage import APP_NAME, ArchiveStore, StorageError
 from archive_app.models import ArchiveCopy, Category, split_tags
-from archive_app.storage import APP_NAME, ArchiveStore, StorageError
 
 SCHEMA = "kaltura-archive-sidecar/1"
 NOT_INCLUDED = ["co_editors", "custom_metadata"]

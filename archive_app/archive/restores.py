@@ -11,7 +11,7 @@ One `Restore` row per request, moved along by jobs that re-read live Kaltura and
 Objects in STANDARD, STANDARD_IA or GLACIER_IR go straight to the upload. A hash mismatch fails the restore
 loudly before anything in Kaltura changes. A restore writes only over the placeholder recorded when it went in
 (flavor id, version, bytes): anything else Kaltura holds stops it with a reason and leaves Kaltura untouched.
-Restores run through the runner (archive_app/runner.py), as batch items do: the same claim and entry lock,
+Restores run through the runner (archive_app/archive/runner.py), as batch items do: the same claim and entry lock,
 fenced writes, waits with a deadline and one function that sends Kaltura new content.
 `plan_restore` is pure: the preview shows it, the job performs it.
 A rerun after a crash at any line continues: the upload token and "replacement requested" are in `progress`,
@@ -31,8 +31,12 @@ from django.db import IntegrityError, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from archive_app import audit, runner
-from archive_app.kaltura import Kaltura
+from archive_app import audit
+from archive_app.archive import runner
+from archive_app.archive.runner import Refused
+from archive_app.archive.workflow import ContentId, LiveState, Policy, Step, read_live_state, sizes_agree
+from archive_app.lib.kaltura import Kaltura
+from archive_app.lib.storage import ARCHIVE_CLASSES, ArchiveStore, HashingReader
 from archive_app.models import (
     TAG_REPLACED,
     ArchiveCopy,
@@ -43,9 +47,6 @@ from archive_app.models import (
     Restore,
     split_tags,
 )
-from archive_app.runner import Refused
-from archive_app.storage import ARCHIVE_CLASSES, ArchiveStore, HashingReader
-from archive_app.workflow import ContentId, LiveState, Policy, Step, read_live_state, sizes_agree
 
 log = logging.getLogger(__name__)
 
@@ -174,7 +175,7 @@ def placeholder_refusal(state: LiveState, *, known_sizes: frozenset[int] = froze
     )
 
 
-# Once the original is back (archive_app/sidecar.py restore_captions).
+# Once the original is back (archive_app/archive/sidecar.py restore_captions).
 CAPTIONS_STEP = Step("restore_captions", "add back from S3 the captions the sidecar lists and Kaltura no longer has")
 
 
@@ -458,7 +459,7 @@ def auto_restore(*, kaltura: Kaltura | None = None, store: ArchiveStore | None =
     asked again once a restore was requested after the play (or replacement) that triggers it, whatever came
     of that restore: a failed one waits for an admin's retry instead of failing every few minutes.
     """
-    from archive_app.sync import WindowCursor, walk_entries
+    from archive_app.mirror.sync import WindowCursor, walk_entries
 
     if not settings.ARCHIVE_AUTO_RESTORE:
         return {"disabled": True}
@@ -742,7 +743,7 @@ def step_wait_conversion(run: runner.Run) -> dict:
 
 
 def step_restore_captions(run: runner.Run) -> dict:
-    from archive_app.sidecar import restore_captions
+    from archive_app.archive.sidecar import restore_captions
 
     recorded = run.state.copy
     copy = None

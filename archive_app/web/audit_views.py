@@ -19,11 +19,11 @@ from django.utils import timezone
 from django.utils.functional import cached_property
 from django.views.decorators.http import require_GET
 
-from archive_app import wording
-from archive_app.filters import AuditEventFilterSet
+from archive_app.lib.privacy import masked, sees_personal_data
+from archive_app.mirror.filters import AuditEventFilterSet
+from archive_app.mirror.selectors import delimited_lines
 from archive_app.models import AuditEvent, Entry
-from archive_app.privacy import masked, sees_personal_data
-from archive_app.selectors import delimited_lines
+from archive_app.web import wording
 
 READ = "archive_app.browse_entries"  # the Librarians role (archive admins have it too)
 

@@ -1,6 +1,6 @@
 """Batches: create from a selection, preview (the dry run), approve, enqueue, and execute one item.
 
-An item runs through the runner (archive_app/runner.py): claimed with its token together with the entry's
+An item runs through the runner (archive_app/archive/runner.py): claimed with its token together with the entry's
 lock, so no other batch item or restore works on the entry meanwhile; every write fenced by the token; named
 steps that each read live state first, so a rerun after a crash at any line converges.
 """
@@ -21,8 +21,21 @@ from django.db.models import Count, F, Sum
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from archive_app import audit, bulk, runner
-from archive_app.kaltura import Kaltura, KalturaError
+from archive_app import audit
+from archive_app.archive import runner
+from archive_app.archive.workflow import (
+    Plan,
+    Policy,
+    plan_for,
+    read_live_states,
+    replace_refusal,
+    sizes_agree,
+    with_progress,
+)
+from archive_app.lib import bulk
+from archive_app.lib.kaltura import Kaltura, KalturaError
+from archive_app.lib.redaction import redact
+from archive_app.lib.storage import ArchiveStore, HashingReader, StorageError
 from archive_app.models import (
     TAG_ARCHIVED,
     TAG_REPLACED,
@@ -34,17 +47,6 @@ from archive_app.models import (
     Entry,
     EntryLock,
     MediaType,
-)
-from archive_app.redaction import redact
-from archive_app.storage import ArchiveStore, HashingReader, StorageError
-from archive_app.workflow import (
-    Plan,
-    Policy,
-    plan_for,
-    read_live_states,
-    replace_refusal,
-    sizes_agree,
-    with_progress,
 )
 
 log = logging.getLogger(__name__)
@@ -204,7 +206,7 @@ def batch_approve(batch: Batch, *, user) -> Batch:
         batch.save()
         audit.record("batch_approve", user=user, batch=batch, dry_run=False, details={"final": not needs_second})
         if not needs_second:
-            from archive_app.notices import hold_for_notice
+            from archive_app.scheduling.notices import hold_for_notice
 
             # A batch with a notice period waits for it; the scheduler queues it afterwards.
             if not hold_for_notice(batch):
@@ -523,7 +525,7 @@ def step_adopt(run: runner.Run) -> dict:
 
 
 def step_verify(run: runner.Run) -> dict:
-    from archive_app.sidecar import write_sidecar
+    from archive_app.archive.sidecar import write_sidecar
 
     if run.scratch.get("adopted"):
         return {"verified": "adopted", **write_sidecar(run.store, run.kaltura, run.state, run.scratch["copy"])}

@@ -11,7 +11,7 @@ from __future__ import annotations
 from django.conf import settings
 
 from archive_app import audit
-from archive_app.kaltura import Kaltura
+from archive_app.lib.kaltura import Kaltura
 from archive_app.models import TAG_EXEMPT, Category, Entry, ExcludedCategory, split_tags
 
 

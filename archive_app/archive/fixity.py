@@ -26,10 +26,11 @@ from django.contrib.auth.models import User
 from django.core.mail import EmailMessage
 from django.db.models import F, Q, Sum
 
-from archive_app import audit, costs
+from archive_app import audit
+from archive_app.lib.storage import ARCHIVE_CLASSES, ArchiveStore, HashingReader, StorageError, VersionHead
+from archive_app.mirror import costs
 from archive_app.models import ArchiveCopy, AuditEvent
 from archive_app.roles import ARCHIVE_ADMINS
-from archive_app.storage import ARCHIVE_CLASSES, ArchiveStore, HashingReader, StorageError, VersionHead
 
 log = logging.getLogger(__name__)
 

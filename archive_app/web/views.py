@@ -23,12 +23,12 @@ from django.utils.safestring import SafeString, mark_safe
 from django.utils.text import Truncator
 from django.views.decorators.http import require_GET, require_POST
 
-from archive_app import costs, selectors
-from archive_app.filters import DEFAULT_SORT
-from archive_app.kaltura import pacing_status
+from archive_app.archive.restores import restore_counts
+from archive_app.lib.kaltura import pacing_status
+from archive_app.mirror import costs, selectors
+from archive_app.mirror.filters import DEFAULT_SORT
+from archive_app.mirror.selection import Selection
 from archive_app.models import ArchiveCopy, ArchiveState, AuditEvent, Entry, LegalHold, SyncRun
-from archive_app.restores import restore_counts
-from archive_app.selection import Selection
 
 BROWSE = "archive_app.browse_entries"
 MANAGE = "archive_app.manage_archive"
@@ -323,7 +323,7 @@ def entry_legal_hold(request: HttpRequest, entry_id: str) -> HttpResponse:
     """Place (with a reason) or release an entry's legal hold: archive admins only, audited."""
     from django.contrib import messages
 
-    from archive_app import holds
+    from archive_app.archive import holds
 
     if not Entry.objects.filter(id=entry_id).exists():
         raise Http404("No entry with this id in the mirror.")
@@ -344,7 +344,7 @@ def entry_legal_hold(request: HttpRequest, entry_id: str) -> HttpResponse:
 @permission_required(BROWSE, raise_exception=True)
 def preservation_report(request: HttpRequest) -> HttpResponse:
     """For an auditor: copies, fixity and re-hash coverage per storage class, and the NDSA level reached."""
-    from archive_app.preservation import preservation_report as build
+    from archive_app.archive.preservation import preservation_report as build
 
     return render(request, "archive_app/preservation_report.html", {"report": build()})
 
@@ -352,9 +352,9 @@ def preservation_report(request: HttpRequest) -> HttpResponse:
 @require_GET
 @permission_required(BROWSE, raise_exception=True)
 def preservation_export(request: HttpRequest) -> HttpResponse:
-    from archive_app.preservation import CSV_HEADER, csv_rows
-    from archive_app.preservation import preservation_report as build
-    from archive_app.selectors import delimited_lines
+    from archive_app.archive.preservation import CSV_HEADER, csv_rows
+    from archive_app.archive.preservation import preservation_report as build
+    from archive_app.mirror.selectors import delimited_lines
 
     report = build()
     response = HttpResponse(

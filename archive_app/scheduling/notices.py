@@ -32,15 +32,16 @@ from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
 
-from archive_app import audit, batches
-from archive_app.exemptions import entry_exempt
-from archive_app.kaltura import Kaltura, KalturaError
+from archive_app import audit
+from archive_app.archive import batches
+from archive_app.lib.kaltura import Kaltura, KalturaError
+from archive_app.lib.storage import ArchiveStore, StorageError
 from archive_app.models import AuditEvent, Batch, BatchItem, BatchNotice, Entry, OwnerNotice
-from archive_app.storage import ArchiveStore, StorageError
+from archive_app.scheduling.exemptions import entry_exempt
 
 log = logging.getLogger(__name__)
 
-KEEP_SALT = "archive_app.notices.keep"
+KEEP_SALT = "archive_app.scheduling.notices.keep"
 # A claim older than this means the sending process died mid-send: the e-mail may or may not have gone.
 STALE_SENDING = timedelta(minutes=15)
 KEPT_REASON = "kept by its owner (tag archive_exempt)"

@@ -14,11 +14,11 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
-from archive_app import restores
-from archive_app.kaltura import Kaltura, KalturaError
+from archive_app.archive import restores
+from archive_app.archive.workflow import read_live_state
+from archive_app.lib.kaltura import Kaltura, KalturaError
+from archive_app.lib.storage import ARCHIVE_CLASSES, ArchiveStore, StorageError
 from archive_app.models import ArchiveCopy, AuditEvent, Entry, Restore
-from archive_app.storage import ARCHIVE_CLASSES, ArchiveStore, StorageError
-from archive_app.workflow import read_live_state
 
 RESTORE = "archive_app.restore_entries"
 ENTRY_ID = re.compile(r"^[A-Za-z0-9_]{1,32}$")

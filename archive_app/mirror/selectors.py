@@ -15,8 +15,8 @@ from django.conf import settings
 from django.db.models import Case, Count, IntegerField, Q, QuerySet, Sum, Value, When
 from django.utils import timezone
 
-from archive_app import costs
-from archive_app.filters import EntryFilterSet, unplayed_since, years_ago
+from archive_app.mirror import costs
+from archive_app.mirror.filters import EntryFilterSet, unplayed_since, years_ago
 from archive_app.models import ArchiveState, Entry, EntryStatus, MediaType, SyncRun
 
 NOT_REPLACED = ~Q(archive_state=ArchiveState.PLACEHOLDER)

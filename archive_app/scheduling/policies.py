@@ -3,7 +3,7 @@
 A policy never acts by itself: on schedule it selects entries with the browse filter it
 stores, and makes a draft batch, previewed on live state, that a librarian must approve
 (with a second approval if the setting asks). Its notice period goes with the batch
-(archive_app.notices). A run is claimed by moving `next_run_at` with a conditional
+(archive_app.scheduling.notices). A run is claimed by moving `next_run_at` with a conditional
 update, so two schedulers never make two batches for one due run.
 """
 
@@ -20,10 +20,12 @@ from django.db import transaction
 from django.http import QueryDict
 from django.utils import timezone
 
-from archive_app import audit, batches, selectors
-from archive_app.kaltura import Kaltura, KalturaError
+from archive_app import audit
+from archive_app.archive import batches
+from archive_app.lib.kaltura import Kaltura, KalturaError
+from archive_app.lib.storage import ArchiveStore, StorageError
+from archive_app.mirror import selectors
 from archive_app.models import ArchivePolicy, Batch, BatchItem, BatchNotice
-from archive_app.storage import ArchiveStore, StorageError
 
 log = logging.getLogger(__name__)
 

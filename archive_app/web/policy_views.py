@@ -14,10 +14,12 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from archive_app import audit, exemptions, notices, policies, selectors
-from archive_app.filters import ENTRY_ID_RE, EntryFilterSet, describe_filter
-from archive_app.kaltura import Kaltura, KalturaError
+from archive_app import audit
+from archive_app.lib.kaltura import Kaltura, KalturaError
+from archive_app.mirror import selectors
+from archive_app.mirror.filters import ENTRY_ID_RE, EntryFilterSet, describe_filter
 from archive_app.models import ArchivePolicy, BatchItem, BatchNotice, Category, Entry, OwnerNotice
+from archive_app.scheduling import exemptions, notices, policies
 
 RUN = "archive_app.run_batches"
 

@@ -42,8 +42,8 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 from django.conf import settings
 
-from archive_app.config import require_s3
-from archive_app.redaction import redact
+from archive_app.lib.config import require_s3
+from archive_app.lib.redaction import redact
 
 log = logging.getLogger(__name__)
 

@@ -27,8 +27,8 @@ from operator import itemgetter
 from django.db import connection, models, transaction
 from django.utils import timezone
 
-from archive_app import bulk
-from archive_app.kaltura import MAX_ID_LIST, PAGE_SIZE, Kaltura, KEntry, KFlavor
+from archive_app.lib import bulk
+from archive_app.lib.kaltura import MAX_ID_LIST, PAGE_SIZE, Kaltura, KEntry, KFlavor
 from archive_app.models import (
     Category,
     Entry,
@@ -812,7 +812,7 @@ def refresh_entries(entry_ids: list[str], kaltura: Kaltura | None = None) -> int
     """
     from django.core.exceptions import ImproperlyConfigured
 
-    from archive_app.kaltura import KalturaError
+    from archive_app.lib.kaltura import KalturaError
 
     entry_ids = list(dict.fromkeys(entry_ids))
     if not entry_ids:

@@ -6,10 +6,10 @@ has (or had, behind a placeholder), and a placeholder tag must sit on the placeh
 
 from __future__ import annotations
 
+from archive_app.archive.restores import placeholder_refusal
+from archive_app.archive.runner import REPLACEMENT_FAILED
+from archive_app.archive.workflow import LiveState, content_changed, sizes_agree
 from archive_app.models import TAG_ARCHIVED, TAG_REPLACED, FlavorStatus
-from archive_app.restores import placeholder_refusal
-from archive_app.runner import REPLACEMENT_FAILED
-from archive_app.workflow import LiveState, content_changed, sizes_agree
 
 UNVERSIONED_BUCKET = (
     "the archive bucket has no versioning: an object written over from outside the app would be lost "

@@ -12,8 +12,8 @@ from __future__ import annotations
 from django.db.models import QuerySet
 from django.http import QueryDict
 
-from archive_app import selectors
-from archive_app.filters import ENTRY_ID_RE, MAX_IDS
+from archive_app.mirror import selectors
+from archive_app.mirror.filters import ENTRY_ID_RE, MAX_IDS
 from archive_app.models import Entry
 
 SESSION_KEY = "entry_selection"

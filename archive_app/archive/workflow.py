@@ -13,7 +13,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from archive_app.kaltura import KEntry, KFlavor
+from archive_app.lib.kaltura import KEntry, KFlavor
+from archive_app.lib.storage import ARCHIVE_CLASSES, ObjectState, ObjectSummary
 from archive_app.models import (
     TAG_ARCHIVED,
     TAG_EXEMPT,
@@ -24,7 +25,6 @@ from archive_app.models import (
     MediaType,
     split_tags,
 )
-from archive_app.storage import ARCHIVE_CLASSES, ObjectState, ObjectSummary
 
 # Kaltura source types whose content is not a file Kaltura holds (URL, live, search providers...).
 FILE_SOURCE_TYPES = {"", "1", "2"}  # FILE, WEBCAM (a recorded upload)
@@ -50,7 +50,7 @@ class Policy:
     def from_settings(cls, now: datetime) -> Policy:
         from django.conf import settings
 
-        from archive_app.exemptions import excluded_category_ids
+        from archive_app.scheduling.exemptions import excluded_category_ids
 
         video, audio = _file_size(settings.PLACEHOLDER_VIDEO), _file_size(settings.PLACEHOLDER_AUDIO)
         return cls(
@@ -519,7 +519,7 @@ def copy_record(entry_id: str) -> CopyRecord | None:
 def read_live_state(entry_id: str, kaltura, store, *, replacement_started: bool = False) -> LiveState:
     """Kaltura and S3 as they are now: the mirror is never proof. S3 is read at the recorded copy's exact
     key and version (the entry id's key when none is recorded)."""
-    from archive_app.kaltura import KalturaError
+    from archive_app.lib.kaltura import KalturaError
 
     try:
         entry = kaltura.get_entry(entry_id)

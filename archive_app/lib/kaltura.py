@@ -39,11 +39,11 @@ from KalturaClient.Plugins.Core import (
     KalturaUploadToken,
 )
 
-from archive_app.config import require_kaltura
+from archive_app.lib.config import require_kaltura
 
 # Kaltura quotes the session in some error messages (and could quote anything): every message is
 # redacted of sessions and configured secrets before it leaves this module.
-from archive_app.redaction import redact as redact_session
+from archive_app.lib.redaction import redact as redact_session
 
 log = logging.getLogger(__name__)
 

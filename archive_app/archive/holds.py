@@ -8,8 +8,8 @@ from __future__ import annotations
 from django.db import IntegrityError, transaction
 
 from archive_app import audit
+from archive_app.lib.storage import ArchiveStore, StorageError
 from archive_app.models import ArchiveCopy, AuditEvent, LegalHold
-from archive_app.storage import ArchiveStore, StorageError
 
 PLACE_ACTION = "legal_hold"
 RELEASE_ACTION = "legal_hold_release"

@@ -1,6 +1,6 @@
 """Hardening of the web side: the Content-Security-Policy header, sign-in throttling, one log line per 403.
 
-(Secrets are kept out of logs and stored text by archive_app.redaction.)
+(Secrets are kept out of logs and stored text by archive_app.lib.redaction.)
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse
 from redis.exceptions import RedisError
 
-from archive_app.error_views import bad_request
+from archive_app.web.error_views import bad_request
 
 log = logging.getLogger(__name__)
 
