@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 import requests
+from kaltura_sim import SimState, start_in_thread
 from KalturaClient import KalturaClient, KalturaConfiguration
 from KalturaClient.Base import KalturaParams
 from KalturaClient.exceptions import KalturaClientException, KalturaException
@@ -37,9 +38,9 @@ from KalturaClient.Plugins.Core import (
     KalturaUploadToken,
 )
 
-from kaltura_sim import SimState, start_in_thread
-
-REPO = Path(__file__).resolve().parents[1]
+SIM_ROOT = Path(__file__).resolve().parents[1]
+# A short real MP4 (a copy of Kaltura Archive's placeholder), so the duration parser meets real boxes.
+SHORT_MP4 = SIM_ROOT / "tests" / "data" / "short.mp4"
 ALL_STATUSES = "-2,-1,0,1,2,3,4,5,6,7"
 READY, DELETED, NO_CONTENT, PRECONVERT = 2, 3, 7, 1
 
@@ -852,7 +853,7 @@ def test_a_failed_conversion_leaves_the_entry_as_it_was_and_the_replacement_stuc
 
 def test_replacement_with_an_mp4_takes_its_duration(sim, client):
     entry = pick(sim)
-    token = upload_bytes(client, (REPO / "assets" / "placeholder.mp4").read_bytes())
+    token = upload_bytes(client, SHORT_MP4.read_bytes())
     client.media.updateContent(entry["id"], KalturaUploadedFileTokenResource(token=token))
     sim.state.complete_conversions()
     after = client.media.get(entry["id"])
@@ -879,12 +880,12 @@ def test_the_original_uploaded_again_gets_its_own_duration_back(sim, client):
         sim.state.complete_conversions()
         return client.media.get(entry["id"])
 
-    placeholder = replace_with((REPO / "assets" / "placeholder.mp4").read_bytes())
+    placeholder = replace_with(SHORT_MP4.read_bytes())
     assert placeholder.duration < 60
     restored = replace_with(original_bytes)
     assert (restored.duration, restored.msDuration) == (before.duration, before.msDuration)
     # Bytes of the same size that are not the original: nothing to probe, the duration stays.
-    replace_with((REPO / "assets" / "placeholder.mp4").read_bytes())
+    replace_with(SHORT_MP4.read_bytes())
     assert replace_with(bytes(len(original_bytes))).duration == placeholder.duration
 
 
@@ -1132,7 +1133,7 @@ def test_http_control_endpoints(sim, client, state):
 def test_command_line_runs_until_terminated():
     process = subprocess.Popen(
         [sys.executable, "-m", "kaltura_sim", "--port", "0", "--entries", "40", "--seed", "2"],
-        cwd=REPO,
+        cwd=SIM_ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
