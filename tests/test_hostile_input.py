@@ -137,7 +137,7 @@ WEB_FORMS = [
     WebForm("exemption_add", ("entry_id", "reason"), method="post"),
     WebForm("category_exclude", ("category_id", "reason"), method="post"),
     WebForm("keep_entries", ("token", "action", "keep"), method="post", signed_in=False),
-    # University sign-in with no IdP configured (404); tests/test_sso.py sends hostile answers to configured ones.
+    # University sign-in with no IdP configured (404); tests/web/test_sso.py sends hostile answers to configured ones.
     WebForm("saml_acs", ("SAMLResponse", "RelayState"), method="post", signed_in=False),
     WebForm("saml_login", ("next", "idp"), signed_in=False),
     WebForm("oidc_callback", ("code", "state", "error"), signed_in=False),

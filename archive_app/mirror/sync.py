@@ -401,7 +401,7 @@ def entry_row(entry: KEntry, flavors: list[KFlavor], synced_at: datetime) -> dic
         "description": entry.description,
         "owner_id": mirror_text(entry.owner_id),
         "creator_id": entry.creator_id,
-        # As Entry.set_tags derives them (tests/test_sync.py checks the two agree).
+        # As Entry.set_tags derives them (tests/mirror/test_sync.py checks the two agree).
         "tags": entry.tags,
         "tags_search": "," + ",".join(t.lower() for t in split_tags(entry.tags)) + ",",
         "archive_state": archive_state_from_tags(entry.tags),

@@ -9,6 +9,7 @@ import hashlib
 import pytest
 import requests
 from django.conf import settings
+from kaltura_sim.state import CAPTION_DFXP, CAPTION_SRT, CAPTION_WEBVTT
 from KalturaClient import KalturaClient, KalturaConfiguration
 from KalturaClient.Plugins.Caption import KalturaCaptionAsset, KalturaCaptionAssetFilter, KalturaCaptionType
 from KalturaClient.Plugins.Core import KalturaSessionType, KalturaStringResource
@@ -19,9 +20,8 @@ from archive_app.lib.kaltura import Kaltura
 from archive_app.lib.storage import ArchiveStore
 from archive_app.mirror import sync
 from archive_app.models import ArchiveCopy, AuditEvent, Batch, Restore
-from kaltura_sim.state import CAPTION_DFXP, CAPTION_SRT, CAPTION_WEBVTT
-from tests.test_custody import OLD, run_batch
-from tests.test_restore import run_jobs, world  # noqa: F401  (the fixture)
+from tests.archive.test_custody import OLD, run_batch
+from tests.archive.test_restore import run_jobs, world  # noqa: F401  (the fixture)
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -83,7 +83,7 @@ MATRIX: dict[str, tuple[list, dict]] = {
     "audit_export": ([], LIBRARIANS),
     # For load balancers, without signing in; 503 here because no worker or scheduler runs (test_healthz).
     "healthz": ([], _row(503, 503, 503, 503)),
-    # University sign-in: no sign-in needed; 404 here because no IdP is configured (tests/test_sso.py
+    # University sign-in: no sign-in needed; 404 here because no IdP is configured (tests/web/test_sso.py
     # runs them against real local IdPs). The assertion consumer only takes the IdP's POST.
     "saml_metadata": ([], _row(404, 404, 404, 404)),
     "saml_login": ([], _row(404, 404, 404, 404)),
@@ -135,7 +135,7 @@ def test_every_url_is_in_the_matrix():
         else:
             assert pattern.name, f"URL pattern {pattern.pattern} has no name: name it and add it to MATRIX"
             names.add(pattern.name)
-    assert names - MATRIX.keys() == set(), "views missing from tests/test_roles.py MATRIX"
+    assert names - MATRIX.keys() == set(), "views missing from tests/web/test_roles.py MATRIX"
     assert MATRIX.keys() - names == set(), "MATRIX names URLs that no longer exist"
     assert namespaces == NAMESPACES.keys()
 

@@ -12,7 +12,7 @@ from django.urls import reverse
 
 from archive_app.lib.storage import PROBE_KEY, ArchiveStore
 from archive_app.models import ArchiveCopy, Batch
-from tests.test_custody import new_entry, run_batch
+from tests.archive.test_custody import new_entry, run_batch
 
 pytestmark = pytest.mark.django_db(transaction=True)
 LOCKED = "kaltura-archive-locked"

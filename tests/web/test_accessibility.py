@@ -15,8 +15,8 @@ from django.utils import timezone
 
 from archive_app.models import Batch, BatchItem, BatchNotice, OwnerNotice
 from archive_app.scheduling import notices
-from tests.test_roles import ENTRY_ID, MATRIX, NAMESPACES, ROLES, _fill, world  # noqa: F401 (world is a fixture)
-from tests.test_screenshots import library, main_pages  # noqa: F401 (library is a fixture)
+from tests.web.test_roles import ENTRY_ID, MATRIX, NAMESPACES, ROLES, _fill, world  # noqa: F401 (world is a fixture)
+from tests.web.test_screenshots import library, main_pages  # noqa: F401 (library is a fixture)
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.browser]
 

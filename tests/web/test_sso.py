@@ -475,7 +475,7 @@ def test_local_sign_in_off_refuses_local_passwords_except_break_glass(
 
 @pytest.fixture
 def sso_production_env(tmp_path):
-    from tests.test_hardening import PRODUCTION_ENV
+    from tests.web.test_hardening import PRODUCTION_ENV
 
     key, cert = make_key_pair(tmp_path, "sp")
     (tmp_path / "idp.xml").write_text("<EntityDescriptor/>")

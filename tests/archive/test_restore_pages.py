@@ -7,7 +7,7 @@ from django.urls import reverse
 from rq import SimpleWorker
 
 from archive_app.models import ArchiveCopy, AuditEvent, Restore
-from tests.test_restore import make_placeholders, run_jobs, tags
+from tests.archive.test_restore import make_placeholders, run_jobs, tags
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

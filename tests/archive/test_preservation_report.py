@@ -10,7 +10,7 @@ from django.conf import settings
 from django.urls import reverse
 
 from archive_app.archive import fixity
-from tests.test_fixity import archive, world  # noqa: F401  (the fixture)
+from tests.archive.test_fixity import archive, world  # noqa: F401  (the fixture)
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -19,7 +19,7 @@ from archive_app.mirror.selectors import EXPORT_COLUMNS
 from archive_app.models import TAG_ARCHIVED, TAG_REPLACED, EntryStatus
 from tests.factories import YEAR, make_category, make_entry
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture

@@ -22,7 +22,7 @@ from archive_app.lib.kaltura import Kaltura
 from archive_app.lib.storage import ArchiveStore
 from archive_app.mirror import sync
 from archive_app.models import ArchiveCopy, AuditEvent, Batch, BatchItem, EntryLock, Restore
-from tests.test_restore import hold_restores_ongoing
+from tests.archive.test_restore import hold_restores_ongoing
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -21,7 +21,7 @@ from archive_app.lib.kaltura import Kaltura
 from archive_app.lib.storage import ArchiveStore
 from archive_app.mirror import sync
 from archive_app.models import ArchiveCopy, AuditEvent, Batch, Entry, Flavor, Restore
-from tests.test_batches import k_entry, k_flavor
+from tests.archive.test_batches import k_entry, k_flavor
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

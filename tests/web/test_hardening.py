@@ -29,7 +29,7 @@ from archive_app.models import AuditEvent, Batch, BatchItem, Entry
 from tests.conftest import TEST_BUCKET
 from tests.test_foundation import run_manage
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 BATCH = "<batch id>"
 
 # Every URL of the project with the methods that it answers (the admin and django-rq protect their own).
@@ -79,7 +79,7 @@ ROUTES = {
     "oidc_callback": ({"GET"}, {}),
 }
 # POSTs that cannot carry our CSRF token: the IdP's page posts the signed assertion, whose signature and
-# InResponseTo (a request this browser started) are the proof instead (tests/test_sso.py refuses forgeries).
+# InResponseTo (a request this browser started) are the proof instead (tests/web/test_sso.py refuses forgeries).
 CSRF_EXEMPT = {"saml_acs"}
 # What a POST to each sends: valid data, so only the missing CSRF token can refuse it.
 POST_DATA = {

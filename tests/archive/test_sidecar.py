@@ -15,8 +15,8 @@ from archive_app.lib.kaltura import Kaltura
 from archive_app.lib.storage import ArchiveStore
 from archive_app.mirror import sync
 from archive_app.models import ArchiveCopy, Batch, Category
-from tests.test_custody import OLD, owner_replaces, run_batch
-from tests.test_fixity import world  # noqa: F401  (the fixture: a versioned bucket)
+from tests.archive.test_custody import OLD, owner_replaces, run_batch
+from tests.archive.test_fixity import world  # noqa: F401  (the fixture: a versioned bucket)
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -18,8 +18,8 @@ from archive_app.archive import fixity
 from archive_app.lib.storage import ArchiveStore
 from archive_app.mirror import costs
 from archive_app.models import ArchiveCopy, AuditEvent, Batch
+from tests.archive.test_custody import new_entry, run_batch
 from tests.services import free_port
-from tests.test_custody import new_entry, run_batch
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -12,8 +12,8 @@ from archive_app.archive import holds, restores
 from archive_app.lib.kaltura import Kaltura
 from archive_app.lib.storage import ArchiveStore
 from archive_app.models import ArchiveCopy, AuditEvent, Batch, BatchItem, LegalHold
-from tests.test_custody import new_entry, run_batch
-from tests.test_restore import make_placeholders
+from tests.archive.test_custody import new_entry, run_batch
+from tests.archive.test_restore import make_placeholders
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -53,7 +53,7 @@ def test_a_held_entry_is_refused_by_archive_and_by_archive_and_replace(world, rq
 def test_a_hold_placed_after_the_preview_stops_the_job(world, rq_queue):
     sim, librarian, admin = world
     from archive_app.archive import batches
-    from tests.test_custody import run_jobs
+    from tests.archive.test_custody import run_jobs
 
     entry_id = new_entry(sim)
     batch = batches.batch_create(user=librarian, action=Batch.Action.ARCHIVE_REPLACE, entry_ids=[entry_id])

@@ -1,6 +1,6 @@
 """Screenshots of each main page at 1366 × 768, for the README: a small library archived by the real jobs.
 
-    SCREENSHOTS=docs/screenshots .venv/bin/python -m pytest tests/test_screenshots.py
+    SCREENSHOTS=docs/screenshots .venv/bin/python -m pytest tests/web/test_screenshots.py
 
 writes them (skipped without SCREENSHOTS). Every page is also checked to render without an error.
 """

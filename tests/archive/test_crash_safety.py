@@ -30,7 +30,7 @@ import redis
 
 from tests.services import MotoServer, ensure_redis, free_port
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 PLACEHOLDER_SHA = hashlib.sha256((ROOT / "assets" / "placeholder.mp4").read_bytes()).hexdigest()
 BUCKET = "kaltura-archive-crash-test"
 ENTRIES = 12

@@ -9,10 +9,9 @@ from pathlib import Path
 
 import pytest
 from django.conf import settings
-
 from kaltura_sim.content import mp4_duration_ms
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 CUE = re.compile(r"(\d\d):(\d\d):(\d\d\.\d{3}) --> (\d\d):(\d\d):(\d\d\.\d{3})\n(.+)")
 
 
