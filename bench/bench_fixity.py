@@ -137,7 +137,7 @@ def run(args, moto) -> int:
     )
     target = TARGET_SECONDS * args.copies / 100_000
     ok = requests <= summary.checked and seconds <= target and summary.failed == 0 and events == args.copies
-    print(f"target: <= 1 request per copy, <= {target:.0f} s: {'met' if ok else 'MISSED'}")
+    print(f"target: <= 1 request per copy, <= {target:.1f} s: {'met' if ok else 'MISSED'}")
     return 0 if ok else 1
 
 

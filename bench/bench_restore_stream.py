@@ -133,7 +133,7 @@ def run(args, sim_url: str, moto) -> int:
     connections.close_all()
     # A fresh interpreter, so that its peak RSS is the restore's own and not this process's set-up.
     child_code = (
-        "import django, sys; django.setup(); from archive_app import restores; "
+        "import django, sys; django.setup(); from archive_app.archive import restores; "
         f"r = restores.execute_restore({restore.pk}, 'bench'); sys.exit(0 if r and r.status == 'done' else 3)"
     )
     wall = time.perf_counter()

@@ -374,7 +374,7 @@ def test_sigkilled_workers_never_leave_a_placeholder_without_a_verified_copy_and
             world.manage(
                 "shell",
                 "-c",
-                "from django.contrib.auth.models import User; from archive_app import batches; "
+                "from django.contrib.auth.models import User; from archive_app.archive import batches; "
                 "from archive_app.models import Batch; "
                 f"batches.batch_retry_failed(Batch.objects.get(pk={batch_id}), "
                 "user=User.objects.get(username='crash-test'))",
@@ -425,7 +425,7 @@ def test_sigkilled_workers_never_leave_a_placeholder_without_a_verified_copy_and
             world.manage(
                 "shell",
                 "-c",
-                "from archive_app import restores; from archive_app.models import Restore; "
+                "from archive_app.archive import restores; from archive_app.models import Restore; "
                 "[restores.restore_retry(r, user=None) for r in Restore.objects.filter(status__in=Restore.RETRYABLE)]",
             )
             restored = run_restores_until_settled(world, originals, deadline, restore_interrupted)
