@@ -15,10 +15,14 @@ from django.views.decorators.http import require_GET, require_POST
 
 from archive_app import batches, costs, selectors
 from archive_app.error_views import bad_request
+from archive_app.fixity import failing_copies
+from archive_app.health import UNVERSIONED_BUCKET, entry_problems
 from archive_app.kaltura import Kaltura, KalturaError, pacing_status
 from archive_app.models import Batch, BatchItem, Entry
+from archive_app.restores import known_placeholder_sizes
 from archive_app.selection import Selection
 from archive_app.storage import ArchiveStore, StorageError
+from archive_app.workflow import read_live_states
 
 RUN = "archive_app.run_batches"
 ITEMS_PER_PAGE = 100
@@ -238,13 +242,6 @@ HEALTH_LIMIT = 500
 @permission_required("archive_app.browse_entries", raise_exception=True)
 def health(request: HttpRequest) -> HttpResponse:
     """The archive's invariants checked on live Kaltura and S3 state, for a selection (default: archived)."""
-    from archive_app.fixity import failing_copies
-    from archive_app.health import UNVERSIONED_BUCKET, entry_problems
-    from archive_app.kaltura import Kaltura
-    from archive_app.restores import known_placeholder_sizes
-    from archive_app.storage import ArchiveStore
-    from archive_app.workflow import read_live_states
-
     query = request.GET.copy()
     if not query:
         query.setlist("state", ["archived", "placeholder"])

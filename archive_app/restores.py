@@ -31,7 +31,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from archive_app import audit, runner
+from archive_app import audit, queue, runner
 from archive_app.kaltura import Kaltura
 from archive_app.models import (
     TAG_REPLACED,
@@ -44,7 +44,9 @@ from archive_app.models import (
     split_tags,
 )
 from archive_app.runner import Refused
+from archive_app.sidecar import restore_captions
 from archive_app.storage import ARCHIVE_CLASSES, ArchiveStore, HashingReader
+from archive_app.sync import WindowCursor, walk_entries
 from archive_app.workflow import ContentId, LiveState, Policy, Step, read_live_state, sizes_agree
 
 log = logging.getLogger(__name__)
@@ -354,7 +356,7 @@ def restore_request(
                         "placeholder_confirmed": confirmed,
                     },
                 )
-                _enqueue_on_commit(restore)
+                queue.restore(restore.pk, restore.job_id, restore.size_bytes)
             return restore, True
         except IntegrityError:
             existing = active_restore(entry_id)  # requested at the same moment by someone else
@@ -398,7 +400,7 @@ def restore_retry(restore: Restore, *, user) -> Restore:
         audit.record(
             "restore_retry", user=user, entry_id=restore.entry_id, dry_run=False, details={"restore": restore.pk}
         )
-        _enqueue_on_commit(restore)
+        queue.restore(restore.pk, restore.job_id, restore.size_bytes)
     return restore
 
 
@@ -414,13 +416,6 @@ def restore_cancel(restore: Restore, *, user) -> None:
             f"restore {restore.pk} is {restore.get_status_display()}: only one not yet uploading can be cancelled"
         )
     audit.record("restore_cancel", user=user, entry_id=restore.entry_id, dry_run=False, details={"restore": restore.pk})
-
-
-def _enqueue_on_commit(restore: Restore, delay: timedelta | None = None) -> None:
-    from archive_app.jobs import enqueue_restore
-
-    restore_id, token, size = restore.pk, restore.job_id, restore.size_bytes
-    transaction.on_commit(lambda: enqueue_restore(restore_id, token, size, delay=delay))
 
 
 # --- the scheduled jobs ---------------------------------------------------------------------
@@ -439,7 +434,7 @@ def restore_poll() -> dict:
         if Restore.objects.filter(pk=restore.pk, job_id=restore.job_id).update(job_id=token) == 1:
             restore.job_id = token
             with transaction.atomic():
-                _enqueue_on_commit(restore)
+                queue.restore(restore.pk, restore.job_id, restore.size_bytes)
             queued += 1
     return {"queued": queued}
 
@@ -458,7 +453,6 @@ def auto_restore(*, kaltura: Kaltura | None = None, store: ArchiveStore | None =
     asked again once a restore was requested after the play (or replacement) that triggers it, whatever came
     of that restore: a failed one waits for an admin's retry instead of failing every few minutes.
     """
-    from archive_app.sync import WindowCursor, walk_entries
 
     if not settings.ARCHIVE_AUTO_RESTORE:
         return {"disabled": True}
@@ -580,9 +574,7 @@ class RestoreOperation(runner.Operation):
         return runner.Outcome(steps=plan.steps)
 
     def reschedule(self, row, delay) -> None:
-        from archive_app.jobs import enqueue_restore
-
-        enqueue_restore(row.pk, row.job_id, row.size_bytes, delay=delay)
+        queue.restore(row.pk, row.job_id, row.size_bytes, delay=delay)
 
     def ended(self, run, status) -> None:
         if status == Restore.Status.DONE:
@@ -742,8 +734,6 @@ def step_wait_conversion(run: runner.Run) -> dict:
 
 
 def step_restore_captions(run: runner.Run) -> dict:
-    from archive_app.sidecar import restore_captions
-
     recorded = run.state.copy
     copy = None
     if recorded is not None:

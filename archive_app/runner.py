@@ -29,7 +29,7 @@ from django.utils import timezone
 
 from archive_app import audit, sync
 from archive_app.kaltura import Kaltura, KalturaError
-from archive_app.models import AuditEvent, Entry, EntryLock, FlavorStatus, split_tags
+from archive_app.models import AuditEvent, BatchItem, Entry, EntryLock, FlavorStatus, split_tags
 from archive_app.redaction import redact
 from archive_app.storage import ArchiveStore, StorageError
 from archive_app.workflow import ContentId, LiveState, Step, read_live_state, with_progress
@@ -122,7 +122,6 @@ def holder(operation: Operation, pk: int) -> str:
 
 def describe_holder(holder_text: str) -> str:
     """`item:12` → words naming what holds the entry, for a refusal's reason."""
-    from archive_app.models import BatchItem
 
     kind, _, pk = holder_text.partition(":")
     if kind == "item":

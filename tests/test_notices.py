@@ -11,7 +11,7 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from archive_app import batches, notices, policies
+from archive_app import batches, notices, policies, queue
 from archive_app.models import ArchiveCopy, AuditEvent, Batch, BatchItem, BatchNotice, OwnerNotice
 from tests.policy_world import keep_token_from, keep_with_link, make_policy, open_keep_link, run_jobs, tags_of
 
@@ -59,7 +59,7 @@ def test_owners_get_exactly_one_message_each_listing_their_entries(policy_world,
 
     # Rerunning the job (a retry, a second worker, the scheduler's resend) sends nothing twice.
     notices.send_notices(batch.pk)
-    notices.enqueue_send_notices(batch.pk)
+    queue.send_notices(batch.pk)
     run_jobs(rq_queue)
     call_command("run_policies", "--execute")
     assert len(mailoutbox) == 2
