@@ -10,6 +10,9 @@ from django.conf import settings
 from django.core.checks import Info, Warning, register
 from django.core.exceptions import ImproperlyConfigured
 
+from archive_app.lib.storage import ArchiveStore, StorageError
+from archive_app.sso import saml
+
 
 @register("archive", deploy=True)
 def check_service_settings(app_configs, **kwargs):
@@ -24,8 +27,6 @@ def check_service_settings(app_configs, **kwargs):
                 )
             )
     if settings.AWS_BUCKET:
-        from archive_app.lib.storage import ArchiveStore, StorageError
-
         try:
             safety = ArchiveStore.from_settings().bucket_safety()
         except (StorageError, ImproperlyConfigured) as exc:
@@ -94,8 +95,6 @@ def check_notice_settings(app_configs, **kwargs):
 def check_sso_settings(app_configs, **kwargs):
     """University sign-in: what would let a forged or intercepted assertion in, or stop sign-in working."""
     from pathlib import Path
-
-    from archive_app.sso import saml
 
     warnings = []
     if saml.enabled():

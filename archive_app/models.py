@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from django.db import models
 
+from archive_app.lib.privacy import without_ips
+
 # The old Princeton tool's tags, kept so its archives are recognised.
 TAG_ARCHIVED = "archived_to_s3"
 TAG_REPLACED = "flavors_deleted"
@@ -345,7 +347,6 @@ class AuditEvent(models.Model):
 
         The only change ever made to a stored event, by audit.blank_old_addresses (itself audited).
         """
-        from archive_app.lib.privacy import without_ips
 
         message, details = without_ips(self.message), without_ips(self.details)
         if (message, details) == (self.message, self.details):

@@ -21,8 +21,9 @@ from django.db.models import Count, F, Sum
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from archive_app import audit
+from archive_app import audit, queue
 from archive_app.archive import runner
+from archive_app.archive.sidecar import write_sidecar
 from archive_app.archive.workflow import (
     Plan,
     Policy,
@@ -44,6 +45,7 @@ from archive_app.models import (
     AuditEvent,
     Batch,
     BatchItem,
+    BatchNotice,
     Entry,
     EntryLock,
     MediaType,
@@ -205,13 +207,29 @@ def batch_approve(batch: Batch, *, user) -> Batch:
             batch.status = Batch.Status.APPROVED
         batch.save()
         audit.record("batch_approve", user=user, batch=batch, dry_run=False, details={"final": not needs_second})
-        if not needs_second:
-            from archive_app.scheduling.notices import hold_for_notice
-
-            # A batch with a notice period waits for it; the scheduler queues it afterwards.
-            if not hold_for_notice(batch):
-                batch_enqueue(batch)
+        # A batch with a notice period waits for it; the scheduler queues it afterwards.
+        if not needs_second and not hold_for_notice(batch):
+            batch_enqueue(batch)
     return batch
+
+
+def hold_for_notice(batch: Batch) -> bool:
+    """Called at the final approval: True if the batch waits for its notice period instead of running now.
+
+    The rest of a held batch's life (the owners' notices, the keep links, the release) is in notices.py.
+    """
+    notice = BatchNotice.objects.filter(batch=batch, notice_days__gt=0).first()
+    if notice is None:
+        return False
+    audit.record(
+        "batch_hold",
+        batch=batch,
+        dry_run=False,
+        details={"notice_days": notice.notice_days},
+        message=f"owners are warned {notice.notice_days} days before it runs",
+    )
+    queue.send_notices(batch.pk)
+    return True
 
 
 def batch_enqueue(batch: Batch, items=None) -> int:
@@ -228,13 +246,8 @@ def batch_enqueue(batch: Batch, items=None) -> int:
     BatchItem.objects.bulk_update(items, ["status", "finished_at", "message", "job_id"], 500)
     Batch.objects.filter(pk=batch.pk).update(status=Batch.Status.RUNNING)
 
-    def enqueue():
-        from archive_app.jobs import enqueue_item
-
-        for item in runnable:
-            enqueue_item(item)
-
-    transaction.on_commit(enqueue)
+    for item in runnable:
+        queue.batch_item(item)
     if not runnable:
         refresh_batch_status(batch.pk)
     return len(runnable)
@@ -296,14 +309,12 @@ def release_stale_items(batch: Batch) -> int:
     its retries are spent nothing else would release the claim, and the entry would be
     blocked for every other batch.
     """
-    from archive_app.jobs import job_timeout_seconds
-
     now = timezone.now()
     stale = [
         item.id
         for item in batch.items.filter(status__in=BatchItem.ACTIVE).only("bytes_to_copy", "heartbeat_at", "status")
         if item.heartbeat_at is None
-        or item.heartbeat_at < now - timedelta(seconds=job_timeout_seconds(item.bytes_to_copy) * 4 + 600)
+        or item.heartbeat_at < now - timedelta(seconds=queue.job_timeout_seconds(item.bytes_to_copy) * 4 + 600)
     ]
     if stale:
         with transaction.atomic():
@@ -407,9 +418,7 @@ class ItemOperation(runner.Operation):
         return runner.Outcome(steps=plan.steps, summary=plan.summary())
 
     def reschedule(self, row, delay) -> None:
-        from archive_app.jobs import enqueue_item
-
-        enqueue_item(row, delay=delay)
+        queue.batch_item(row, delay=delay)
 
     def ended(self, run, status) -> None:
         refresh_batch_status(run.row.batch_id)
@@ -525,8 +534,6 @@ def step_adopt(run: runner.Run) -> dict:
 
 
 def step_verify(run: runner.Run) -> dict:
-    from archive_app.archive.sidecar import write_sidecar
-
     if run.scratch.get("adopted"):
         return {"verified": "adopted", **write_sidecar(run.store, run.kaltura, run.state, run.scratch["copy"])}
     archived = run.scratch["uploaded"]

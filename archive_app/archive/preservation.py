@@ -15,6 +15,7 @@ from django.conf import settings
 from django.db.models import Count, Max, Min, Q, Sum
 
 from archive_app.archive.fixity import rehash_period
+from archive_app.lib.storage import ArchiveStore, StorageError
 from archive_app.models import ArchiveCopy
 
 
@@ -212,8 +213,6 @@ def preservation_report(*, now: datetime | None = None, read_bucket: bool = True
     report = Report(generated_at=now, rows=rows)
     if read_bucket:
         from django.core.exceptions import ImproperlyConfigured
-
-        from archive_app.lib.storage import ArchiveStore, StorageError
 
         try:
             report.bucket = ArchiveStore.from_settings().bucket_safety()

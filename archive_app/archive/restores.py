@@ -31,12 +31,14 @@ from django.db import IntegrityError, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from archive_app import audit
+from archive_app import audit, queue
 from archive_app.archive import runner
 from archive_app.archive.runner import Refused
+from archive_app.archive.sidecar import restore_captions
 from archive_app.archive.workflow import ContentId, LiveState, Policy, Step, read_live_state, sizes_agree
 from archive_app.lib.kaltura import Kaltura
 from archive_app.lib.storage import ARCHIVE_CLASSES, ArchiveStore, HashingReader
+from archive_app.mirror.sync import WindowCursor, walk_entries
 from archive_app.models import (
     TAG_REPLACED,
     ArchiveCopy,
@@ -355,7 +357,7 @@ def restore_request(
                         "placeholder_confirmed": confirmed,
                     },
                 )
-                _enqueue_on_commit(restore)
+                queue.restore(restore.pk, restore.job_id, restore.size_bytes)
             return restore, True
         except IntegrityError:
             existing = active_restore(entry_id)  # requested at the same moment by someone else
@@ -399,7 +401,7 @@ def restore_retry(restore: Restore, *, user) -> Restore:
         audit.record(
             "restore_retry", user=user, entry_id=restore.entry_id, dry_run=False, details={"restore": restore.pk}
         )
-        _enqueue_on_commit(restore)
+        queue.restore(restore.pk, restore.job_id, restore.size_bytes)
     return restore
 
 
@@ -415,13 +417,6 @@ def restore_cancel(restore: Restore, *, user) -> None:
             f"restore {restore.pk} is {restore.get_status_display()}: only one not yet uploading can be cancelled"
         )
     audit.record("restore_cancel", user=user, entry_id=restore.entry_id, dry_run=False, details={"restore": restore.pk})
-
-
-def _enqueue_on_commit(restore: Restore, delay: timedelta | None = None) -> None:
-    from archive_app.jobs import enqueue_restore
-
-    restore_id, token, size = restore.pk, restore.job_id, restore.size_bytes
-    transaction.on_commit(lambda: enqueue_restore(restore_id, token, size, delay=delay))
 
 
 # --- the scheduled jobs ---------------------------------------------------------------------
@@ -440,7 +435,7 @@ def restore_poll() -> dict:
         if Restore.objects.filter(pk=restore.pk, job_id=restore.job_id).update(job_id=token) == 1:
             restore.job_id = token
             with transaction.atomic():
-                _enqueue_on_commit(restore)
+                queue.restore(restore.pk, restore.job_id, restore.size_bytes)
             queued += 1
     return {"queued": queued}
 
@@ -459,7 +454,6 @@ def auto_restore(*, kaltura: Kaltura | None = None, store: ArchiveStore | None =
     asked again once a restore was requested after the play (or replacement) that triggers it, whatever came
     of that restore: a failed one waits for an admin's retry instead of failing every few minutes.
     """
-    from archive_app.mirror.sync import WindowCursor, walk_entries
 
     if not settings.ARCHIVE_AUTO_RESTORE:
         return {"disabled": True}
@@ -581,9 +575,7 @@ class RestoreOperation(runner.Operation):
         return runner.Outcome(steps=plan.steps)
 
     def reschedule(self, row, delay) -> None:
-        from archive_app.jobs import enqueue_restore
-
-        enqueue_restore(row.pk, row.job_id, row.size_bytes, delay=delay)
+        queue.restore(row.pk, row.job_id, row.size_bytes, delay=delay)
 
     def ended(self, run, status) -> None:
         if status == Restore.Status.DONE:
@@ -743,8 +735,6 @@ def step_wait_conversion(run: runner.Run) -> dict:
 
 
 def step_restore_captions(run: runner.Run) -> dict:
-    from archive_app.archive.sidecar import restore_captions
-
     recorded = run.state.copy
     copy = None
     if recorded is not None:

@@ -33,7 +33,7 @@ from archive_app.lib.kaltura import Kaltura, KalturaError
 from archive_app.lib.redaction import redact
 from archive_app.lib.storage import ArchiveStore, StorageError
 from archive_app.mirror import sync
-from archive_app.models import AuditEvent, Entry, EntryLock, FlavorStatus, split_tags
+from archive_app.models import AuditEvent, BatchItem, Entry, EntryLock, FlavorStatus, split_tags
 
 log = logging.getLogger(__name__)
 
@@ -123,7 +123,6 @@ def holder(operation: Operation, pk: int) -> str:
 
 def describe_holder(holder_text: str) -> str:
     """`item:12` → words naming what holds the entry, for a refusal's reason."""
-    from archive_app.models import BatchItem
 
     kind, _, pk = holder_text.partition(":")
     if kind == "item":

@@ -13,18 +13,21 @@ import dataclasses
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from archive_app.lib.kaltura import KEntry, KFlavor
+from archive_app.lib.kaltura import KalturaError, KEntry, KFlavor
 from archive_app.lib.storage import ARCHIVE_CLASSES, ObjectState, ObjectSummary
 from archive_app.models import (
     TAG_ARCHIVED,
     TAG_EXEMPT,
     TAG_REPLACED,
+    ArchiveCopy,
     Batch,
     EntryStatus,
     FlavorStatus,
+    LegalHold,
     MediaType,
     split_tags,
 )
+from archive_app.scheduling.exemptions import excluded_category_ids
 
 # Kaltura source types whose content is not a file Kaltura holds (URL, live, search providers...).
 FILE_SOURCE_TYPES = {"", "1", "2"}  # FILE, WEBCAM (a recorded upload)
@@ -49,8 +52,6 @@ class Policy:
     @classmethod
     def from_settings(cls, now: datetime) -> Policy:
         from django.conf import settings
-
-        from archive_app.scheduling.exemptions import excluded_category_ids
 
         video, audio = _file_size(settings.PLACEHOLDER_VIDEO), _file_size(settings.PLACEHOLDER_AUDIO)
         return cls(
@@ -510,8 +511,6 @@ def with_progress(state: LiveState, progress: dict) -> LiveState:
 
 def copy_record(entry_id: str) -> CopyRecord | None:
     """The entry's latest copy (of its latest archived content)."""
-    from archive_app.models import ArchiveCopy
-
     copy = ArchiveCopy.objects.filter(entry_id=entry_id).first()
     return CopyRecord.from_model(copy) if copy is not None else None
 
@@ -519,7 +518,6 @@ def copy_record(entry_id: str) -> CopyRecord | None:
 def read_live_state(entry_id: str, kaltura, store, *, replacement_started: bool = False) -> LiveState:
     """Kaltura and S3 as they are now: the mirror is never proof. S3 is read at the recorded copy's exact
     key and version (the entry id's key when none is recorded)."""
-    from archive_app.lib.kaltura import KalturaError
 
     try:
         entry = kaltura.get_entry(entry_id)
@@ -543,8 +541,6 @@ def read_live_state(entry_id: str, kaltura, store, *, replacement_started: bool 
 
 def legal_holds(entry_ids: list[str]) -> dict[str, str]:
     """The refusal of each held entry among these."""
-    from archive_app.models import LegalHold
-
     return {
         hold.entry_id: hold.refusal
         for hold in LegalHold.objects.filter(entry_id__in=entry_ids).select_related("placed_by")
@@ -553,8 +549,6 @@ def legal_holds(entry_ids: list[str]) -> dict[str, str]:
 
 def read_live_states(entry_ids: list[str], kaltura, store) -> dict[str, LiveState]:
     """Live state of many entries in few calls, for previews: entries, flavors and S3 listings in bulk."""
-    from archive_app.models import ArchiveCopy
-
     entries = kaltura.entries_by_ids(entry_ids)
     flavors = kaltura.flavors_for_entries(list(entries)) if entries else {}
     objects = store.list_objects(entry_ids) if entry_ids else {}

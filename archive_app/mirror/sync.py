@@ -28,7 +28,7 @@ from django.db import connection, models, transaction
 from django.utils import timezone
 
 from archive_app.lib import bulk
-from archive_app.lib.kaltura import MAX_ID_LIST, PAGE_SIZE, Kaltura, KEntry, KFlavor
+from archive_app.lib.kaltura import MAX_ID_LIST, PAGE_SIZE, Kaltura, KalturaError, KEntry, KFlavor
 from archive_app.models import (
     Category,
     Entry,
@@ -811,8 +811,6 @@ def refresh_entries(entry_ids: list[str], kaltura: Kaltura | None = None) -> int
     for browsing, so a failure here is logged and never fails the job that called it.
     """
     from django.core.exceptions import ImproperlyConfigured
-
-    from archive_app.lib.kaltura import KalturaError
 
     entry_ids = list(dict.fromkeys(entry_ids))
     if not entry_ids:

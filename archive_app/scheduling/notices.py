@@ -32,7 +32,7 @@ from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
 
-from archive_app import audit
+from archive_app import audit, queue
 from archive_app.archive import batches
 from archive_app.lib.kaltura import Kaltura, KalturaError
 from archive_app.lib.storage import ArchiveStore, StorageError
@@ -57,37 +57,6 @@ def owner_username(owner_id: str) -> str:
 
 
 # --- holding an approved batch ----------------------------------------------------------
-
-
-def hold_for_notice(batch: Batch) -> bool:
-    """Called at the final approval: True if the batch waits for its notice period instead of running now."""
-    notice = BatchNotice.objects.filter(batch=batch, notice_days__gt=0).first()
-    if notice is None:
-        return False
-    audit.record(
-        "batch_hold",
-        batch=batch,
-        dry_run=False,
-        details={"notice_days": notice.notice_days},
-        message=f"owners are warned {notice.notice_days} days before it runs",
-    )
-    transaction.on_commit(lambda: enqueue_send_notices(batch.pk))
-    return True
-
-
-def enqueue_send_notices(batch_id: int):
-    import django_rq
-    from rq import Retry
-
-    from archive_app.jobs import send_notices_job
-
-    return django_rq.get_queue("default").enqueue(
-        send_notices_job,
-        batch_id,
-        retry=Retry(max=3, interval=[60, 300, 1800]),
-        job_timeout=3600,
-        description=f"batch {batch_id}: owner notices",
-    )
 
 
 def held_batches():
@@ -380,5 +349,5 @@ def resend_unfinished(*, execute: bool = False) -> list[int]:
     batch_ids = list(held_batches().filter(notices_sent_at=None).values_list("pk", flat=True))
     if execute:
         for batch_id in batch_ids:
-            enqueue_send_notices(batch_id)
+            queue.send_notices(batch_id)
     return batch_ids

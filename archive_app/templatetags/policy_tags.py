@@ -5,14 +5,13 @@ from __future__ import annotations
 from django import template
 
 from archive_app.models import BatchItem, BatchNotice, OwnerNotice
+from archive_app.scheduling.notices import KEPT_REASON
 
 register = template.Library()
 
 
 @register.inclusion_tag("archive_app/_batch_notices.html")
 def batch_notices(batch) -> dict:
-    from archive_app.scheduling.notices import KEPT_REASON
-
     notice = BatchNotice.objects.filter(batch=batch).select_related("policy").first()
     if notice is None:
         return {"notice": None}

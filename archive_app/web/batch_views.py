@@ -14,6 +14,10 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
 from archive_app.archive import batches
+from archive_app.archive.fixity import failing_copies
+from archive_app.archive.health import UNVERSIONED_BUCKET, entry_problems
+from archive_app.archive.restores import known_placeholder_sizes
+from archive_app.archive.workflow import read_live_states
 from archive_app.lib.kaltura import Kaltura, KalturaError, pacing_status
 from archive_app.lib.storage import ArchiveStore, StorageError
 from archive_app.mirror import costs, selectors
@@ -239,13 +243,6 @@ HEALTH_LIMIT = 500
 @permission_required("archive_app.browse_entries", raise_exception=True)
 def health(request: HttpRequest) -> HttpResponse:
     """The archive's invariants checked on live Kaltura and S3 state, for a selection (default: archived)."""
-    from archive_app.archive.fixity import failing_copies
-    from archive_app.archive.health import UNVERSIONED_BUCKET, entry_problems
-    from archive_app.archive.restores import known_placeholder_sizes
-    from archive_app.archive.workflow import read_live_states
-    from archive_app.lib.kaltura import Kaltura
-    from archive_app.lib.storage import ArchiveStore
-
     query = request.GET.copy()
     if not query:
         query.setlist("state", ["archived", "placeholder"])

@@ -22,6 +22,10 @@ from rq.cron import CronScheduler
 from rq.defaults import DEFAULT_CRON_SCHEDULER_TTL
 from rq.scheduler import RQScheduler
 
+from archive_app.archive.fixity import failing_copies
+from archive_app.lib.storage import ArchiveStore
+from archive_app.models import ArchiveCopy
+
 log = logging.getLogger(__name__)
 
 QUEUE_NAME = "default"
@@ -84,7 +88,6 @@ def _run(name: str, check, *args) -> dict:
 def _check_bucket() -> dict:
     """The archive bucket answers; versioning, Object Lock and the credentials' delete rights are reported, not
     failed (S3 round trips, so only when asked: `?checks=bucket`)."""
-    from archive_app.lib.storage import ArchiveStore
 
     safety = ArchiveStore.from_settings().bucket_safety()
     return {
@@ -102,9 +105,6 @@ def _check_fixity() -> dict:
     ran. Only when asked (`?checks=fixity`): a damaged copy must page the archive's monitor, not take the site
     out of a load balancer."""
     from django.db.models import Max
-
-    from archive_app.archive.fixity import failing_copies
-    from archive_app.models import ArchiveCopy
 
     failed = failing_copies().count()
     last = ArchiveCopy.objects.aggregate(last=Max("fixity_checked_at"))["last"]

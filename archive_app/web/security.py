@@ -18,6 +18,8 @@ from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse
 from redis.exceptions import RedisError
 
+from archive_app import audit
+from archive_app.models import AuditEvent
 from archive_app.web.error_views import bad_request
 
 log = logging.getLogger(__name__)
@@ -194,9 +196,6 @@ class ThrottledSignIn:
         return cleaned
 
     def _count_failure(self, username: str, ip: str) -> None:
-        from archive_app import audit
-        from archive_app.models import AuditEvent
-
         for what in sign_in_failed(username, ip):
             log.warning(
                 "sign-in locked for %s s: too many failures for this %s", settings.SIGN_IN_LOCKOUT_SECONDS, what

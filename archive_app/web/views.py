@@ -23,6 +23,7 @@ from django.utils.safestring import SafeString, mark_safe
 from django.utils.text import Truncator
 from django.views.decorators.http import require_GET, require_POST
 
+from archive_app.archive import holds, preservation
 from archive_app.archive.restores import restore_counts
 from archive_app.lib.kaltura import pacing_status
 from archive_app.mirror import costs, selectors
@@ -321,10 +322,6 @@ def entry_detail(request: HttpRequest, entry_id: str) -> HttpResponse:
 @permission_required(MANAGE, raise_exception=True)
 def entry_legal_hold(request: HttpRequest, entry_id: str) -> HttpResponse:
     """Place (with a reason) or release an entry's legal hold: archive admins only, audited."""
-    from django.contrib import messages
-
-    from archive_app.archive import holds
-
     if not Entry.objects.filter(id=entry_id).exists():
         raise Http404("No entry with this id in the mirror.")
     try:
@@ -344,21 +341,15 @@ def entry_legal_hold(request: HttpRequest, entry_id: str) -> HttpResponse:
 @permission_required(BROWSE, raise_exception=True)
 def preservation_report(request: HttpRequest) -> HttpResponse:
     """For an auditor: copies, fixity and re-hash coverage per storage class, and the NDSA level reached."""
-    from archive_app.archive.preservation import preservation_report as build
-
-    return render(request, "archive_app/preservation_report.html", {"report": build()})
+    return render(request, "archive_app/preservation_report.html", {"report": preservation.preservation_report()})
 
 
 @require_GET
 @permission_required(BROWSE, raise_exception=True)
 def preservation_export(request: HttpRequest) -> HttpResponse:
-    from archive_app.archive.preservation import CSV_HEADER, csv_rows
-    from archive_app.archive.preservation import preservation_report as build
-    from archive_app.mirror.selectors import delimited_lines
-
-    report = build()
+    report = preservation.preservation_report()
     response = HttpResponse(
-        "".join(delimited_lines(csv_rows(report), fmt="csv", columns=CSV_HEADER)),
+        "".join(selectors.delimited_lines(preservation.csv_rows(report), fmt="csv", columns=preservation.CSV_HEADER)),
         content_type="text/csv; charset=utf-8",
     )
     stamp = timezone.localtime(report.generated_at).strftime("%Y%m%d-%H%M")

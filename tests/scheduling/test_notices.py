@@ -11,6 +11,7 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
+from archive_app import queue
 from archive_app.archive import batches
 from archive_app.models import ArchiveCopy, AuditEvent, Batch, BatchItem, BatchNotice, OwnerNotice
 from archive_app.scheduling import notices, policies
@@ -60,7 +61,7 @@ def test_owners_get_exactly_one_message_each_listing_their_entries(policy_world,
 
     # Rerunning the job (a retry, a second worker, the scheduler's resend) sends nothing twice.
     notices.send_notices(batch.pk)
-    notices.enqueue_send_notices(batch.pk)
+    queue.send_notices(batch.pk)
     run_jobs(rq_queue)
     call_command("run_policies", "--execute")
     assert len(mailoutbox) == 2
