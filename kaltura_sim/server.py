@@ -54,6 +54,7 @@ class Simulator:
         bursts: tuple[int, ...] = (),
         latency_ms: float = 0.0,
         download_bytes_per_second: float | None = None,
+        metadata_plugin: bool = True,
     ) -> None:
         self.state = SimState(
             entries=entries,
@@ -70,6 +71,7 @@ class Simulator:
             bursts=tuple(bursts),
             latency_ms=latency_ms,
             download_bytes_per_second=download_bytes_per_second,
+            metadata_plugin=metadata_plugin,
         )
         self.host, self.port = host, port
         self.log_requests = log_requests
