@@ -922,6 +922,13 @@ class Kaltura:
         entry = self._call(lambda c: c.media.updateContent(entry_id, resource), what=f"media.updateContent {entry_id}")
         return KEntry.from_client(entry)
 
+    def set_thumbnail_image(self, entry_id: str, data: bytes, *, file_name: str) -> None:
+        """Make this image the entry's default thumbnail (media.updateThumbnailJpeg, which takes any image)."""
+        self._call(
+            lambda c: c.media.updateThumbnailJpeg(entry_id, _NamedBytes(data, file_name)),
+            what=f"media.updateThumbnailJpeg {entry_id}",
+        )
+
     def update_thumbnail(self, entry_id: str, time_offset: int = 1) -> None:
         self._call(lambda c: c.media.updateThumbnail(entry_id, time_offset), what=f"media.updateThumbnail {entry_id}")
 

@@ -175,7 +175,10 @@ def placeholder_refusal(state: LiveState, *, known_sizes: frozenset[int] = froze
 
 
 # Once the original is back (archive_app/sidecar.py restore_captions).
-CAPTIONS_STEP = Step("restore_captions", "add back from S3 the captions the sidecar lists and Kaltura no longer has")
+CAPTIONS_STEP = Step(
+    "restore_captions",
+    "add back from S3 the captions the sidecar lists and Kaltura no longer has, and its default thumbnail",
+)
 
 
 def plan_restore(
@@ -742,7 +745,7 @@ def step_wait_conversion(run: runner.Run) -> dict:
 
 
 def step_restore_captions(run: runner.Run) -> dict:
-    from archive_app.sidecar import restore_captions
+    from archive_app.sidecar import restore_captions, restore_thumbnail
 
     recorded = run.state.copy
     copy = None
@@ -757,8 +760,11 @@ def step_restore_captions(run: runner.Run) -> dict:
         run.progress.get("captions_added", {}),
         lambda added: run.save_progress(captions_added=added),
     )
+    details.update(restore_thumbnail(run.store, run.kaltura, copy))
     if details.get("captions_refused"):
         log.error("captions of %s not restored: %s", run.entry_id, details["captions_refused"])
+    if details.get("thumbnail_refused"):
+        log.error("thumbnail of %s not restored: %s", run.entry_id, details["thumbnail_refused"])
     return details
 
 

@@ -23,7 +23,9 @@ import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from archive_app.kaltura import Kaltura, KCaption, KEntryDescription
+import requests
+
+from archive_app.kaltura import Kaltura, KalturaError, KCaption, KEntryDescription
 from archive_app.models import ArchiveCopy, Category, split_tags
 from archive_app.storage import APP_NAME, ArchiveStore, StorageError
 
@@ -381,3 +383,43 @@ def restore_captions(store: ArchiveStore, kaltura: Kaltura, copy: ArchiveCopy | 
             }
         )
     return {"captions_kept": kept, "captions_restored": restored, "captions_refused": refused}
+
+
+# --- putting the thumbnail back (also the restore's step restore_captions) ---------------------
+
+
+def restore_thumbnail(store: ArchiveStore, kaltura: Kaltura, copy: ArchiveCopy | None) -> dict:
+    """Make the thumbnail the sidecar lists the entry's default thumbnail again, unless Kaltura's default one is
+    that image already (same SHA-256).
+
+    The placeholder got a thumbnail cut from the placeholder video; the restored original does not bring its own
+    back. A rerun after a crash finds the archived image in place and leaves it.
+    """
+    if copy is None or not copy.sidecar_key:
+        return {"thumbnail": "no sidecar recorded for this copy"}
+    archived = read_sidecar(store, copy).get("thumbnail") or {}
+    if not archived.get("key"):
+        return {"thumbnail": "none archived"}
+    url = kaltura.get_entry(copy.entry_id).thumbnail_url
+    current = None
+    if url:
+        fetched = _fetch_or_none(kaltura, url)
+        current = hashlib.sha256(fetched).hexdigest() if fetched is not None else None
+    if current == archived.get("sha256"):
+        return {"thumbnail": "kept: Kaltura's default thumbnail is the archived one"}
+    data = store.read_small(archived["key"], archived.get("version_id"), limit=SIDE_OBJECT_LIMIT)
+    sha256 = hashlib.sha256(data).hexdigest()
+    if archived.get("sha256") and sha256 != archived["sha256"]:
+        return {"thumbnail_refused": f"SHA-256 {sha256} in S3, {archived['sha256']} recorded ({archived['key']})"}
+    extension = archived["key"].rsplit(".", 1)[-1]
+    kaltura.set_thumbnail_image(copy.entry_id, data, file_name=f"{copy.entry_id}.{extension}")
+    return {"thumbnail_restored": {"key": archived["key"], "sha256": sha256, "replaced_sha256": current}}
+
+
+def _fetch_or_none(kaltura: Kaltura, url: str) -> bytes | None:
+    """Kaltura's thumbnail bytes, or None when it serves none (an error answer, a refused host, a broken
+    connection, or too large to compare): the archived one then goes back."""
+    try:
+        return _fetch(kaltura, url).data
+    except (StorageError, KalturaError, requests.RequestException):
+        return None

@@ -472,6 +472,16 @@ def media_add_content(state: SimState, call: Call) -> dict:
     return _entry_object(state, entry)
 
 
+def media_update_thumbnail_jpeg(state: SimState, call: Call) -> dict:
+    entry = state.find_entry(p_str(call.params, "entryId", required=True))
+    upload = call.files.pop("fileData", None)
+    if upload is None:
+        raise KalturaError("MISSING_MANDATORY_PARAMETER", "fileData")
+    with open(upload.path, "rb") as handle:
+        state.thumbnail_from_image(entry, handle.read())
+    return _entry_object(state, entry)
+
+
 def media_update_thumbnail(state: SimState, call: Call) -> dict:
     entry = state.find_entry(p_str(call.params, "entryId", required=True))
     state.thumbnail_from_video(entry)
@@ -1003,8 +1013,15 @@ SERVICES: dict[str, dict[str, Callable[[SimState, Call], Any]]] = {
         "updateContent": media_update_content,
         "addContent": media_add_content,
         "updateThumbnail": media_update_thumbnail,
+        "updateThumbnailJpeg": media_update_thumbnail_jpeg,
     },
-    "baseentry": {"list": baseentry_list, "count": entry_count, "get": entry_get, "update": media_update},
+    "baseentry": {
+        "list": baseentry_list,
+        "count": entry_count,
+        "get": entry_get,
+        "update": media_update,
+        "updateThumbnailJpeg": media_update_thumbnail_jpeg,
+    },
     "flavorasset": {
         "list": flavor_list,
         "get": flavor_get,

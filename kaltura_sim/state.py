@@ -146,6 +146,7 @@ class SimState:
         for entry in generated:
             if self._caption_rng.randrange(CAPTIONED_ONE_IN) == 0 and entry["status"] == ENTRY_READY:
                 self._generate_captions(entry)
+        self.thumbnail_images: dict[tuple[str, int], bytes] = {}  # (entry id, thumbnail version) -> uploaded image
         self.metadata_profiles: dict[int, dict] = {}
         self.metadata: dict[int, dict] = {}
         self._metadata_ids = 0
@@ -885,6 +886,20 @@ class SimState:
             raise KalturaError("ORIGINAL_FLAVOR_ASSET_IS_MISSING")
         entry["_thumb_version"] += 1
         entry["updatedAt"] = int(time.time())
+
+    def thumbnail_from_image(self, entry: dict, data: bytes) -> None:
+        """media.updateThumbnailJpeg: the uploaded image is the entry's thumbnail from its next version on."""
+        with self.lock:
+            entry["_thumb_version"] += 1
+            self.thumbnail_images[(entry["id"], entry["_thumb_version"])] = bytes(data)
+            entry["updatedAt"] = int(time.time())
+
+    def thumbnail_bytes(self, entry: dict, version: int) -> tuple[bytes, str]:
+        """A thumbnail version's image and content type: an uploaded one as it came, else one cut from the video."""
+        uploaded = self.thumbnail_images.get((entry["id"], version))
+        if uploaded is None:
+            return content.thumbnail_png(entry["id"], version), "image/png"
+        return uploaded, "image/jpeg" if uploaded[:2] == b"\xff\xd8" else "image/png"
 
     # --- upload tokens ----------------------------------------------------------------------------
 

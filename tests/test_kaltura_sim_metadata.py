@@ -1,10 +1,13 @@
-"""The simulator's co-editors (entitledUsersEdit / entitledUsersPublish) and custom metadata plugin
-(metadata_metadataprofile, metadata_metadata), driven over HTTP by the official client's Core and Metadata
-plugins."""
+"""What the simulator holds for the sidecar: co-editors (entitledUsersEdit / entitledUsersPublish), the custom
+metadata plugin (metadata_metadataprofile, metadata_metadata) and uploaded thumbnails, driven over HTTP by the
+official client's Core and Metadata plugins."""
 
 from __future__ import annotations
 
+import io
+
 import pytest
+import requests
 from KalturaClient import KalturaClient, KalturaConfiguration
 from KalturaClient.exceptions import KalturaException
 from KalturaClient.Plugins.Core import KalturaBaseEntry, KalturaMediaEntry, KalturaSessionType
@@ -138,3 +141,16 @@ def test_a_partner_without_the_plugin_is_refused_with_kalturas_error(sim, client
     client.metadata.metadata.list(KalturaMetadataFilter(objectIdEqual=entry_id))
     entry, refused = client.doMultiRequest()
     assert entry.id == entry_id and isinstance(refused, KalturaException) and refused.code == "FEATURE_FORBIDDEN"
+
+
+def test_an_uploaded_image_becomes_the_entry_thumbnail(sim, client):
+    entry_id = sim.state.add_entry(name="Thumbnailed lecture")
+    before = client.media.get(entry_id).thumbnailUrl
+    image = b"\x89PNG\r\n\x1a\n" + b"an uploaded thumbnail" * 10
+    upload = io.BytesIO(image)
+    upload.name = "thumb.png"  # the client names the multipart part after it
+    updated = client.media.updateThumbnailJpeg(entry_id, upload)
+    assert updated.thumbnailUrl != before  # a new thumbnail version
+    answer = requests.get(updated.thumbnailUrl, timeout=10)
+    assert answer.content == image and answer.headers["Content-Type"] == "image/png"
+    assert requests.get(before, timeout=10).content != image  # the earlier version stays as it was
