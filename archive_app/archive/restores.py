@@ -34,7 +34,7 @@ from django.utils import timezone
 from archive_app import audit, queue
 from archive_app.archive import runner
 from archive_app.archive.runner import Refused
-from archive_app.archive.sidecar import restore_captions
+from archive_app.archive.sidecar import restore_captions, restore_thumbnail
 from archive_app.archive.workflow import ContentId, LiveState, Policy, Step, read_live_state, sizes_agree
 from archive_app.lib.kaltura import Kaltura
 from archive_app.lib.storage import ARCHIVE_CLASSES, ArchiveStore, HashingReader
@@ -178,7 +178,10 @@ def placeholder_refusal(state: LiveState, *, known_sizes: frozenset[int] = froze
 
 
 # Once the original is back (archive_app/archive/sidecar.py restore_captions).
-CAPTIONS_STEP = Step("restore_captions", "add back from S3 the captions the sidecar lists and Kaltura no longer has")
+CAPTIONS_STEP = Step(
+    "restore_captions",
+    "add back from S3 the captions the sidecar lists and Kaltura no longer has, and its default thumbnail",
+)
 
 
 def plan_restore(
@@ -748,8 +751,11 @@ def step_restore_captions(run: runner.Run) -> dict:
         run.progress.get("captions_added", {}),
         lambda added: run.save_progress(captions_added=added),
     )
+    details.update(restore_thumbnail(run.store, run.kaltura, copy))
     if details.get("captions_refused"):
         log.error("captions of %s not restored: %s", run.entry_id, details["captions_refused"])
+    if details.get("thumbnail_refused"):
+        log.error("thumbnail of %s not restored: %s", run.entry_id, details["thumbnail_refused"])
     return details
 
 

@@ -6,23 +6,8 @@ a content key, which is `<entry id>/<flavor id>-v<version>`). Written once, with
 write, in STANDARD (readable without a restore), under the same Object Lock as the copies; its VersionId is
 recorded on the copy. A rerun after a crash finds it written and keeps it.
 
-Schema `kaltura-archive-sidecar/1` (a new number for any change that is not an added field):
-- schema, written_at (ISO 8601, UTC), app
-- entry: id, name, description, tags (list), categories (list of {id, full_name, full_ids}; names from the
-  mirror's category tree at archive time), owner_id, creator_id, created_at, updated_at, last_played_at,
-  plays, views, duration (seconds), media_type, status, thumbnail_url (Kaltura's, as it was)
-- original: the copy this describes: flavor_id, flavor_version, bytes, sha256, crc32, bucket, key, version_id,
-  storage_class
-- flavors: every flavor Kaltura had: id, flavor_params_id, is_original, status, bytes, file_ext, width, height,
-  bitrate, tags, version
-- captions: every caption asset Kaltura had (list, maybe empty): id, language, label, format (KalturaCaptionType:
-  "1" SRT, "2" DFXP, "3" WebVTT, ...), format_name, is_default, file_ext, status, and where its content is kept:
-  key, version_id, bytes, sha256 (of the bytes Kaltura served). key is null (with `missing` saying why) for an
-  asset without content, or with more than SIDE_OBJECT_LIMIT bytes.
-- thumbnail: the entry's default thumbnail as Kaltura served it from thumbnail_url: key, version_id, bytes,
-  sha256, content_type; null if the entry has no thumbnail URL.
-- not_included: what this version of the sidecar does not hold yet (co-editors, custom metadata): a reader must
-  not take their absence for "there were none".
+The schema (`kaltura-archive-sidecar/2`, every field, and what changed from /1) is documented for auditors and
+re-publishers in docs/sidecar.md; keep it in step with sidecar_document below.
 
 Captions and the thumbnail are objects of their own beside the copy, written once like the sidecar (and before
 it, so that what it lists exists): `<copy's key>/captions/<asset id>.<ext>` and `<copy's key>/thumbnail.<ext>`,
@@ -38,12 +23,16 @@ import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from archive_app.lib.kaltura import Kaltura, KCaption
+import requests
+
+from archive_app.lib.kaltura import Kaltura, KalturaError, KCaption, KEntryDescription
 from archive_app.lib.storage import APP_NAME, ArchiveStore, StorageError
 from archive_app.models import ArchiveCopy, Category, split_tags
 
-SCHEMA = "kaltura-archive-sidecar/1"
-NOT_INCLUDED = ["co_editors", "custom_metadata"]
+# A new number whenever what a sidecar holds changes (an added field too): a reader knows from the number alone
+# which fields to expect. /1 had no co-editors and no custom metadata (it listed them under not_included).
+SCHEMA = "kaltura-archive-sidecar/2"
+NOT_INCLUDED: list[str] = []
 # Captions and thumbnails are small; anything bigger than this is named in the sidecar, not kept.
 SIDE_OBJECT_LIMIT = 32 * 1024 * 1024
 CAPTION_FORMAT_NAMES = {"1": "SRT", "2": "DFXP", "3": "WebVTT", "4": "CAP", "5": "SCC"}
@@ -160,9 +149,47 @@ def _time(value: datetime | None) -> str | None:
     return value.astimezone(UTC).isoformat() if value else None
 
 
-def sidecar_document(state, copy: ArchiveCopy, *, captions: list[dict], thumbnail: dict | None) -> dict:
+def custom_metadata_document(description: KEntryDescription) -> dict:
+    """The entry's custom metadata as the sidecar keeps it: each profile's values as Kaltura's XML, and each
+    profile's XSD (what the values mean). Not available (a partner without the metadata plugin) is said so, with
+    Kaltura's answer, never shown as "no custom metadata"."""
+    if description.metadata is None:
+        return {"available": False, "missing": description.metadata_missing, "values": None, "profiles": None}
+    profiles = description.metadata_profiles
+    return {
+        "available": True,
+        "missing": "",
+        "values": [
+            {
+                "id": value.id,
+                "profile_id": value.profile_id,
+                "profile_system_name": profiles[value.profile_id].system_name,
+                "profile_version": value.profile_version,
+                "version": value.version,
+                "created_at": _time(value.created_at),
+                "updated_at": _time(value.updated_at),
+                "xml": value.xml,
+            }
+            for value in description.metadata
+        ],
+        "profiles": [
+            {
+                "id": profile.id,
+                "name": profile.name,
+                "system_name": profile.system_name,
+                "version": profile.version,
+                "xsd": profile.xsd,
+            }
+            for profile in profiles.values()
+        ],
+    }
+
+
+def sidecar_document(
+    state, copy: ArchiveCopy, *, captions: list[dict], thumbnail: dict | None, description: KEntryDescription
+) -> dict:
     """The sidecar of `copy`, from the live state read for the archive run (entry and flavors), with the captions
-    and thumbnail kept beside it."""
+    and thumbnail kept beside it, and the co-editors and custom metadata read from Kaltura right before."""
     entry = state.entry
     categories = {c.id: c for c in Category.objects.filter(id__in=entry.categories_ids)}
     return {
@@ -183,6 +210,9 @@ def sidecar_document(state, copy: ArchiveCopy, *, captions: list[dict], thumbnai
                 for cid in entry.categories_ids
             ],
             "owner_id": entry.owner_id,
+            "co_editors": list(description.co_editors),
+            "co_publishers": list(description.co_publishers),
+            "co_viewers": list(description.co_viewers),
             "creator_id": entry.creator_id,
             "created_at": _time(entry.created_at),
             "updated_at": _time(entry.updated_at),
@@ -223,6 +253,7 @@ def sidecar_document(state, copy: ArchiveCopy, *, captions: list[dict], thumbnai
         ],
         "captions": captions,
         "thumbnail": thumbnail,
+        "custom_metadata": custom_metadata_document(description),
         "not_included": NOT_INCLUDED,
     }
 
@@ -238,7 +269,8 @@ def write_sidecar(store: ArchiveStore, kaltura: Kaltura, state, copy: ArchiveCop
         return {"sidecar_key": key, "sidecar_version_id": head.version_id, "sidecar_written": False}
     captions = keep_captions(store, kaltura, copy)
     thumbnail = keep_thumbnail(store, kaltura, state, copy)
-    document = sidecar_document(state, copy, captions=captions, thumbnail=thumbnail)
+    description = kaltura.describe_entry(copy.entry_id)
+    document = sidecar_document(state, copy, captions=captions, thumbnail=thumbnail, description=description)
     body = json.dumps(document, indent=2, ensure_ascii=False).encode()
     try:
         version_id = store.put_new_small(
@@ -257,7 +289,10 @@ def write_sidecar(store: ArchiveStore, kaltura: Kaltura, state, copy: ArchiveCop
     kept = {
         "captions_kept": sum(1 for c in captions if c["key"]),
         "thumbnail_kept": bool(thumbnail and thumbnail["key"]),
+        "custom_metadata_kept": len(description.metadata or ()),
     }
+    if description.metadata is None:
+        kept["custom_metadata_missing"] = description.metadata_missing
     return {"sidecar_key": key, "sidecar_version_id": version_id, "sidecar_written": written, **kept}
 
 
@@ -348,3 +383,43 @@ def restore_captions(store: ArchiveStore, kaltura: Kaltura, copy: ArchiveCopy | 
             }
         )
     return {"captions_kept": kept, "captions_restored": restored, "captions_refused": refused}
+
+
+# --- putting the thumbnail back (also the restore's step restore_captions) ---------------------
+
+
+def restore_thumbnail(store: ArchiveStore, kaltura: Kaltura, copy: ArchiveCopy | None) -> dict:
+    """Make the thumbnail the sidecar lists the entry's default thumbnail again, unless Kaltura's default one is
+    that image already (same SHA-256).
+
+    The placeholder got a thumbnail cut from the placeholder video; the restored original does not bring its own
+    back. A rerun after a crash finds the archived image in place and leaves it.
+    """
+    if copy is None or not copy.sidecar_key:
+        return {"thumbnail": "no sidecar recorded for this copy"}
+    archived = read_sidecar(store, copy).get("thumbnail") or {}
+    if not archived.get("key"):
+        return {"thumbnail": "none archived"}
+    url = kaltura.get_entry(copy.entry_id).thumbnail_url
+    current = None
+    if url:
+        fetched = _fetch_or_none(kaltura, url)
+        current = hashlib.sha256(fetched).hexdigest() if fetched is not None else None
+    if current == archived.get("sha256"):
+        return {"thumbnail": "kept: Kaltura's default thumbnail is the archived one"}
+    data = store.read_small(archived["key"], archived.get("version_id"), limit=SIDE_OBJECT_LIMIT)
+    sha256 = hashlib.sha256(data).hexdigest()
+    if archived.get("sha256") and sha256 != archived["sha256"]:
+        return {"thumbnail_refused": f"SHA-256 {sha256} in S3, {archived['sha256']} recorded ({archived['key']})"}
+    extension = archived["key"].rsplit(".", 1)[-1]
+    kaltura.set_thumbnail_image(copy.entry_id, data, file_name=f"{copy.entry_id}.{extension}")
+    return {"thumbnail_restored": {"key": archived["key"], "sha256": sha256, "replaced_sha256": current}}
+
+
+def _fetch_or_none(kaltura: Kaltura, url: str) -> bytes | None:
+    """Kaltura's thumbnail bytes, or None when it serves none (an error answer, a refused host, a broken
+    connection, or too large to compare): the archived one then goes back."""
+    try:
+        return _fetch(kaltura, url).data
+    except (StorageError, KalturaError, requests.RequestException):
+        return None

@@ -38,6 +38,11 @@ from KalturaClient.Plugins.Core import (
     KalturaUploadedFileTokenResource,
     KalturaUploadToken,
 )
+from KalturaClient.Plugins.Metadata import (
+    KalturaMetadataFilter,
+    KalturaMetadataObjectType,
+    KalturaMetadataProfileFilter,
+)
 
 from archive_app.lib.config import require_kaltura
 
@@ -465,6 +470,71 @@ class KCaption:
         )
 
 
+# What the metadata plugin's services answer for a partner without the plugin (MetadataService::initService;
+# older servers said SERVICE_FORBIDDEN): custom metadata is then "not available", not an error.
+PLUGIN_OFF_CODES = {"FEATURE_FORBIDDEN", "SERVICE_FORBIDDEN"}
+
+
+@dataclass(frozen=True)
+class KMetadataProfile:
+    """A custom metadata schema (the metadata plugin's metadataProfile): its XSD says what the values mean."""
+
+    id: int
+    name: str
+    system_name: str
+    version: int
+    xsd: str
+
+
+@dataclass(frozen=True)
+class KMetadata:
+    """One entry's values of one custom metadata profile, as XML."""
+
+    id: int
+    profile_id: int
+    profile_version: int
+    version: int
+    created_at: datetime | None
+    updated_at: datetime | None
+    xml: str
+
+
+@dataclass(frozen=True)
+class KEntryDescription:
+    """What a sidecar keeps beyond the entry's mirrored fields: who may edit, publish and view it besides its
+    owner (entitledUsersEdit / entitledUsersPublish / entitledUsersView), and its custom metadata.
+
+    `metadata` is None when Kaltura would not give it (`metadata_missing` says why): a partner without the
+    plugin has no custom metadata to keep, which is not the same as an entry without any."""
+
+    owner_id: str
+    co_editors: tuple[str, ...]
+    co_publishers: tuple[str, ...]
+    co_viewers: tuple[str, ...]
+    metadata: tuple[KMetadata, ...] | None
+    metadata_profiles: dict[int, KMetadataProfile]
+    metadata_missing: str
+
+
+def _user_ids(value) -> tuple[str, ...]:
+    return tuple(user_id.strip() for user_id in _str(value).split(",") if user_id.strip())
+
+
+def _time_value(value) -> datetime | None:
+    stamp = _int(value)
+    return datetime.fromtimestamp(stamp, tz=UTC) if stamp else None
+
+
+def _metadata_profile(profile) -> KMetadataProfile:
+    return KMetadataProfile(
+        id=_int(profile.id),
+        name=_str(profile.name),
+        system_name=_str(profile.systemName),
+        version=_int(profile.version),
+        xsd=_str(profile.xsd),
+    )
+
+
 @dataclass(frozen=True)
 class EntryPage:
     entries: list[KEntry]
@@ -852,12 +922,84 @@ class Kaltura:
         entry = self._call(lambda c: c.media.updateContent(entry_id, resource), what=f"media.updateContent {entry_id}")
         return KEntry.from_client(entry)
 
+    def set_thumbnail_image(self, entry_id: str, data: bytes, *, file_name: str) -> None:
+        """Make this image the entry's default thumbnail (media.updateThumbnailJpeg, which takes any image)."""
+        self._call(
+            lambda c: c.media.updateThumbnailJpeg(entry_id, _NamedBytes(data, file_name)),
+            what=f"media.updateThumbnailJpeg {entry_id}",
+        )
+
     def update_thumbnail(self, entry_id: str, time_offset: int = 1) -> None:
         self._call(lambda c: c.media.updateThumbnail(entry_id, time_offset), what=f"media.updateThumbnail {entry_id}")
 
     def user_email(self, user_id: str) -> str:
         user = self._call(lambda c: c.user.get(user_id), what=f"user.get {user_id}")
         return _str(user.email)
+
+    # --- co-editors and custom metadata (for the sidecar) ------------------------------------------
+
+    def describe_entry(self, entry_id: str) -> KEntryDescription:
+        """The entry's owner, co-editors, co-publishers and co-viewers, and its custom metadata with the profiles
+        that define it, in one HTTP request (a multirequest of baseEntry.get, metadataProfile.list and
+        metadata.list through the client's Metadata plugin)."""
+        entry_type = KalturaMetadataObjectType.ENTRY
+
+        def send(client: KalturaClient) -> tuple:
+            client.startMultiRequest()
+            try:
+                client.baseEntry.get(entry_id)
+                client.metadata.metadataProfile.list(
+                    KalturaMetadataProfileFilter(metadataObjectTypeEqual=entry_type),
+                    KalturaFilterPager(pageSize=PAGE_SIZE, pageIndex=1),
+                )
+                client.metadata.metadata.list(
+                    KalturaMetadataFilter(objectIdEqual=entry_id, metadataObjectTypeEqual=entry_type),
+                    KalturaFilterPager(pageSize=PAGE_SIZE, pageIndex=1),
+                )
+                entry, profiles, values = client.doMultiRequest()
+            finally:
+                client.multiRequestReturnType = None
+            if isinstance(entry, KalturaException):
+                raise entry
+            for answer in (profiles, values):
+                if isinstance(answer, KalturaException) and answer.code not in PLUGIN_OFF_CODES:
+                    raise answer  # retried, or the session renewed, like a failed request
+            return entry, profiles, values
+
+        entry, profiles, values = self._call(send, what=f"baseEntry.get and metadata.list {entry_id}")
+        description = {
+            "owner_id": _str(entry.userId),
+            "co_editors": _user_ids(entry.entitledUsersEdit),
+            "co_publishers": _user_ids(entry.entitledUsersPublish),
+            "co_viewers": _user_ids(entry.entitledUsersView),
+        }
+        refused = next((a for a in (profiles, values) if isinstance(a, KalturaException)), None)
+        if refused is not None:
+            missing = f"Kaltura refused the custom metadata plugin's service: {refused.code} ({refused.message})"
+            return KEntryDescription(**description, metadata=None, metadata_profiles={}, metadata_missing=missing)
+        known = {p.id: p for p in map(_metadata_profile, profiles.objects or [])}
+        metadata = tuple(
+            KMetadata(
+                id=_int(value.id),
+                profile_id=_int(value.metadataProfileId),
+                profile_version=_int(value.metadataProfileVersion),
+                version=_int(value.version),
+                created_at=_time_value(value.createdAt),
+                updated_at=_time_value(value.updatedAt),
+                xml=_str(value.xml),
+            )
+            for value in values.objects or []
+        )
+        used = {}
+        for value in metadata:
+            if value.profile_id not in known:  # beyond the first page of profiles: rare, asked for by id
+                profile = self._call(
+                    lambda c, i=value.profile_id: c.metadata.metadataProfile.get(i),
+                    what=f"metadataProfile.get {value.profile_id}",
+                )
+                known[value.profile_id] = _metadata_profile(profile)
+            used[value.profile_id] = known[value.profile_id]
+        return KEntryDescription(**description, metadata=metadata, metadata_profiles=used, metadata_missing="")
 
     def open_download(self, url: str) -> requests.Response:
         """The flavor at `url` as a streaming response, from Kaltura's own hosts only (see open_download)."""

@@ -301,6 +301,8 @@ def entry_detail(request: HttpRequest, entry_id: str) -> HttpResponse:
         raise Http404("No entry with this id in the mirror.") from None
     # A row read after the last sync finished was refreshed by a job (sync.refresh_entries).
     last_sync = SyncRun.objects.filter(finished_at__isnull=False).order_by("-finished_at").first()
+    # Every S3 object this entry has: the first copy and one per later content (Meta.ordering: newest first).
+    archive_copies = list(ArchiveCopy.objects.filter(entry_id=entry.id))
     return render(
         request,
         "archive_app/entry_detail.html",
@@ -309,7 +311,8 @@ def entry_detail(request: HttpRequest, entry_id: str) -> HttpResponse:
             "refreshed_by_job": last_sync is None or entry.synced_at > last_sync.finished_at,
             "flavors": list(entry.flavors.all()),
             "categories": sorted(entry.categories.all(), key=lambda category: category.full_name),
-            "archive_copy": ArchiveCopy.objects.filter(entry_id=entry.id).first(),
+            "archive_copy": archive_copies[0] if archive_copies else None,
+            "archive_copies": archive_copies,
             "legal_hold": LegalHold.objects.filter(entry_id=entry.id).select_related("placed_by").first(),
             "events": AuditEvent.objects.filter(entry_id=entry.id).select_related("batch")[:200],
             # Only a web address becomes an <img>: the mirror holds whatever Kaltura sent.

@@ -27,7 +27,7 @@ STEP_LABELS = {
     "upload_original": "Upload the original back to Kaltura",
     "restore_content": "Swap the original back in",
     "wait_conversion": "Wait for Kaltura to convert the original",
-    "restore_captions": "Put back the captions Kaltura lost",
+    "restore_captions": "Put back the captions and thumbnail Kaltura lost",
     "untag_replaced": "Remove the replaced tag",
 }
 # Steps whose label carries a size, and which of the plan's sizes it is.

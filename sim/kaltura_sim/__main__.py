@@ -67,6 +67,12 @@ def main(argv: list[str] | None = None) -> int:
         default=[],
         help="sizes of extra bulk uploads, each sharing one createdAt second",
     )
+    parser.add_argument(
+        "--no-metadata-plugin",
+        dest="metadata_plugin",
+        action="store_false",
+        help="a partner without the custom metadata plugin: its services answer FEATURE_FORBIDDEN",
+    )
     args = parser.parse_args(argv)
 
     stop = threading.Event()
@@ -89,6 +95,7 @@ def main(argv: list[str] | None = None) -> int:
         bursts=tuple(args.bursts),
         latency_ms=args.latency_ms,
         download_bytes_per_second=args.download_bytes_per_second,
+        metadata_plugin=args.metadata_plugin,
     ).start()
     print(
         f"kaltura_sim serving {sim.url} partner id {sim.partner_id}, {args.entries} entries; "

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from operator import itemgetter
 from typing import Any
+from xml.etree import ElementTree
 
 from .errors import KalturaError
 from .generator import (
@@ -33,6 +34,8 @@ from .state import (
     CAPTION_READY,
     CAPTION_SRT,
     CATEGORY_ENTRY_ACTIVE,
+    METADATA_OBJECT_ENTRY,
+    METADATA_VALID,
     SimState,
     public,
 )
@@ -406,6 +409,8 @@ UPDATABLE = {
     "entitledUsersPublish",
     "entitledUsersView",
 }
+# Co-editors, co-publishers, co-viewers: user id lists Kaltura checks and normalises (SimState.entitled_users).
+ENTITLED_USER_FIELDS = {"entitledUsersEdit", "entitledUsersPublish", "entitledUsersView"}
 INT_FIELDS = {
     "startDate",
     "endDate",
@@ -426,6 +431,8 @@ def media_update(state: SimState, call: Call) -> dict:
             changes[key] = None
         elif key in changes_in and not isinstance(changes_in[key], dict | list):
             changes[key] = p_int(changes_in, key) if key in INT_FIELDS else str(changes_in[key])
+    for key in ENTITLED_USER_FIELDS & changes.keys():
+        changes[key] = state.entitled_users(changes[key])
     state.update_entry(entry, changes)
     return _entry_object(state, entry)
 
@@ -462,6 +469,16 @@ def media_add_content(state: SimState, call: Call) -> dict:
     path = _uploaded_path(state, call)
     if path is not None:
         state.attach_content(entry, path)
+    return _entry_object(state, entry)
+
+
+def media_update_thumbnail_jpeg(state: SimState, call: Call) -> dict:
+    entry = state.find_entry(p_str(call.params, "entryId", required=True))
+    upload = call.files.pop("fileData", None)
+    if upload is None:
+        raise KalturaError("MISSING_MANDATORY_PARAMETER", "fileData")
+    with open(upload.path, "rb") as handle:
+        state.thumbnail_from_image(entry, handle.read())
     return _entry_object(state, entry)
 
 
@@ -693,6 +710,131 @@ def caption_delete(state: SimState, call: Call) -> None:
     state.delete_caption(p_str(call.params, "captionAssetId", required=True))
 
 
+# --- custom metadata (the metadata plugin: services metadata_metadataprofile, metadata_metadata) ----
+
+
+def _metadata_plugin(state: SimState) -> None:
+    """A partner without the plugin: MetadataService::initService refuses every action before it runs."""
+    if not state.metadata_plugin:
+        raise KalturaError("FEATURE_FORBIDDEN", "metadata")
+
+
+def _in_filter(f: dict[str, Any], name: str, *, numeric: bool = False) -> set | None:
+    """`<name>Equal` / `<name>In` of a filter as a set of wanted values (None: not filtered on)."""
+    values = _id_list(p_str(f, f"{name}In"), limit=None)
+    if p_str(f, f"{name}Equal") is not None:
+        values = [p_str(f, f"{name}Equal")]
+    if values is None:
+        return None
+    return {int(v) for v in values if v.lstrip("-").isdigit()} if numeric else set(values)
+
+
+def _by_id_order(items: list[dict], order_by: str | None, fields: tuple[str, ...]) -> None:
+    order = (order_by or "").split(",")[0].strip()
+    name = order[1:] if order[1:] in fields and order[:1] in "+-" else "id"
+    items.sort(key=lambda item: (item[name], item["id"]), reverse=order.startswith("-"))
+
+
+def metadata_profile_list(state: SimState, call: Call) -> dict:
+    _metadata_plugin(state)
+    f = p_obj(call.params, "filter")
+    tests = [
+        (name, wanted)
+        for name, wanted in (
+            ("id", _in_filter(f, "id", numeric=True)),
+            ("metadataObjectType", _in_filter(f, "metadataObjectType")),
+            ("systemName", _in_filter(f, "systemName")),
+            ("status", _in_filter(f, "status", numeric=True)),
+        )
+        if wanted is not None
+    ]
+    items = [p for p in state.metadata_profiles.values() if all(p[name] in wanted for name, wanted in tests)]
+    _by_id_order(items, p_str(f, "orderBy"), ("createdAt", "updatedAt"))
+    page = _page(items, call.params, capped=False)
+    objects = [{"objectType": "KalturaMetadataProfile", **public(p)} for p in page]
+    return _list_response("KalturaMetadataProfileListResponse", objects, len(items))
+
+
+def metadata_profile_get(state: SimState, call: Call) -> dict:
+    _metadata_plugin(state)
+    return {"objectType": "KalturaMetadataProfile", **public(state.find_metadata_profile(p_int(call.params, "id")))}
+
+
+def _metadata_object(metadata: dict) -> dict[str, Any]:
+    return {"objectType": "KalturaMetadata", **public(metadata)}
+
+
+def metadata_list(state: SimState, call: Call) -> dict:
+    """Metadata objects by filter; only VALID ones unless the filter asks for a status (MetadataPeer's default
+    criteria). Entries of other partners are never listed (entryPeer::filterEntriesByPartnerOrKalturaNetwork)."""
+    _metadata_plugin(state)
+    f = p_obj(call.params, "filter")
+    statuses = _in_filter(f, "status", numeric=True) or {METADATA_VALID}
+    tests = [
+        (name, wanted)
+        for name, wanted in (
+            ("id", _in_filter(f, "id", numeric=True)),
+            ("metadataProfileId", _in_filter(f, "metadataProfileId", numeric=True)),
+            ("metadataObjectType", _in_filter(f, "metadataObjectType")),
+            ("objectId", _in_filter(f, "objectId")),
+            ("version", _in_filter(f, "version", numeric=True)),
+            ("status", statuses),
+        )
+        if wanted is not None
+    ]
+    items = [m for m in state.metadata.values() if all(m[name] in wanted for name, wanted in tests)]
+    _by_id_order(items, p_str(f, "orderBy"), ("createdAt", "updatedAt", "version", "metadataProfileVersion"))
+    page = _page(items, call.params, capped=False)
+    return _list_response("KalturaMetadataListResponse", [_metadata_object(m) for m in page], len(items))
+
+
+def _check_xml(xml_data: str | None) -> str:
+    """Well-formed XML or INVALID_METADATA_DATA (Kaltura also validates it against the profile's XSD; the
+    simulator does not)."""
+    try:
+        ElementTree.fromstring(xml_data or "")
+    except ElementTree.ParseError as exc:
+        raise KalturaError("INVALID_METADATA_DATA", exc) from None
+    return xml_data or ""
+
+
+def metadata_add(state: SimState, call: Call) -> dict:
+    _metadata_plugin(state)
+    params = call.params
+    profile = state.find_metadata_profile(p_int(params, "metadataProfileId"))
+    object_type, object_id = p_str(params, "objectType") or "", p_str(params, "objectId") or ""
+    if profile["metadataObjectType"] != object_type:
+        raise KalturaError("INCOMPATIBLE_METADATA_PROFILE_OBJECT_TYPE", profile["metadataObjectType"], object_type)
+    if object_type == METADATA_OBJECT_ENTRY and object_id not in state.entries:
+        raise KalturaError("INVALID_METADATA_OBJECT", object_id)
+    for existing in state.entry_metadata(object_id):
+        if existing["metadataProfileId"] == profile["id"]:
+            raise KalturaError("METADATA_ALREADY_EXISTS", existing["id"])
+    return _metadata_object(state.set_metadata(profile["id"], object_id, _check_xml(p_str(params, "xmlData"))))
+
+
+def metadata_update(state: SimState, call: Call) -> dict:
+    _metadata_plugin(state)
+    metadata = state.find_metadata(p_int(call.params, "id"))
+    version = p_int(call.params, "version")
+    if version and version != metadata["version"]:
+        raise KalturaError("INVALID_METADATA_VERSION", metadata["version"])
+    xml_data = p_str(call.params, "xmlData")
+    if xml_data:
+        state.set_metadata(metadata["metadataProfileId"], metadata["objectId"], _check_xml(xml_data))
+    return _metadata_object(metadata)
+
+
+def metadata_get(state: SimState, call: Call) -> dict:
+    _metadata_plugin(state)
+    return _metadata_object(state.find_metadata(p_int(call.params, "id")))
+
+
+def metadata_delete(state: SimState, call: Call) -> None:
+    _metadata_plugin(state)
+    state.delete_metadata(p_int(call.params, "id"))
+
+
 # --- upload tokens --------------------------------------------------------------------------------
 
 
@@ -871,8 +1013,15 @@ SERVICES: dict[str, dict[str, Callable[[SimState, Call], Any]]] = {
         "updateContent": media_update_content,
         "addContent": media_add_content,
         "updateThumbnail": media_update_thumbnail,
+        "updateThumbnailJpeg": media_update_thumbnail_jpeg,
     },
-    "baseentry": {"list": baseentry_list, "count": entry_count, "get": entry_get},
+    "baseentry": {
+        "list": baseentry_list,
+        "count": entry_count,
+        "get": entry_get,
+        "update": media_update,
+        "updateThumbnailJpeg": media_update_thumbnail_jpeg,
+    },
     "flavorasset": {
         "list": flavor_list,
         "get": flavor_get,
@@ -890,6 +1039,14 @@ SERVICES: dict[str, dict[str, Callable[[SimState, Call], Any]]] = {
         "getUrl": caption_get_url,
         "setAsDefault": caption_set_as_default,
         "delete": caption_delete,
+    },
+    "metadata_metadataprofile": {"list": metadata_profile_list, "get": metadata_profile_get},
+    "metadata_metadata": {
+        "list": metadata_list,
+        "add": metadata_add,
+        "update": metadata_update,
+        "get": metadata_get,
+        "delete": metadata_delete,
     },
     "category": {"list": category_list},
     "categoryentry": {"list": category_entry_list},

@@ -49,6 +49,20 @@ TEMPLATES: dict[str, tuple[tuple[str, ...], str]] = {
     "UPLOAD_TOKEN_CANNOT_MATCH_EXPECTED_SIZE": ((), "Failed to match expected file size"),
     "QUERY_EXCEEDED_MAX_MATCHES_ALLOWED": ((), "Unable to generate list. max matches value was reached"),
     "MUST_FILTER_ON_ENTRY_OR_CATEGORY": ((), "Must filter on entry id or category"),
+    # A partner without a plugin: its services refuse every action in initService.
+    "FEATURE_FORBIDDEN": (("FEATURE",), "The usage of feature [@FEATURE@] is forbidden"),
+    "SERVICE_FORBIDDEN": (("SERVICE",), "The access to service [@SERVICE@] is forbidden"),
+    # plugins/metadata/lib/MetadataErrors.php
+    "METADATA_PROFILE_NOT_FOUND": (("ID",), "metadata profile not found, id [@ID@]"),
+    "METADATA_NOT_FOUND": (("ID",), "metadata not found, id [@ID@]"),
+    "METADATA_ALREADY_EXISTS": (("ID",), "Metadata already exists id [@ID@]"),
+    "INVALID_METADATA_OBJECT": (("OBJECT",), "invalid metadata object [@OBJECT@]"),
+    "INVALID_METADATA_DATA": (("ERR_MSG",), "invalid metadata data: @ERR_MSG@"),
+    "INVALID_METADATA_VERSION": (("VERSION",), "invalid metadata version [@VERSION@]"),
+    "INCOMPATIBLE_METADATA_PROFILE_OBJECT_TYPE": (
+        ("PROFILE_TYPE", "OBJECT_TYPE"),
+        "Metadata Profile object type is @PROFILE_TYPE@, metadata object type is @OBJECT_TYPE@",
+    ),
 }
 
 

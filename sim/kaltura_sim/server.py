@@ -54,6 +54,7 @@ class Simulator:
         bursts: tuple[int, ...] = (),
         latency_ms: float = 0.0,
         download_bytes_per_second: float | None = None,
+        metadata_plugin: bool = True,
     ) -> None:
         self.state = SimState(
             entries=entries,
@@ -70,6 +71,7 @@ class Simulator:
             bursts=tuple(bursts),
             latency_ms=latency_ms,
             download_bytes_per_second=download_bytes_per_second,
+            metadata_plugin=metadata_plugin,
         )
         self.host, self.port = host, port
         self.log_requests = log_requests
@@ -275,7 +277,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(404, b"Not Found", "text/plain")
             return
         version = int(match.group(2)) if match.group(2) else entry["_thumb_version"]
-        self._send(200, content.thumbnail_png(entry["id"], version), "image/png")
+        self._send(200, *self.state.thumbnail_bytes(entry, version))
 
     def _caption(self, caption_id: str) -> None:
         self._discard_body()

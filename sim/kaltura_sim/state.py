@@ -47,6 +47,25 @@ CAPTION_EXTENSIONS = {CAPTION_SRT: "srt", CAPTION_DFXP: "xml", CAPTION_WEBVTT: "
 CAPTION_QUEUED, CAPTION_READY, CAPTION_DELETED = 0, 2, 3
 # About one generated entry in this many has captions (from its own seeded stream: the catalogue is unchanged).
 CAPTIONED_ONE_IN = 5
+# The metadata plugin: KalturaMetadataObjectType ENTRY, KalturaMetadataStatus, KalturaMetadataProfileStatus.
+METADATA_OBJECT_ENTRY = "1"
+METADATA_VALID, METADATA_INVALID, METADATA_DELETED = 1, 2, 3
+METADATA_PROFILE_ACTIVE = 1
+# About one generated entry in this many has custom metadata, one in this many co-editors (own seeded streams).
+METADATA_ONE_IN = 8
+CO_EDITED_ONE_IN = 10
+COURSE_PROFILE_XSD = """<?xml version="1.0"?>
+<xsd:schema xmlns:xsd="http://www.w3.org/2001/XMLSchema">
+  <xsd:element name="metadata">
+    <xsd:complexType>
+      <xsd:sequence>
+        <xsd:element name="CourseCode" minOccurs="0" maxOccurs="1" type="xsd:string"/>
+        <xsd:element name="Term" minOccurs="0" maxOccurs="1" type="xsd:string"/>
+        <xsd:element name="Instructor" minOccurs="0" maxOccurs="unbounded" type="xsd:string"/>
+      </xsd:sequence>
+    </xsd:complexType>
+  </xsd:element>
+</xsd:schema>"""
 
 
 _LANGUAGE_CODES = {"English": "en", "French": "fr", "German": "de", "Spanish": "es", "Hebrew": "he"}
@@ -75,8 +94,11 @@ class SimState:
         bursts: tuple[int, ...] = (),
         latency_ms: float = 0.0,
         download_bytes_per_second: float | None = None,
+        metadata_plugin: bool = True,
     ) -> None:
         self.lock = threading.RLock()
+        # False: a partner without the custom metadata plugin; its services answer FEATURE_FORBIDDEN.
+        self.metadata_plugin = metadata_plugin
         # A remote service's round trip, added to every API call, download, thumbnail and caption (not /sim/).
         self.latency_ms = latency_ms
         # Every download connection's speed cap (None: as fast as the loopback goes); a download fault's own
@@ -124,6 +146,12 @@ class SimState:
         for entry in generated:
             if self._caption_rng.randrange(CAPTIONED_ONE_IN) == 0 and entry["status"] == ENTRY_READY:
                 self._generate_captions(entry)
+        self.thumbnail_images: dict[tuple[str, int], bytes] = {}  # (entry id, thumbnail version) -> uploaded image
+        self.metadata_profiles: dict[int, dict] = {}
+        self.metadata: dict[int, dict] = {}
+        self._metadata_ids = 0
+        self._generate_metadata(generated, random.Random(f"{seed}:metadata"))
+        self._generate_co_editors(generated, random.Random(f"{seed}:co-editors"))
 
         self.sessions: dict[str, dict] = {}
         self.upload_tokens: dict[str, dict] = {}
@@ -740,11 +768,138 @@ class SimState:
             f"{caption['id']}/v/{caption['version']}/a.{caption['fileExt']}"
         )
 
+    # --- co-editors (entitledUsersEdit / entitledUsersPublish / entitledUsersView) ---------------------
+
+    def entitled_users(self, value: str | None) -> str:
+        """What Kaltura stores for an entitledUsers* list (entry::setEntitledPusersEdit): each id trimmed, each an
+        active user of the partner (INVALID_USER_ID otherwise), once each, joined with ","."""
+        if not (value or "").strip():
+            return ""
+        ids: list[str] = []
+        for user_id in value.split(","):
+            user_id = user_id.strip()
+            if user_id not in self.users:
+                raise KalturaError("INVALID_USER_ID")
+            if user_id not in ids:
+                ids.append(user_id)
+        return ",".join(ids)
+
+    def _generate_co_editors(self, generated: list[dict], rng: random.Random) -> None:
+        user_ids = sorted(self.users)
+        for entry in generated:
+            if rng.randrange(CO_EDITED_ONE_IN) == 0:
+                others = [u for u in rng.sample(user_ids, 3) if u != entry["userId"]]
+                entry["entitledUsersEdit"] = ",".join(others[:2])
+                entry["entitledUsersPublish"] = others[0] if rng.randrange(2) == 0 else ""
+
+    # --- custom metadata (the metadata plugin's metadataProfile and metadata) --------------------------
+
+    def _generate_metadata(self, generated: list[dict], rng: random.Random) -> None:
+        profile_id = self.add_metadata_profile("Course information", "CourseInfo", COURSE_PROFILE_XSD)
+        user_ids = sorted(self.users)
+        for entry in generated:
+            if rng.randrange(METADATA_ONE_IN) == 0:
+                code = f"{rng.choice(['HIS', 'MAT', 'PHY', 'BIO', 'ECO'])} {rng.randint(100, 499)}"
+                term = f"{rng.choice(['Fall', 'Spring'])} {rng.randint(2012, 2024)}"
+                xml = (
+                    f"<metadata><CourseCode>{code}</CourseCode><Term>{term}</Term>"
+                    f"<Instructor>{rng.choice(user_ids)}</Instructor></metadata>"
+                )
+                self.set_metadata(profile_id, entry["id"], xml, when=entry["createdAt"])
+
+    def add_metadata_profile(
+        self, name: str, system_name: str, xsd: str, object_type: str = METADATA_OBJECT_ENTRY
+    ) -> int:
+        """A custom metadata schema (metadataProfile.add); returns its id."""
+        with self.lock:
+            now = int(time.time())
+            profile_id = 9000 + len(self.metadata_profiles) + 1
+            self.metadata_profiles[profile_id] = {
+                "id": profile_id,
+                "partnerId": self.partner_id,
+                "metadataObjectType": object_type,
+                "version": 1,
+                "name": name,
+                "systemName": system_name,
+                "description": "",
+                "createdAt": now,
+                "updatedAt": now,
+                "status": METADATA_PROFILE_ACTIVE,
+                "xsd": xsd,
+                "views": None,
+                "xslt": None,
+                "createMode": 1,
+                "disableReIndexing": False,
+            }
+            return profile_id
+
+    def find_metadata_profile(self, profile_id: int | None) -> dict:
+        profile = self.metadata_profiles.get(profile_id or 0)
+        if profile is None:
+            raise KalturaError("METADATA_PROFILE_NOT_FOUND", profile_id)
+        return profile
+
+    def find_metadata(self, metadata_id: int | None) -> dict:
+        metadata = self.metadata.get(metadata_id or 0)
+        if metadata is None or metadata["status"] == METADATA_DELETED:
+            raise KalturaError("METADATA_NOT_FOUND", metadata_id)
+        return metadata
+
+    def entry_metadata(self, entry_id: str) -> list[dict]:
+        return [m for m in self.metadata.values() if m["objectId"] == entry_id and m["status"] == METADATA_VALID]
+
+    def set_metadata(self, profile_id: int, object_id: str, xml: str, *, when: int | None = None) -> dict:
+        """The object's values of that profile (metadata.add, or metadata.update when it has some: the version
+        moves on when the XML changes)."""
+        with self.lock:
+            profile = self.find_metadata_profile(profile_id)
+            now = int(time.time()) if when is None else when
+            for metadata in self.entry_metadata(object_id):
+                if metadata["metadataProfileId"] == profile_id:
+                    if metadata["xml"] != xml:
+                        metadata.update(xml=xml, version=metadata["version"] + 1, updatedAt=now)
+                    return metadata
+            self._metadata_ids += 1
+            metadata = {
+                "id": self._metadata_ids,
+                "partnerId": self.partner_id,
+                "metadataProfileId": profile_id,
+                "metadataProfileVersion": profile["version"],
+                "metadataObjectType": profile["metadataObjectType"],
+                "objectId": object_id,
+                "version": 1,
+                "createdAt": now,
+                "updatedAt": now,
+                "status": METADATA_VALID,
+                "xml": xml,
+            }
+            self.metadata[metadata["id"]] = metadata
+            return metadata
+
+    def delete_metadata(self, metadata_id: int) -> None:
+        with self.lock:
+            metadata = self.find_metadata(metadata_id)
+            metadata.update(status=METADATA_DELETED, updatedAt=int(time.time()))
+
     def thumbnail_from_video(self, entry: dict) -> None:
         if self.original_flavor(entry) is None or self.original_flavor(entry)["status"] != FLAVOR_READY:
             raise KalturaError("ORIGINAL_FLAVOR_ASSET_IS_MISSING")
         entry["_thumb_version"] += 1
         entry["updatedAt"] = int(time.time())
+
+    def thumbnail_from_image(self, entry: dict, data: bytes) -> None:
+        """media.updateThumbnailJpeg: the uploaded image is the entry's thumbnail from its next version on."""
+        with self.lock:
+            entry["_thumb_version"] += 1
+            self.thumbnail_images[(entry["id"], entry["_thumb_version"])] = bytes(data)
+            entry["updatedAt"] = int(time.time())
+
+    def thumbnail_bytes(self, entry: dict, version: int) -> tuple[bytes, str]:
+        """A thumbnail version's image and content type: an uploaded one as it came, else one cut from the video."""
+        uploaded = self.thumbnail_images.get((entry["id"], version))
+        if uploaded is None:
+            return content.thumbnail_png(entry["id"], version), "image/png"
+        return uploaded, "image/jpeg" if uploaded[:2] == b"\xff\xd8" else "image/png"
 
     # --- upload tokens ----------------------------------------------------------------------------
 

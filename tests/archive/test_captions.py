@@ -264,3 +264,35 @@ def test_a_rerun_after_a_crash_before_the_sidecar_keeps_the_captions_first_writt
     ]
     french = next(c for c in again["captions"] if c["id"] == ids["fr"])
     assert s3.get_object(Bucket=settings.AWS_BUCKET, Key=french["key"])["Body"].read() == SRT
+
+
+def test_a_restore_puts_back_the_thumbnail_the_placeholder_took_and_a_rerun_keeps_it(world, rq_queue):  # noqa: F811
+    from archive_app.archive.sidecar import restore_thumbnail
+
+    sim, admin = world
+    [entry_id], _ = _placeholder_with_captions(sim, rq_queue, admin)
+    store = ArchiveStore.from_settings()
+    copy = ArchiveCopy.objects.get(entry_id=entry_id)
+    archived = read_sidecar(store, copy)["thumbnail"]
+
+    def served() -> bytes:
+        return requests.get(Kaltura.from_settings().get_entry(entry_id).thumbnail_url, timeout=10).content
+
+    # The placeholder's thumbnail was cut from the placeholder video: the archived one is missing from Kaltura.
+    assert hashlib.sha256(served()).hexdigest() != archived["sha256"]
+    sim.state.reset_counters()
+    restore = _restore(sim, rq_queue, admin, entry_id)
+    assert restore.status == Restore.Status.DONE, restore.error
+    back = served()
+    assert hashlib.sha256(back).hexdigest() == archived["sha256"]
+    assert back == s3_object(archived)
+    event = AuditEvent.objects.get(entry_id=entry_id, action="restore_captions")
+    assert event.details["thumbnail_restored"]["sha256"] == archived["sha256"]
+    assert sim.state.counters.get("media.updateThumbnailJpeg") == 1
+    # A rerun (after a crash right after the upload) finds it in place and uploads nothing.
+    again = restore_thumbnail(store, Kaltura.from_settings(), ArchiveCopy.objects.get(id=copy.id))
+    assert again["thumbnail"].startswith("kept") and sim.state.counters.get("media.updateThumbnailJpeg") == 1
+
+
+def s3_object(listed: dict) -> bytes:
+    return ArchiveStore.from_settings().read_small(listed["key"], listed["version_id"])
