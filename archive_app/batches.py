@@ -41,7 +41,7 @@ from archive_app.sidecar import write_sidecar
 from archive_app.storage import ArchiveStore, HashingReader, StorageError
 from archive_app.workflow import (
     Plan,
-    Policy,
+    PlanSettings,
     plan_for,
     read_live_states,
     replace_refusal,
@@ -117,8 +117,8 @@ def _plan_entries(
     states = read_live_states(entry_ids, kaltura, store)
     for entry_id, done in (progress or {}).items():
         states[entry_id] = with_progress(states[entry_id], done)
-    policy = Policy.from_settings(timezone.now())
-    plans = {entry_id: plan_for(action, states[entry_id], policy) for entry_id in entry_ids}
+    plan_settings = PlanSettings.from_settings(timezone.now())
+    plans = {entry_id: plan_for(action, states[entry_id], plan_settings) for entry_id in entry_ids}
     return {
         entry_id: dataclasses.replace(plan, identity=states[entry_id].identity()) if plan.skipped else plan
         for entry_id, plan in plans.items()
@@ -400,7 +400,7 @@ class ItemOperation(runner.Operation):
 
     def plan(self, run: runner.Run) -> runner.Outcome:
         item = run.row
-        plan = plan_for(item.batch.action, run.state, Policy.from_settings(timezone.now()))
+        plan = plan_for(item.batch.action, run.state, PlanSettings.from_settings(timezone.now()))
         if plan.skipped:
             return runner.Outcome(skip_reason=plan.skip_reason)
         approved = set(item.planned_steps)
@@ -698,9 +698,9 @@ def step_upload_placeholder(run: runner.Run) -> dict:
 
 def step_replace_content(run: runner.Run) -> dict:
     _require_verified_copy(run)
-    policy = Policy.from_settings(timezone.now())
+    plan_settings = PlanSettings.from_settings(timezone.now())
     return runner.send_replacement(
-        run, run.progress["placeholder_token"], still_allowed=lambda state: replace_refusal(state, policy)
+        run, run.progress["placeholder_token"], still_allowed=lambda state: replace_refusal(state, plan_settings)
     )
 
 

@@ -31,7 +31,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from archive_app import audit, queue, runner
+from archive_app import audit, queue, runner, wording
 from archive_app.kaltura import Kaltura
 from archive_app.models import (
     TAG_REPLACED,
@@ -47,7 +47,15 @@ from archive_app.runner import Refused
 from archive_app.sidecar import restore_captions
 from archive_app.storage import ARCHIVE_CLASSES, ArchiveStore, HashingReader
 from archive_app.sync import WindowCursor, walk_entries
-from archive_app.workflow import ContentId, LiveState, Policy, Step, read_live_state, sizes_agree
+from archive_app.workflow import (
+    ContentId,
+    LiveState,
+    PlanSettings,
+    Step,
+    StepsPlan,
+    read_live_state,
+    sizes_agree,
+)
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +110,7 @@ def tier_for_class(storage_class: str, tier: str) -> str:
 
 
 @dataclass(frozen=True)
-class RestorePlan:
+class RestorePlan(StepsPlan):
     entry_id: str
     steps: tuple[Step, ...] = ()
     skip_reason: str = ""
@@ -118,26 +126,10 @@ class RestorePlan:
     # Recorded versus live identity, for the audit event of a refusal (set by restore_preview).
     identity: dict = field(default_factory=dict, compare=False)
 
-    @property
-    def skipped(self) -> bool:
-        return bool(self.skip_reason)
-
-    @property
-    def step_names(self) -> list[str]:
-        return [step.name for step in self.steps]
-
     def summary(self) -> str:
-        if self.skipped:
-            return f"skip: {self.skip_reason}"
-        if self.already_restored:
+        if self.already_restored and not self.skipped:
             return "already restored"
-        return ", ".join(self.step_names)
-
-
-def _size_text(size: int) -> str:
-    if size >= 1024**3:
-        return f"{size / 1024**3:.2f} GiB"
-    return f"{size / 1024**2:.1f} MiB" if size >= 1024**2 else f"{size:,} bytes"
+        return super().summary()
 
 
 def recorded_sha256(state: LiveState) -> str:
@@ -257,7 +249,7 @@ def plan_restore(
             steps.append(Step("s3_wait", "wait until S3 has a readable copy (checked by the scheduled job)"))
         check = "compare its SHA-256 with the recorded one" if facts["recorded_sha256"] else "count its bytes"
         steps.append(
-            Step("upload_original", f"stream the original ({_size_text(s3.size)}) from S3 to Kaltura; {check}")
+            Step("upload_original", f"stream the original ({wording.binary_size(s3.size)}) from S3 to Kaltura; {check}")
         )
         steps.append(Step("restore_content", "media.updateContent: the placeholder plays until the swap"))
     steps.append(Step("wait_conversion", "wait until Kaltura has made the flavors from the original"))
@@ -267,7 +259,7 @@ def plan_restore(
 
 
 def known_placeholder_sizes() -> frozenset[int]:
-    return Policy.from_settings(timezone.now()).known_placeholder_sizes
+    return PlanSettings.from_settings(timezone.now()).known_placeholder_sizes
 
 
 def restore_preview(
