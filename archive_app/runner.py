@@ -27,9 +27,9 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from archive_app import audit, sync
+from archive_app import audit, sync, tags
 from archive_app.kaltura import Kaltura, KalturaError
-from archive_app.models import AuditEvent, BatchItem, Entry, EntryLock, FlavorStatus, split_tags
+from archive_app.models import AuditEvent, BatchItem, EntryLock, FlavorStatus
 from archive_app.redaction import redact
 from archive_app.storage import ArchiveStore, StorageError
 from archive_app.workflow import ContentId, LiveState, Step, read_live_state, with_progress
@@ -432,13 +432,5 @@ def wait_for_swap(run: Run, *, expected_size, what: str) -> ContentId:
 
 
 def write_tags(run: Run, *, add: tuple[str, ...] = (), remove: tuple[str, ...] = ()) -> dict:
-    """Tags written from a fresh read (never one made before a copy): someone may have edited them meanwhile."""
-    current = split_tags(run.kaltura.get_entry(run.entry_id).tags)
-    lowered = {tag.lower() for tag in current}
-    wanted = [tag for tag in current if tag.lower() not in remove] + [t for t in add if t not in lowered]
-    entry = run.kaltura.set_tags(run.entry_id, wanted)
-    mirror = Entry.objects.filter(id=run.entry_id).first()
-    if mirror is not None:
-        mirror.set_tags(entry.tags)
-        mirror.save(update_fields=["tags", "tags_search", "archive_state"])
-    return {"tags_before": ", ".join(current), "tags_after": entry.tags}
+    """A step's tag write, from a fresh read (tags.write_tags): never one made before a copy."""
+    return tags.write_tags(run.kaltura, run.entry_id, add=add, remove=remove)
