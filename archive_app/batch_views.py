@@ -100,13 +100,13 @@ def batch_list(request: HttpRequest) -> HttpResponse:
 def _progress(batch: Batch) -> dict:
     counts = dict(batch.items.values_list("status").annotate(n=Count("id")))
     sums = batch.items.aggregate(copied=Sum("bytes_copied"), freed=Sum("bytes_freed"))
-    done = sum(counts.get(s, 0) for s in ("done", "skipped", "failed", "errored", "cancelled"))
+    done = sum(counts.get(status, 0) for status in BatchItem.FINISHED)
     total = sum(counts.values())
     return {
         "counts": counts,
         "total": total,
         "finished": done,
-        "retryable": counts.get("failed", 0) + counts.get("errored", 0),
+        "retryable": sum(counts.get(status, 0) for status in BatchItem.RETRYABLE),
         "percent": round(100 * done / total) if total else 100,
         "bytes_copied": sums["copied"] or 0,
         "bytes_freed": batch.items.filter(status=BatchItem.Status.DONE).aggregate(s=Sum("bytes_freed"))["s"] or 0,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from urllib.parse import urlencode
 
 from django import forms
@@ -15,13 +14,13 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
 from archive_app import restores
+from archive_app.filters import ENTRY_ID_RE
 from archive_app.kaltura import Kaltura, KalturaError
 from archive_app.models import ArchiveCopy, AuditEvent, Entry, Restore
 from archive_app.storage import ARCHIVE_CLASSES, ArchiveStore, StorageError
 from archive_app.workflow import read_live_state
 
 RESTORE = "archive_app.restore_entries"
-ENTRY_ID = re.compile(r"^[A-Za-z0-9_]{1,32}$")
 DONE_SHOWN = 50
 
 
@@ -33,7 +32,7 @@ class RestoreForm(forms.Form):
 
     def clean_entry_id(self) -> str:
         entry_id = self.cleaned_data["entry_id"]
-        if not ENTRY_ID.match(entry_id):
+        if not ENTRY_ID_RE.match(entry_id):
             raise forms.ValidationError("A Kaltura entry id has letters, digits and _ only, e.g. 0_abcd1234.")
         return entry_id
 

@@ -531,7 +531,9 @@ def _claim(kind: str) -> SyncRun:
         return newest
 
 
-def _finish(run: SyncRun) -> None:
+def _finish(run: SyncRun, *, kaltura_requests: int | None = None) -> None:
+    if kaltura_requests is not None:
+        run.kaltura_requests = kaltura_requests
     run.status = SyncRun.Status.SUCCEEDED
     run.finished_at = timezone.now()
     run.save()
@@ -623,8 +625,7 @@ def sync_full(kaltura: Kaltura, progress: Callable[[SyncRun], None] | None = Non
         details = {**cursor.summary(), **_reconcile(kaltura, run, progress, requests_before)}
         details.update(_mark_gone(kaltura, run, progress, requests_before))
         run.details = _with_pacing(details, kaltura, pacing_before)
-        run.kaltura_requests = requests_before + kaltura.requests_made
-        _finish(run)
+        _finish(run, kaltura_requests=requests_before + kaltura.requests_made)
     except Exception as exc:
         _fail(run, exc)
         raise
@@ -754,8 +755,7 @@ def sync_incremental(kaltura: Kaltura, progress: Callable[[SyncRun], None] | Non
         cursor = WindowCursor.from_json(run.cursor, "updatedAt", start=int(run.since.timestamp()))
         _walk_and_store(kaltura, run, cursor, progress, requests_before)
         run.details = _with_pacing(cursor.summary(), kaltura, pacing_before)
-        run.kaltura_requests = requests_before + kaltura.requests_made
-        _finish(run)
+        _finish(run, kaltura_requests=requests_before + kaltura.requests_made)
     except Exception as exc:
         _fail(run, exc)
         raise
