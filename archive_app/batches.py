@@ -14,6 +14,7 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import timedelta
+from typing import Any
 
 from django.conf import settings
 from django.db import transaction
@@ -85,7 +86,7 @@ def batch_create(
     plans = _plan_entries(action, entry_ids, kaltura, store) if preview else {}
     with transaction.atomic():
         batch = Batch.objects.create(action=action, created_by=user, filter_query=filter_query[:4000])
-        items = [{"batch_id": batch.pk, "entry_id": entry_id} for entry_id in entry_ids]
+        items: list[dict[str, Any]] = [{"batch_id": batch.pk, "entry_id": entry_id} for entry_id in entry_ids]
         if plans:
             for item in items:
                 item.update(_plan_fields(plans[item["entry_id"]]))
@@ -610,7 +611,7 @@ def step_tag_archived(run: runner.Run) -> dict:
 
 
 def step_s3_restore(run: runner.Run) -> dict:
-    s3 = run.state.s3
+    s3 = run.s3
     answer = run.store.request_restore(
         run.entry_id, key=s3.key, version_id=s3.version_id, tier="Bulk", days=settings.ARCHIVE_RESTORE_DAYS
     )
@@ -618,7 +619,7 @@ def step_s3_restore(run: runner.Run) -> dict:
 
 
 def step_s3_wait(run: runner.Run) -> dict:
-    s3 = run.store.head(run.entry_id, key=run.state.s3.key, version_id=run.state.s3.version_id)
+    s3 = run.store.head(run.entry_id, key=run.s3.key, version_id=run.s3.version_id)
     if s3 is None:
         raise runner.Refused("the S3 object disappeared while S3 was restoring it")
     if not s3.readable:
@@ -629,7 +630,7 @@ def step_s3_wait(run: runner.Run) -> dict:
 
 
 def step_adopt_hash(run: runner.Run) -> dict:
-    s3 = run.state.s3
+    s3 = run.s3
     body, length = run.store.open_stream(run.entry_id, key=s3.key, version_id=s3.version_id)
     reader = HashingReader(body)
     try:

@@ -16,7 +16,7 @@ import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import BinaryIO
+from typing import Any, BinaryIO
 from urllib.parse import urljoin, urlsplit
 
 import redis
@@ -186,7 +186,7 @@ def pacing_status() -> dict | None:
     if not capped and not blocked:
         return None
 
-    def shown(raw: bytes | None) -> dict | None:
+    def shown(raw: bytes | str | None) -> dict | None:
         if not raw:
             return None
         value = json.loads(raw)
@@ -518,7 +518,7 @@ class Kaltura:
     @classmethod
     def from_settings(cls, **overrides) -> Kaltura:
         require_kaltura()
-        options = {
+        options: dict[str, Any] = {
             "service_url": settings.KALTURA_SERVICE_URL,
             "partner_id": settings.KALTURA_PARTNERID,
             "secret": settings.KALTURA_SECRET,
@@ -526,10 +526,11 @@ class Kaltura:
             "session_expiry": settings.KALTURA_SESSION_EXPIRY,
             "timeout": settings.KALTURA_TIMEOUT,
         }
+        # Not settings of the deployment: the tests shorten the pauses between retries.
         if hasattr(settings, "KALTURA_RETRY_DELAYS"):
-            options["retry_delays"] = settings.KALTURA_RETRY_DELAYS
+            options["retry_delays"] = getattr(settings, "KALTURA_RETRY_DELAYS")  # noqa: B009
         if hasattr(settings, "KALTURA_BLOCKED_RETRY_DELAYS"):
-            options["blocked_delays"] = settings.KALTURA_BLOCKED_RETRY_DELAYS
+            options["blocked_delays"] = getattr(settings, "KALTURA_BLOCKED_RETRY_DELAYS")  # noqa: B009
         if settings.KALTURA_MAX_REQUESTS_PER_SECOND > 0:
             options["max_requests_per_second"] = settings.KALTURA_MAX_REQUESTS_PER_SECOND
             options["redis_url"] = settings.REDIS_URL

@@ -29,7 +29,7 @@ from archive_app.storage import ArchiveStore, StorageError
 log = logging.getLogger(__name__)
 
 SCHEDULER_USERNAME = "policy-scheduler"
-MONTHS = {
+MONTHS: dict[str, int] = {
     ArchivePolicy.Schedule.MONTHLY: 1,
     ArchivePolicy.Schedule.QUARTERLY: 3,
     ArchivePolicy.Schedule.YEARLY: 12,

@@ -25,6 +25,7 @@ import logging
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -32,7 +33,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from archive_app import audit, queue, runner, wording
-from archive_app.kaltura import Kaltura
+from archive_app.kaltura import Kaltura, KEntry
 from archive_app.models import (
     TAG_REPLACED,
     ArchiveCopy,
@@ -187,10 +188,14 @@ def plan_restore(
         return RestorePlan(entry_id, skip_reason=state.legal_hold)
     if state.entry is None:
         return RestorePlan(entry_id, skip_reason="not found in Kaltura")
-    s3 = state.s3
+    s3 = state.head
     if s3 is None:
         return RestorePlan(entry_id, skip_reason="no archive copy in S3")
-    facts = {"storage_class": s3.storage_class, "size": s3.size, "recorded_sha256": recorded_sha256(state)}
+    facts: dict[str, Any] = {
+        "storage_class": s3.storage_class,
+        "size": s3.size,
+        "recorded_sha256": recorded_sha256(state),
+    }
     if state.copy is not None and state.copy.size != s3.size:
         return RestorePlan(
             entry_id,
@@ -453,7 +458,7 @@ def auto_restore(*, kaltura: Kaltura | None = None, store: ArchiveStore | None =
     now = timezone.now()
     since = _played_since()
     protected_from = now - timedelta(days=settings.ARCHIVE_MIN_AGE_DAYS)
-    candidates: dict[str, tuple[str, object]] = {}
+    candidates: dict[str, tuple[str, KEntry]] = {}
     played_filter = {"lastPlayedAtGreaterThanOrEqual": int(since.timestamp()) if since else 1}
     for page in walk_entries(kaltura, WindowCursor("createdAt"), tagsLike=TAG_REPLACED, **played_filter):
         for entry in page:
@@ -618,7 +623,7 @@ def step_s3_wait(run: runner.Run) -> dict:
     if s3 is None:
         raise runner.Refused("the S3 object disappeared while restoring")
     if not s3.readable:
-        waiting = {"status": Restore.Status.WAITING}
+        waiting: dict[str, Any] = {"status": Restore.Status.WAITING}
         if run.row.expected_ready_at is None:
             # A restore someone else asked for: its tier is unknown, so assume ours.
             bound = EXPECTED_WAIT.get((s3.storage_class, run.row.tier), ("", timedelta(hours=12)))[1]

@@ -21,6 +21,7 @@ import logging
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 import requests
 from django.conf import settings
@@ -31,7 +32,7 @@ from archive_app import audit, sync, tags
 from archive_app.kaltura import Kaltura, KalturaError
 from archive_app.models import AuditEvent, BatchItem, EntryLock, FlavorStatus
 from archive_app.redaction import redact
-from archive_app.storage import ArchiveStore, StorageError
+from archive_app.storage import ArchiveStore, ObjectState, StorageError
 from archive_app.workflow import ContentId, LiveState, Step, read_live_state, with_progress
 
 log = logging.getLogger(__name__)
@@ -73,7 +74,7 @@ class Outcome:
 class Operation:
     """One kind of operation: what differs between a batch item and a restore. Subclasses set the fields."""
 
-    model: type
+    model: Any  # the row's model class: BatchItem or Restore
     lock_prefix: str  # "item" or "restore"
     message_field: str  # where the reason goes on the row
     done_status: str
@@ -194,7 +195,7 @@ class Run:
     """One job's hold on one operation: the row, the services, the live state, and the fenced writes."""
 
     operation: Operation
-    row: object
+    row: Any  # a BatchItem or a Restore, as the operation says
     kaltura: Kaltura | None
     store: ArchiveStore | None
     user: object
@@ -208,6 +209,11 @@ class Run:
     @property
     def progress(self) -> dict:
         return self.row.progress
+
+    @property
+    def s3(self) -> ObjectState | None:
+        """The S3 object as HEAD showed it when the job read the state (LiveState.head)."""
+        return self.state.head
 
     def save(self, **fields) -> None:
         """Write fields (and a heartbeat) only while this job still holds the row."""

@@ -15,14 +15,16 @@ at most the page in flight and a rerun continues from the cursor.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import random
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from operator import itemgetter
+from typing import Any
 
 from django.db import connection, models, transaction
 from django.utils import timezone
@@ -153,11 +155,12 @@ class WindowCursor:
 
     field: str  # "createdAt" or "updatedAt"
     start: int = 0
-    seen_at_start: list[str] = field(default_factory=list)
-    parts: list[dict] = field(default_factory=list)
+    # dataclasses.field by its full name: the attribute `field` above hides the short one from type checkers.
+    seen_at_start: list[str] = dataclasses.field(default_factory=list)
+    parts: list[dict] = dataclasses.field(default_factory=list)
     crowded_seconds: int = 0
     crowded_requests: int = 0
-    short: list[dict] = field(default_factory=list)
+    short: list[dict] = dataclasses.field(default_factory=list)
 
     def to_json(self) -> dict:
         return {
@@ -305,7 +308,8 @@ def _sample_part(kaltura: Kaltura, cursor: WindowCursor, order: str, filters: di
     part = cursor.parts[-1]
     seen: list[str] = part["seen"]
     excluded = random.sample(seen, min(len(seen), MAX_ID_LIST))
-    page = kaltura.list_entries(order_by=order, page_index=1, **filters, **({"idNotIn": excluded} if excluded else {}))
+    exclude: dict[str, Any] = {"idNotIn": excluded} if excluded else {}
+    page = kaltura.list_entries(order_by=order, page_index=1, **filters, **exclude)
     cursor.crowded_requests += 1
     known = set(seen)
     new = [e for e in page.entries if e.id not in known]
@@ -546,7 +550,9 @@ def _fail(run: SyncRun, error: Exception) -> None:
     run.save(update_fields=["status", "error", "finished_at"])
 
 
-def _fetch_pages(kaltura: Kaltura, cursor: WindowCursor, **extra_filter) -> Iterator[tuple]:
+def _fetch_pages(
+    kaltura: Kaltura, cursor: WindowCursor, **extra_filter
+) -> Iterator[tuple[list[KEntry], dict[str, list[KFlavor]], dict]]:
     """Pages of (entries, their flavors, the cursor to save with them): everything but the database."""
     for entries in walk_entries(kaltura, cursor, **extra_filter):
         flavors = kaltura.flavors_for_entries(e.id for e in entries)

@@ -165,6 +165,12 @@ class LiveState:
     legal_hold: str = ""
 
     @property
+    def head(self) -> ObjectState | None:
+        """The S3 object as HEAD showed it (read_live_state reads one object so); None without one, and for a
+        listing's summary (read_live_states, for previews), which has no version, hashes or restore state."""
+        return None if isinstance(self.s3, ObjectSummary) else self.s3
+
+    @property
     def original(self) -> KFlavor | None:
         return next((f for f in self.flavors if f.is_original), None)
 
@@ -562,8 +568,8 @@ def read_live_states(entry_ids: list[str], kaltura, store) -> dict[str, LiveStat
     objects = store.list_objects(entry_ids) if entry_ids else {}
     holds = legal_holds(entry_ids)
     copies: dict[str, CopyRecord] = {}
-    for copy in ArchiveCopy.objects.filter(entry_id__in=entry_ids):  # newest first: keep the first seen
-        copies.setdefault(copy.entry_id, CopyRecord.from_model(copy))
+    for row in ArchiveCopy.objects.filter(entry_id__in=entry_ids):  # newest first: keep the first seen
+        copies.setdefault(row.entry_id, CopyRecord.from_model(row))
     for entry_id, copy in copies.items():
         if copy.key != store.key_for(entry_id):
             # A copy of changed content, not in the listing of entry id keys. (The job reads every copy at its
