@@ -194,6 +194,22 @@ def username_option(option: str, value: str) -> str:
 CLI_USERNAME = "cli"
 
 
+def add_execute_arguments(parser, *, role: str, queued: str) -> None:
+    """--execute, --user, --no-wait and --in-process: what every command that plans, then runs jobs, takes.
+    `role` is who --user must be ("librarian"), `queued` what --no-wait returns after ("queued")."""
+    parser.add_argument("--execute", action="store_true", help="really do it (default: print the plan only)")
+    parser.add_argument(
+        "--user",
+        default=CLI_USERNAME,
+        help=f"the {role} the audit log names, who must hold the role (default: cli, the command line itself; "
+        "every event also records the OS user and host)",
+    )
+    parser.add_argument("--no-wait", action="store_true", help=f"with --execute: return once {queued}")
+    parser.add_argument(
+        "--in-process", action="store_true", help="with --execute: run the jobs in this process, not on workers"
+    )
+
+
 def command_user(value: str, *, permission: str, role: str):
     """The user a command acts and is audited as. The default `cli` stands for the command line itself
     (`--execute` is its confirmation); a user named with --user must exist, be active and hold the role

@@ -9,7 +9,7 @@ from archive_app.archive import fixity, restores
 from archive_app.archive.batches import execute_item, fail_unclaimed_item, refresh_batch_status, release_stale_items
 from archive_app.lib.kaltura import Kaltura
 from archive_app.mirror import sync
-from archive_app.models import Batch, BatchItem
+from archive_app.models import AuditEvent, Batch, BatchItem
 from archive_app.scheduling import notices, policies
 
 log = logging.getLogger(__name__)
@@ -58,7 +58,7 @@ def release_stale_items_job() -> dict:
                 "release_stale",
                 batch=batch,
                 dry_run=False,
-                outcome="failed",
+                outcome=AuditEvent.Outcome.FAILED,
                 details={"items": count},
                 message=f"{count} items whose worker stopped were marked failed",
             )
@@ -78,9 +78,9 @@ def send_notices_job(batch_id: int) -> dict:
 def run_policies_job() -> dict:
     """The scheduler's step: due policies make draft batches; held batches whose notice ended are queued."""
     return {
-        "policies": policies.policies_run_due(execute=True),
-        "notices_resent": notices.resend_unfinished(execute=True),
-        "released": notices.release_due_batches(execute=True),
+        "policies": [policies.policy_run(plan) for plan in policies.policies_plan()],
+        "notices_resent": notices.resend_unfinished(notices.resend_plan()),
+        "released": notices.release_due_batches(notices.release_plan()),
     }
 
 

@@ -507,6 +507,7 @@ class BatchItem(models.Model):
 
     ACTIVE = (Status.RUNNING, Status.WAITING)
     RETRYABLE = (Status.FAILED, Status.ERRORED)
+    FINISHED = (Status.DONE, Status.SKIPPED, *RETRYABLE, Status.CANCELLED)
 
     batch = models.ForeignKey(Batch, on_delete=models.CASCADE, related_name="items")
     entry_id = models.CharField(max_length=32)

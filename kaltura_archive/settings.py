@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
@@ -198,7 +199,7 @@ FIXITY_REHASH_YEARS_INSTANT = envint("FIXITY_REHASH_YEARS_INSTANT", 1, minimum=1
 FIXITY_REHASH_TIER = envchoice("FIXITY_REHASH_TIER", ["BULK", "STANDARD", "EXPEDITED"], "BULK").capitalize()
 
 
-LOGGING = {
+LOGGING: dict[str, Any] = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},

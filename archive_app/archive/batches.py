@@ -14,6 +14,7 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import timedelta
+from typing import Any
 
 from django.conf import settings
 from django.db import transaction
@@ -26,7 +27,7 @@ from archive_app.archive import runner
 from archive_app.archive.sidecar import write_sidecar
 from archive_app.archive.workflow import (
     Plan,
-    Policy,
+    PlanSettings,
     plan_for,
     read_live_states,
     replace_refusal,
@@ -87,7 +88,7 @@ def batch_create(
     plans = _plan_entries(action, entry_ids, kaltura, store) if preview else {}
     with transaction.atomic():
         batch = Batch.objects.create(action=action, created_by=user, filter_query=filter_query[:4000])
-        items = [{"batch_id": batch.pk, "entry_id": entry_id} for entry_id in entry_ids]
+        items: list[dict[str, Any]] = [{"batch_id": batch.pk, "entry_id": entry_id} for entry_id in entry_ids]
         if plans:
             for item in items:
                 item.update(_plan_fields(plans[item["entry_id"]]))
@@ -119,8 +120,8 @@ def _plan_entries(
     states = read_live_states(entry_ids, kaltura, store)
     for entry_id, done in (progress or {}).items():
         states[entry_id] = with_progress(states[entry_id], done)
-    policy = Policy.from_settings(timezone.now())
-    plans = {entry_id: plan_for(action, states[entry_id], policy) for entry_id in entry_ids}
+    plan_settings = PlanSettings.from_settings(timezone.now())
+    plans = {entry_id: plan_for(action, states[entry_id], plan_settings) for entry_id in entry_ids}
     return {
         entry_id: dataclasses.replace(plan, identity=states[entry_id].identity()) if plan.skipped else plan
         for entry_id, plan in plans.items()
@@ -402,7 +403,7 @@ class ItemOperation(runner.Operation):
 
     def plan(self, run: runner.Run) -> runner.Outcome:
         item = run.row
-        plan = plan_for(item.batch.action, run.state, Policy.from_settings(timezone.now()))
+        plan = plan_for(item.batch.action, run.state, PlanSettings.from_settings(timezone.now()))
         if plan.skipped:
             return runner.Outcome(skip_reason=plan.skip_reason)
         approved = set(item.planned_steps)
@@ -612,7 +613,7 @@ def step_tag_archived(run: runner.Run) -> dict:
 
 
 def step_s3_restore(run: runner.Run) -> dict:
-    s3 = run.state.s3
+    s3 = run.s3
     answer = run.store.request_restore(
         run.entry_id, key=s3.key, version_id=s3.version_id, tier="Bulk", days=settings.ARCHIVE_RESTORE_DAYS
     )
@@ -620,7 +621,7 @@ def step_s3_restore(run: runner.Run) -> dict:
 
 
 def step_s3_wait(run: runner.Run) -> dict:
-    s3 = run.store.head(run.entry_id, key=run.state.s3.key, version_id=run.state.s3.version_id)
+    s3 = run.store.head(run.entry_id, key=run.s3.key, version_id=run.s3.version_id)
     if s3 is None:
         raise runner.Refused("the S3 object disappeared while S3 was restoring it")
     if not s3.readable:
@@ -631,7 +632,7 @@ def step_s3_wait(run: runner.Run) -> dict:
 
 
 def step_adopt_hash(run: runner.Run) -> dict:
-    s3 = run.state.s3
+    s3 = run.s3
     body, length = run.store.open_stream(run.entry_id, key=s3.key, version_id=s3.version_id)
     reader = HashingReader(body)
     try:
@@ -700,9 +701,9 @@ def step_upload_placeholder(run: runner.Run) -> dict:
 
 def step_replace_content(run: runner.Run) -> dict:
     _require_verified_copy(run)
-    policy = Policy.from_settings(timezone.now())
+    plan_settings = PlanSettings.from_settings(timezone.now())
     return runner.send_replacement(
-        run, run.progress["placeholder_token"], still_allowed=lambda state: replace_refusal(state, policy)
+        run, run.progress["placeholder_token"], still_allowed=lambda state: replace_refusal(state, plan_settings)
     )
 
 

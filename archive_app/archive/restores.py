@@ -25,6 +25,7 @@ import logging
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -35,8 +36,16 @@ from archive_app import audit, queue
 from archive_app.archive import runner
 from archive_app.archive.runner import Refused
 from archive_app.archive.sidecar import restore_captions, restore_thumbnail
-from archive_app.archive.workflow import ContentId, LiveState, Policy, Step, read_live_state, sizes_agree
-from archive_app.lib.kaltura import Kaltura
+from archive_app.archive.workflow import (
+    ContentId,
+    LiveState,
+    PlanSettings,
+    Step,
+    StepsPlan,
+    read_live_state,
+    sizes_agree,
+)
+from archive_app.lib.kaltura import Kaltura, KEntry
 from archive_app.lib.storage import ARCHIVE_CLASSES, ArchiveStore, HashingReader
 from archive_app.mirror.sync import WindowCursor, walk_entries
 from archive_app.models import (
@@ -49,6 +58,7 @@ from archive_app.models import (
     Restore,
     split_tags,
 )
+from archive_app.web import wording
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +113,7 @@ def tier_for_class(storage_class: str, tier: str) -> str:
 
 
 @dataclass(frozen=True)
-class RestorePlan:
+class RestorePlan(StepsPlan):
     entry_id: str
     steps: tuple[Step, ...] = ()
     skip_reason: str = ""
@@ -119,26 +129,10 @@ class RestorePlan:
     # Recorded versus live identity, for the audit event of a refusal (set by restore_preview).
     identity: dict = field(default_factory=dict, compare=False)
 
-    @property
-    def skipped(self) -> bool:
-        return bool(self.skip_reason)
-
-    @property
-    def step_names(self) -> list[str]:
-        return [step.name for step in self.steps]
-
     def summary(self) -> str:
-        if self.skipped:
-            return f"skip: {self.skip_reason}"
-        if self.already_restored:
+        if self.already_restored and not self.skipped:
             return "already restored"
-        return ", ".join(self.step_names)
-
-
-def _size_text(size: int) -> str:
-    if size >= 1024**3:
-        return f"{size / 1024**3:.2f} GiB"
-    return f"{size / 1024**2:.1f} MiB" if size >= 1024**2 else f"{size:,} bytes"
+        return super().summary()
 
 
 def recorded_sha256(state: LiveState) -> str:
@@ -199,10 +193,14 @@ def plan_restore(
         return RestorePlan(entry_id, skip_reason=state.legal_hold)
     if state.entry is None:
         return RestorePlan(entry_id, skip_reason="not found in Kaltura")
-    s3 = state.s3
+    s3 = state.head
     if s3 is None:
         return RestorePlan(entry_id, skip_reason="no archive copy in S3")
-    facts = {"storage_class": s3.storage_class, "size": s3.size, "recorded_sha256": recorded_sha256(state)}
+    facts: dict[str, Any] = {
+        "storage_class": s3.storage_class,
+        "size": s3.size,
+        "recorded_sha256": recorded_sha256(state),
+    }
     if state.copy is not None and state.copy.size != s3.size:
         return RestorePlan(
             entry_id,
@@ -261,7 +259,7 @@ def plan_restore(
             steps.append(Step("s3_wait", "wait until S3 has a readable copy (checked by the scheduled job)"))
         check = "compare its SHA-256 with the recorded one" if facts["recorded_sha256"] else "count its bytes"
         steps.append(
-            Step("upload_original", f"stream the original ({_size_text(s3.size)}) from S3 to Kaltura; {check}")
+            Step("upload_original", f"stream the original ({wording.binary_size(s3.size)}) from S3 to Kaltura; {check}")
         )
         steps.append(Step("restore_content", "media.updateContent: the placeholder plays until the swap"))
     steps.append(Step("wait_conversion", "wait until Kaltura has made the flavors from the original"))
@@ -271,7 +269,7 @@ def plan_restore(
 
 
 def known_placeholder_sizes() -> frozenset[int]:
-    return Policy.from_settings(timezone.now()).known_placeholder_sizes
+    return PlanSettings.from_settings(timezone.now()).known_placeholder_sizes
 
 
 def restore_preview(
@@ -465,7 +463,7 @@ def auto_restore(*, kaltura: Kaltura | None = None, store: ArchiveStore | None =
     now = timezone.now()
     since = _played_since()
     protected_from = now - timedelta(days=settings.ARCHIVE_MIN_AGE_DAYS)
-    candidates: dict[str, tuple[str, object]] = {}
+    candidates: dict[str, tuple[str, KEntry]] = {}
     played_filter = {"lastPlayedAtGreaterThanOrEqual": int(since.timestamp()) if since else 1}
     for page in walk_entries(kaltura, WindowCursor("createdAt"), tagsLike=TAG_REPLACED, **played_filter):
         for entry in page:
@@ -630,7 +628,7 @@ def step_s3_wait(run: runner.Run) -> dict:
     if s3 is None:
         raise runner.Refused("the S3 object disappeared while restoring")
     if not s3.readable:
-        waiting = {"status": Restore.Status.WAITING}
+        waiting: dict[str, Any] = {"status": Restore.Status.WAITING}
         if run.row.expected_ready_at is None:
             # A restore someone else asked for: its tier is unknown, so assume ours.
             bound = EXPECTED_WAIT.get((s3.storage_class, run.row.tier), ("", timedelta(hours=12)))[1]

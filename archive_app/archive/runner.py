@@ -21,6 +21,7 @@ import logging
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 import requests
 from django.conf import settings
@@ -28,12 +29,13 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from archive_app import audit
+from archive_app.archive import tags
 from archive_app.archive.workflow import ContentId, LiveState, Step, read_live_state, with_progress
 from archive_app.lib.kaltura import Kaltura, KalturaError
 from archive_app.lib.redaction import redact
-from archive_app.lib.storage import ArchiveStore, StorageError
+from archive_app.lib.storage import ArchiveStore, ObjectState, StorageError
 from archive_app.mirror import sync
-from archive_app.models import AuditEvent, BatchItem, Entry, EntryLock, FlavorStatus, split_tags
+from archive_app.models import AuditEvent, BatchItem, EntryLock, FlavorStatus
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +76,7 @@ class Outcome:
 class Operation:
     """One kind of operation: what differs between a batch item and a restore. Subclasses set the fields."""
 
-    model: type
+    model: Any  # the row's model class: BatchItem or Restore
     lock_prefix: str  # "item" or "restore"
     message_field: str  # where the reason goes on the row
     done_status: str
@@ -195,7 +197,7 @@ class Run:
     """One job's hold on one operation: the row, the services, the live state, and the fenced writes."""
 
     operation: Operation
-    row: object
+    row: Any  # a BatchItem or a Restore, as the operation says
     kaltura: Kaltura | None
     store: ArchiveStore | None
     user: object
@@ -209,6 +211,11 @@ class Run:
     @property
     def progress(self) -> dict:
         return self.row.progress
+
+    @property
+    def s3(self) -> ObjectState | None:
+        """The S3 object as HEAD showed it when the job read the state (LiveState.head)."""
+        return self.state.head
 
     def save(self, **fields) -> None:
         """Write fields (and a heartbeat) only while this job still holds the row."""
@@ -433,13 +440,5 @@ def wait_for_swap(run: Run, *, expected_size, what: str) -> ContentId:
 
 
 def write_tags(run: Run, *, add: tuple[str, ...] = (), remove: tuple[str, ...] = ()) -> dict:
-    """Tags written from a fresh read (never one made before a copy): someone may have edited them meanwhile."""
-    current = split_tags(run.kaltura.get_entry(run.entry_id).tags)
-    lowered = {tag.lower() for tag in current}
-    wanted = [tag for tag in current if tag.lower() not in remove] + [t for t in add if t not in lowered]
-    entry = run.kaltura.set_tags(run.entry_id, wanted)
-    mirror = Entry.objects.filter(id=run.entry_id).first()
-    if mirror is not None:
-        mirror.set_tags(entry.tags)
-        mirror.save(update_fields=["tags", "tags_search", "archive_state"])
-    return {"tags_before": ", ".join(current), "tags_after": entry.tags}
+    """A step's tag write, from a fresh read (tags.write_tags): never one made before a copy."""
+    return tags.write_tags(run.kaltura, run.entry_id, add=add, remove=remove)

@@ -286,7 +286,7 @@ def write_sidecar(store: ArchiveStore, kaltura: Kaltura, state, copy: ArchiveCop
     else:
         written = True
     ArchiveCopy.objects.filter(id=copy.id).update(sidecar_key=key, sidecar_version_id=version_id or "")
-    kept = {
+    kept: dict[str, int | bool | str] = {
         "captions_kept": sum(1 for c in captions if c["key"]),
         "thumbnail_kept": bool(thumbnail and thumbnail["key"]),
         "custom_metadata_kept": len(description.metadata or ()),

@@ -1,9 +1,9 @@
-"""Plans (the dry run) and their execution, for archiving to S3 and replacing with the placeholder.
+"""Plans (the dry run) for archiving to S3 and replacing with the placeholder, and the live state they read.
 
 A plan is computed by a pure function from the live state of one entry: Kaltura's
-entry and flavors, the S3 object, and our record of the copy. The preview shows
-plans; a job reads the live state again, recomputes the plan and performs exactly
-its steps. There is no "dry run" flag threaded through the code: not executing a
+entry and flavors, the S3 object, and our record of the copy, and from PlanSettings. The preview shows
+plans; a job (batches.py, through runner.py) reads the live state again, recomputes the plan and performs
+exactly its steps. There is no "dry run" flag threaded through the code: not executing a
 plan is the dry run, so the preview and the execution cannot drift apart.
 """
 
@@ -28,13 +28,14 @@ from archive_app.models import (
     split_tags,
 )
 from archive_app.scheduling.exemptions import excluded_category_ids
+from archive_app.web.wording import binary_size
 
 # Kaltura source types whose content is not a file Kaltura holds (URL, live, search providers...).
 FILE_SOURCE_TYPES = {"", "1", "2"}  # FILE, WEBCAM (a recorded upload)
 
 
 @dataclass(frozen=True)
-class Policy:
+class PlanSettings:
     """The settings a plan depends on, passed in so plans stay pure."""
 
     now: datetime
@@ -50,7 +51,7 @@ class Policy:
     known_placeholder_sizes: frozenset[int] = frozenset()
 
     @classmethod
-    def from_settings(cls, now: datetime) -> Policy:
+    def from_settings(cls, now: datetime) -> PlanSettings:
         from django.conf import settings
 
         video, audio = _file_size(settings.PLACEHOLDER_VIDEO), _file_size(settings.PLACEHOLDER_AUDIO)
@@ -164,6 +165,12 @@ class LiveState:
     legal_hold: str = ""
 
     @property
+    def head(self) -> ObjectState | None:
+        """The S3 object as HEAD showed it (read_live_state reads one object so); None without one, and for a
+        listing's summary (read_live_states, for previews), which has no version, hashes or restore state."""
+        return None if isinstance(self.s3, ObjectSummary) else self.s3
+
+    @property
     def original(self) -> KFlavor | None:
         return next((f for f in self.flavors if f.is_original), None)
 
@@ -205,16 +212,11 @@ class Step:
     description: str
 
 
-@dataclass(frozen=True)
-class Plan:
-    entry_id: str
-    action: str
-    steps: tuple[Step, ...] = ()
-    skip_reason: str = ""
-    bytes_to_copy: int = 0
-    bytes_freed: int = 0
-    # Recorded versus live identity, for the audit event of a skip (set by whoever read the state).
-    identity: dict = field(default_factory=dict, compare=False)
+class StepsPlan:
+    """What every plan (this module's and restores.RestorePlan) answers from its steps and skip reason."""
+
+    steps: tuple[Step, ...]
+    skip_reason: str
 
     @property
     def skipped(self) -> bool:
@@ -230,8 +232,16 @@ class Plan:
         return ", ".join(self.step_names)
 
 
-def _gib(size: int) -> str:
-    return f"{size / 1024**3:.2f} GiB" if size >= 1024**3 else f"{size / 1024**2:.1f} MiB"
+@dataclass(frozen=True)
+class Plan(StepsPlan):
+    entry_id: str
+    action: str
+    steps: tuple[Step, ...] = ()
+    skip_reason: str = ""
+    bytes_to_copy: int = 0
+    bytes_freed: int = 0
+    # Recorded versus live identity, for the audit event of a skip (set by whoever read the state).
+    identity: dict = field(default_factory=dict, compare=False)
 
 
 def sizes_agree(streamed: int, flavor: KFlavor) -> bool:
@@ -241,7 +251,7 @@ def sizes_agree(streamed: int, flavor: KFlavor) -> bool:
     return abs(streamed / 1024 - flavor.size_kb) <= 1
 
 
-def _why_not(state: LiveState, policy: Policy) -> str:
+def _why_not(state: LiveState, plan_settings: PlanSettings) -> str:
     """The reason no work may be done on this entry at all, or ''."""
     entry = state.entry
     if entry is None:
@@ -253,7 +263,7 @@ def _why_not(state: LiveState, policy: Policy) -> str:
         return f"entry is not ready (status {label})"
     if TAG_EXEMPT in state.tags:
         return f"exempt (tag {TAG_EXEMPT})"
-    exempt = policy.exempt_category_ids.intersection(entry.categories_ids)
+    exempt = plan_settings.exempt_category_ids.intersection(entry.categories_ids)
     if exempt:
         return f"exempt (category {', '.join(str(c) for c in sorted(exempt))})"
     if entry.source_type not in FILE_SOURCE_TYPES:
@@ -264,10 +274,12 @@ def _why_not(state: LiveState, policy: Policy) -> str:
         return "quiz entry"
     if entry.replacing_entry_id and not state.replacement_started:
         return "a replacement is already pending in Kaltura"
-    if entry.created_at > policy.now - timedelta(days=policy.min_age_days):
-        return f"created less than {policy.min_age_days} days ago"
-    if entry.last_played_at and entry.last_played_at > policy.now - timedelta(days=policy.min_unplayed_days):
-        return f"played less than {policy.min_unplayed_days} days ago"
+    if entry.created_at > plan_settings.now - timedelta(days=plan_settings.min_age_days):
+        return f"created less than {plan_settings.min_age_days} days ago"
+    if entry.last_played_at and entry.last_played_at > plan_settings.now - timedelta(
+        days=plan_settings.min_unplayed_days
+    ):
+        return f"played less than {plan_settings.min_unplayed_days} days ago"
     original = state.original
     if original is None:
         return "no original flavor"
@@ -302,7 +314,7 @@ def _adopt_from_s3_steps(state: LiveState) -> list[Step]:
     steps.append(
         Step(
             "adopt_hash",
-            f"read the {_gib(s3.size)} object in S3 and record its SHA-256 (adopted: hash computed from S3)",
+            f"read the {binary_size(s3.size)} object in S3 and record its SHA-256 (adopted: hash computed from S3)",
         )
     )
     return steps
@@ -311,7 +323,7 @@ def _adopt_from_s3_steps(state: LiveState) -> list[Step]:
 VERIFY_STEP = "check bytes streamed = S3 size = Kaltura's size; record SHA-256 and version; write the metadata sidecar"
 
 
-def plan_archive(state: LiveState, policy: Policy) -> Plan:
+def plan_archive(state: LiveState, plan_settings: PlanSettings) -> Plan:
     """Copy the original to S3 and tag the entry archived_to_s3.
 
     Before: the entry is READY with a READY original that is not a placeholder. After: a verified copy of exactly
@@ -332,7 +344,7 @@ def plan_archive(state: LiveState, policy: Policy) -> Plan:
                 skip_reason=f"on a placeholder (tag {TAG_REPLACED}) but no archive copy is in S3",
             )
         return Plan(state.entry_id, "archive", tuple(_adopt_from_s3_steps(state)))
-    reason = _why_not(state, policy)
+    reason = _why_not(state, plan_settings)
     if reason:
         return Plan(state.entry_id, "archive", skip_reason=reason)
     if state.replacement_started:
@@ -353,8 +365,8 @@ def plan_archive(state: LiveState, policy: Policy) -> Plan:
         and state.s3.size == state.copy.size
     )
     has_sha = isinstance(state.s3, ObjectSummary) or getattr(state.s3, "sha256", None)
-    copy_step = f"stream the original ({_gib(original.size_bytes)}) to S3 {policy.storage_class}"
-    if changed and any(sizes_agree(size, original) for size in policy.known_placeholder_sizes):
+    copy_step = f"stream the original ({binary_size(original.size_bytes)}) to S3 {plan_settings.storage_class}"
+    if changed and any(sizes_agree(size, original) for size in plan_settings.known_placeholder_sizes):
         # The "new content" is a placeholder (one of ours that Kaltura swapped in late, after its job gave up):
         # archiving it would put a placeholder where the original's copy belongs.
         return Plan(
@@ -381,8 +393,8 @@ def plan_archive(state: LiveState, policy: Policy) -> Plan:
         steps.append(
             Step(
                 "adopt",
-                f"record the {_gib(state.s3.size)} object already in S3 ({state.s3.storage_class}) if it carries "
-                "our SHA-256 of this content; otherwise copy under a new key (the object stays)",
+                f"record the {binary_size(state.s3.size)} object already in S3 ({state.s3.storage_class}) if it "
+                "carries our SHA-256 of this content; otherwise copy under a new key (the object stays)",
             )
         )
     else:
@@ -400,17 +412,17 @@ def plan_archive(state: LiveState, policy: Policy) -> Plan:
     return Plan(state.entry_id, "archive", tuple(steps), bytes_to_copy=copy_bytes)
 
 
-def replace_refusal(state: LiveState, policy: Policy, *, archive_first: bool = False) -> str:
+def replace_refusal(state: LiveState, plan_settings: PlanSettings, *, archive_first: bool = False) -> str:
     """Why the content may not be replaced with the placeholder now, or ''. Checked by the plan and again
     right before media.updateContent (`archive_first`: the archive steps planned just before make the copy)."""
     if state.legal_hold:
         return state.legal_hold
-    reason = _why_not(state, policy)
+    reason = _why_not(state, plan_settings)
     if reason:
         return reason
     if state.entry.media_type == MediaType.IMAGE:
         return "image entry: only archiving its original is possible"
-    if state.entry.media_type == MediaType.AUDIO and policy.placeholder_for(state.entry) <= 0:
+    if state.entry.media_type == MediaType.AUDIO and plan_settings.placeholder_for(state.entry) <= 0:
         return "no audio placeholder configured"
     if archive_first:
         return ""
@@ -431,7 +443,7 @@ def replace_refusal(state: LiveState, policy: Policy, *, archive_first: bool = F
     return ""
 
 
-def plan_replace(state: LiveState, policy: Policy, *, after_archive: Plan | None = None) -> Plan:
+def plan_replace(state: LiveState, plan_settings: PlanSettings, *, after_archive: Plan | None = None) -> Plan:
     """Replace the content with the placeholder, behind a verified copy of exactly that content.
 
     Before: a copy with a SHA-256 of the live original (same flavor id, version, bytes) is recorded and that S3
@@ -444,42 +456,44 @@ def plan_replace(state: LiveState, policy: Policy, *, after_archive: Plan | None
     if state.entry is not None and state.on_placeholder and not state.replacement_started:
         return Plan(state.entry_id, "replace", skip_reason="already replaced")
     archive_first = after_archive is not None and not after_archive.skipped
-    reason = replace_refusal(state, policy, archive_first=archive_first)
+    reason = replace_refusal(state, plan_settings, archive_first=archive_first)
     if reason:
         return Plan(state.entry_id, "replace", skip_reason=reason)
-    placeholder_size = policy.placeholder_for(state.entry)
+    placeholder_size = plan_settings.placeholder_for(state.entry)
     freed = sum(f.size_bytes for f in state.flavors if f.status == FlavorStatus.READY)
     freed = max(0, freed - placeholder_size)
-    if freed < policy.min_bytes_freed and not state.replacement_started:
-        reason = f"replacing would free only {_gib(freed)}, less than {_gib(policy.min_bytes_freed)}"
+    if freed < plan_settings.min_bytes_freed and not state.replacement_started:
+        reason = (
+            f"replacing would free only {binary_size(freed)}, less than {binary_size(plan_settings.min_bytes_freed)}"
+        )
         return Plan(state.entry_id, "replace", skip_reason=f"{reason} (ARCHIVE_MIN_BYTES_FREED)")
     kind = "audio " if state.entry.media_type == MediaType.AUDIO else ""
     steps = []
     if not state.replacement_started:
         steps += [
-            Step("upload_placeholder", f"upload the {kind}placeholder ({_gib(placeholder_size)})"),
+            Step("upload_placeholder", f"upload the {kind}placeholder ({binary_size(placeholder_size)})"),
             Step("replace_content", "media.updateContent: the entry keeps playing until the swap"),
         ]
     steps += [
         Step("wait_replacement", "wait until Kaltura has made the new flavors; record the placeholder's identity"),
         Step("thumbnail", "set the thumbnail from the placeholder"),
-        Step("tag_replaced", f"add tag {TAG_REPLACED}; record {_gib(freed)} freed"),
+        Step("tag_replaced", f"add tag {TAG_REPLACED}; record {binary_size(freed)} freed"),
     ]
     return Plan(state.entry_id, "replace", tuple(steps), bytes_freed=freed)
 
 
-def plan_for(action: str, state: LiveState, policy: Policy) -> Plan:
+def plan_for(action: str, state: LiveState, plan_settings: PlanSettings) -> Plan:
     if action == Batch.Action.ARCHIVE:
-        return plan_archive(state, policy)
+        return plan_archive(state, plan_settings)
     if action == Batch.Action.REPLACE:
-        return plan_replace(state, policy)
-    archive = plan_archive(state, policy)
+        return plan_replace(state, plan_settings)
+    archive = plan_archive(state, plan_settings)
     if archive.skipped and archive.skip_reason != "already archived":
         return Plan(state.entry_id, action, skip_reason=archive.skip_reason)
     if state.on_placeholder and not state.replacement_started:
         # An old-tool placeholder being adopted: it is already replaced.
         return Plan(state.entry_id, action, archive.steps)
-    replace = plan_replace(state, policy, after_archive=archive)
+    replace = plan_replace(state, plan_settings, after_archive=archive)
     if replace.skipped:
         if archive.skipped:
             return Plan(state.entry_id, action, skip_reason=replace.skip_reason)
@@ -554,8 +568,8 @@ def read_live_states(entry_ids: list[str], kaltura, store) -> dict[str, LiveStat
     objects = store.list_objects(entry_ids) if entry_ids else {}
     holds = legal_holds(entry_ids)
     copies: dict[str, CopyRecord] = {}
-    for copy in ArchiveCopy.objects.filter(entry_id__in=entry_ids):  # newest first: keep the first seen
-        copies.setdefault(copy.entry_id, CopyRecord.from_model(copy))
+    for row in ArchiveCopy.objects.filter(entry_id__in=entry_ids):  # newest first: keep the first seen
+        copies.setdefault(row.entry_id, CopyRecord.from_model(row))
     for entry_id, copy in copies.items():
         if copy.key != store.key_for(entry_id):
             # A copy of changed content, not in the listing of entry id keys. (The job reads every copy at its

@@ -13,6 +13,7 @@ import json
 import sqlite3
 from collections.abc import Callable, Sequence
 from datetime import datetime
+from typing import cast
 
 from django.db import connection, models
 from django.utils import timezone
@@ -32,7 +33,7 @@ def _datetime_adapter() -> Callable[[datetime | None], object]:
 
 def _adapters(fields: list[models.Field]) -> list[tuple[int, Callable]]:
     """(position, adapter) for the columns whose Python values the driver does not take as they are."""
-    adapters = []
+    adapters: list[tuple[int, Callable]] = []
     for position, model_field in enumerate(fields):
         if isinstance(model_field, models.DateTimeField):
             adapters.append((position, _datetime_adapter()))
@@ -53,7 +54,8 @@ def insert(model: type[models.Model], names: list[str], rows: Sequence[Sequence]
     """
     if not rows:
         return
-    fields = [model._meta.get_field(name) for name in names]
+    # Concrete fields only (a column each): get_field's other answers, relations seen from the other side, have none.
+    fields = [cast(models.Field, model._meta.get_field(name)) for name in names]
     adapters = _adapters(fields)
     if adapters:
         adapted = []

@@ -7,6 +7,7 @@ returns the project's own dataclasses, and raises one exception type, KalturaErr
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import logging
@@ -16,7 +17,7 @@ import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import BinaryIO
+from typing import Any, BinaryIO
 from urllib.parse import urljoin, urlsplit
 
 import redis
@@ -191,7 +192,7 @@ def pacing_status() -> dict | None:
     if not capped and not blocked:
         return None
 
-    def shown(raw: bytes | None) -> dict | None:
+    def shown(raw: bytes | str | None) -> dict | None:
         if not raw:
             return None
         value = json.loads(raw)
@@ -588,7 +589,7 @@ class Kaltura:
     @classmethod
     def from_settings(cls, **overrides) -> Kaltura:
         require_kaltura()
-        options = {
+        options: dict[str, Any] = {
             "service_url": settings.KALTURA_SERVICE_URL,
             "partner_id": settings.KALTURA_PARTNERID,
             "secret": settings.KALTURA_SECRET,
@@ -596,10 +597,11 @@ class Kaltura:
             "session_expiry": settings.KALTURA_SESSION_EXPIRY,
             "timeout": settings.KALTURA_TIMEOUT,
         }
+        # Not settings of the deployment: the tests shorten the pauses between retries.
         if hasattr(settings, "KALTURA_RETRY_DELAYS"):
-            options["retry_delays"] = settings.KALTURA_RETRY_DELAYS
+            options["retry_delays"] = getattr(settings, "KALTURA_RETRY_DELAYS")  # noqa: B009
         if hasattr(settings, "KALTURA_BLOCKED_RETRY_DELAYS"):
-            options["blocked_delays"] = settings.KALTURA_BLOCKED_RETRY_DELAYS
+            options["blocked_delays"] = getattr(settings, "KALTURA_BLOCKED_RETRY_DELAYS")  # noqa: B009
         if settings.KALTURA_MAX_REQUESTS_PER_SECOND > 0:
             options["max_requests_per_second"] = settings.KALTURA_MAX_REQUESTS_PER_SECOND
             options["redis_url"] = settings.REDIS_URL
@@ -967,16 +969,20 @@ class Kaltura:
             return entry, profiles, values
 
         entry, profiles, values = self._call(send, what=f"baseEntry.get and metadata.list {entry_id}")
-        description = {
-            "owner_id": _str(entry.userId),
-            "co_editors": _user_ids(entry.entitledUsersEdit),
-            "co_publishers": _user_ids(entry.entitledUsersPublish),
-            "co_viewers": _user_ids(entry.entitledUsersView),
-        }
+        # Who may edit, publish and view it: the same whatever Kaltura says of custom metadata.
+        people = KEntryDescription(
+            owner_id=_str(entry.userId),
+            co_editors=_user_ids(entry.entitledUsersEdit),
+            co_publishers=_user_ids(entry.entitledUsersPublish),
+            co_viewers=_user_ids(entry.entitledUsersView),
+            metadata=None,
+            metadata_profiles={},
+            metadata_missing="",
+        )
         refused = next((a for a in (profiles, values) if isinstance(a, KalturaException)), None)
         if refused is not None:
             missing = f"Kaltura refused the custom metadata plugin's service: {refused.code} ({refused.message})"
-            return KEntryDescription(**description, metadata=None, metadata_profiles={}, metadata_missing=missing)
+            return dataclasses.replace(people, metadata_missing=missing)
         known = {p.id: p for p in map(_metadata_profile, profiles.objects or [])}
         metadata = tuple(
             KMetadata(
@@ -999,7 +1005,7 @@ class Kaltura:
                 )
                 known[value.profile_id] = _metadata_profile(profile)
             used[value.profile_id] = known[value.profile_id]
-        return KEntryDescription(**description, metadata=metadata, metadata_profiles=used, metadata_missing="")
+        return dataclasses.replace(people, metadata=metadata, metadata_profiles=used)
 
     def open_download(self, url: str) -> requests.Response:
         """The flavor at `url` as a streaming response, from Kaltura's own hosts only (see open_download)."""

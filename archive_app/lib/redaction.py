@@ -101,5 +101,6 @@ def install_log_redaction() -> None:
                 record.exc_text = clean
         return record
 
-    redacting_record_factory.redacts_secrets = True
+    # A marker on the function, so a second install sees the factory is already ours.
+    redacting_record_factory.redacts_secrets = True  # type: ignore[attr-defined]  # functions take attributes
     logging.setLogRecordFactory(redacting_record_factory)

@@ -9,6 +9,8 @@ afterwards does not change what is selected.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from django.db.models import QuerySet
 from django.http import QueryDict
 
@@ -56,7 +58,7 @@ class Selection:
         self.filter_query, self.ids, self.excluded = filter_query, [], []
         self._save()
 
-    def update_page(self, *, shown: list[str], checked: list[str]) -> None:
+    def update_page(self, *, shown: list[str], checked: Iterable[str]) -> None:
         """The rows `shown` on a page are now selected exactly when they are in `checked`."""
         shown, checked = _ids(shown), set(_ids(checked))
         if self.is_filter:

@@ -267,7 +267,7 @@ def unplayed_savings(*, years: Iterable[int] = UNPLAYED_YEARS, now: dt.datetime 
         row["band"]: row
         for row in Entry.objects.filter(NOT_REPLACED, gone=False)
         .order_by()
-        .annotate(band=band)
+        .annotate(band=band)  # type: ignore[no-redef]  # django-stubs 5.2 re-declares `objects` on annotate()
         .values("band")
         .annotate(
             entries=Count("*"),

@@ -15,14 +15,16 @@ at most the page in flight and a rerun continues from the cursor.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import random
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from operator import itemgetter
+from typing import Any
 
 from django.db import connection, models, transaction
 from django.utils import timezone
@@ -153,11 +155,12 @@ class WindowCursor:
 
     field: str  # "createdAt" or "updatedAt"
     start: int = 0
-    seen_at_start: list[str] = field(default_factory=list)
-    parts: list[dict] = field(default_factory=list)
+    # dataclasses.field by its full name: the attribute `field` above hides the short one from type checkers.
+    seen_at_start: list[str] = dataclasses.field(default_factory=list)
+    parts: list[dict] = dataclasses.field(default_factory=list)
     crowded_seconds: int = 0
     crowded_requests: int = 0
-    short: list[dict] = field(default_factory=list)
+    short: list[dict] = dataclasses.field(default_factory=list)
 
     def to_json(self) -> dict:
         return {
@@ -305,7 +308,8 @@ def _sample_part(kaltura: Kaltura, cursor: WindowCursor, order: str, filters: di
     part = cursor.parts[-1]
     seen: list[str] = part["seen"]
     excluded = random.sample(seen, min(len(seen), MAX_ID_LIST))
-    page = kaltura.list_entries(order_by=order, page_index=1, **filters, **({"idNotIn": excluded} if excluded else {}))
+    exclude: dict[str, Any] = {"idNotIn": excluded} if excluded else {}
+    page = kaltura.list_entries(order_by=order, page_index=1, **filters, **exclude)
     cursor.crowded_requests += 1
     known = set(seen)
     new = [e for e in page.entries if e.id not in known]
@@ -531,7 +535,9 @@ def _claim(kind: str) -> SyncRun:
         return newest
 
 
-def _finish(run: SyncRun) -> None:
+def _finish(run: SyncRun, *, kaltura_requests: int | None = None) -> None:
+    if kaltura_requests is not None:
+        run.kaltura_requests = kaltura_requests
     run.status = SyncRun.Status.SUCCEEDED
     run.finished_at = timezone.now()
     run.save()
@@ -544,7 +550,9 @@ def _fail(run: SyncRun, error: Exception) -> None:
     run.save(update_fields=["status", "error", "finished_at"])
 
 
-def _fetch_pages(kaltura: Kaltura, cursor: WindowCursor, **extra_filter) -> Iterator[tuple]:
+def _fetch_pages(
+    kaltura: Kaltura, cursor: WindowCursor, **extra_filter
+) -> Iterator[tuple[list[KEntry], dict[str, list[KFlavor]], dict]]:
     """Pages of (entries, their flavors, the cursor to save with them): everything but the database."""
     for entries in walk_entries(kaltura, cursor, **extra_filter):
         flavors = kaltura.flavors_for_entries(e.id for e in entries)
@@ -623,8 +631,7 @@ def sync_full(kaltura: Kaltura, progress: Callable[[SyncRun], None] | None = Non
         details = {**cursor.summary(), **_reconcile(kaltura, run, progress, requests_before)}
         details.update(_mark_gone(kaltura, run, progress, requests_before))
         run.details = _with_pacing(details, kaltura, pacing_before)
-        run.kaltura_requests = requests_before + kaltura.requests_made
-        _finish(run)
+        _finish(run, kaltura_requests=requests_before + kaltura.requests_made)
     except Exception as exc:
         _fail(run, exc)
         raise
@@ -754,8 +761,7 @@ def sync_incremental(kaltura: Kaltura, progress: Callable[[SyncRun], None] | Non
         cursor = WindowCursor.from_json(run.cursor, "updatedAt", start=int(run.since.timestamp()))
         _walk_and_store(kaltura, run, cursor, progress, requests_before)
         run.details = _with_pacing(cursor.summary(), kaltura, pacing_before)
-        run.kaltura_requests = requests_before + kaltura.requests_made
-        _finish(run)
+        _finish(run, kaltura_requests=requests_before + kaltura.requests_made)
     except Exception as exc:
         _fail(run, exc)
         raise

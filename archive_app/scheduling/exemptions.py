@@ -11,8 +11,9 @@ from __future__ import annotations
 from django.conf import settings
 
 from archive_app import audit
+from archive_app.archive import tags
 from archive_app.lib.kaltura import Kaltura
-from archive_app.models import TAG_EXEMPT, Category, Entry, ExcludedCategory, split_tags
+from archive_app.models import TAG_EXEMPT, Category, Entry, ExcludedCategory
 
 
 def excluded_roots() -> dict[int, str]:
@@ -37,28 +38,11 @@ def excluded_category_ids() -> frozenset[int]:
     return frozenset(found)
 
 
-def _write_tags(kaltura: Kaltura, entry_id: str, *, add: str = "", remove: str = "") -> tuple[str, str]:
-    """Add or remove one tag on the live entry (tags read right before writing); returns (before, after)."""
-    current = split_tags(kaltura.get_entry(entry_id).tags)
-    wanted = [t for t in current if t.lower() != remove] if remove else list(current)
-    if add and add not in {t.lower() for t in wanted}:
-        wanted.append(add)
-    before = ", ".join(current)
-    if wanted == current:
-        return before, before
-    entry = kaltura.set_tags(entry_id, wanted)
-    mirror = Entry.objects.filter(id=entry_id).first()
-    if mirror is not None:
-        mirror.set_tags(entry.tags)
-        mirror.save(update_fields=["tags", "tags_search", "archive_state"])
-    return before, entry.tags
-
-
 def entry_exempt(
     entry_id: str, *, kaltura: Kaltura, user=None, username: str | None = None, batch=None, reason: str = ""
 ) -> None:
     """Tag the entry archive_exempt in Kaltura, and audit it."""
-    before, after = _write_tags(kaltura, entry_id, add=TAG_EXEMPT)
+    written = tags.write_tags(kaltura, entry_id, add=[TAG_EXEMPT])
     audit.record(
         "exempt_entry",
         user=user,
@@ -67,18 +51,18 @@ def entry_exempt(
         batch=batch,
         dry_run=False,
         message=reason,
-        details={"tags_before": before, "tags_after": after},
+        details=written,
     )
 
 
 def entry_unexempt(entry_id: str, *, kaltura: Kaltura, user) -> None:
-    before, after = _write_tags(kaltura, entry_id, remove=TAG_EXEMPT)
+    written = tags.write_tags(kaltura, entry_id, remove=[TAG_EXEMPT])
     audit.record(
         "unexempt_entry",
         user=user,
         entry_id=entry_id,
         dry_run=False,
-        details={"tags_before": before, "tags_after": after},
+        details=written,
     )
 
 

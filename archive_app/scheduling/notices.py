@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import smtplib
 from collections import defaultdict
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
@@ -306,23 +307,46 @@ def due_for_release(now: datetime | None = None):
     return held_batches().filter(runs_after__lte=now, notices_sent_at__isnull=False)
 
 
+@dataclass(frozen=True)
+class Release:
+    """A held batch whose notice period has ended: it would be previewed again on live state and queued.
+
+    Audited as it is (record_dry_run), it is the dry run; release_due_batches performs a list of them.
+    """
+
+    notice: BatchNotice
+
+    def result(self) -> dict:
+        return {"batch": self.notice.batch_id, "runs_after": self.notice.runs_after.isoformat()}
+
+    def record_dry_run(self) -> dict:
+        result = self.result()
+        audit.record("batch_release", batch=self.notice.batch, dry_run=True, details=result)
+        return result
+
+
+def release_plan(*, now: datetime | None = None) -> list[Release]:
+    """The held batches whose notice period has ended at `now`."""
+    return [Release(notice) for notice in due_for_release(now)]
+
+
 def release_due_batches(
+    plan: list[Release],
     *,
     now: datetime | None = None,
-    execute: bool = False,
     kaltura: Kaltura | None = None,
     store: ArchiveStore | None = None,
 ) -> list[dict]:
-    """Queue held batches whose notice period has ended, after a fresh preview on live state."""
+    """Queue the planned batches, each after a fresh preview on live state.
+
+    Before: the batch is APPROVED and its notice not released. After: released_at is set and the batch RUNNING
+    (its runnable items queued on commit). A batch cancelled or released meanwhile is left alone.
+    """
     now = now or timezone.now()
     results = []
-    for notice in due_for_release(now):
-        batch = notice.batch
-        result = {"batch": batch.pk, "runs_after": notice.runs_after.isoformat()}
-        if not execute:
-            audit.record("batch_release", batch=batch, dry_run=True, details=result)
-            results.append(result)
-            continue
+    for release in plan:
+        notice, batch = release.notice, release.notice.batch
+        result = release.result()
         kaltura = kaltura or Kaltura.from_settings()
         store = store or ArchiveStore.from_settings()
         try:
@@ -344,10 +368,13 @@ def release_due_batches(
     return results
 
 
-def resend_unfinished(*, execute: bool = False) -> list[int]:
+def resend_plan() -> list[int]:
     """Held batches whose notices have not all gone out (a worker died, the mail server was down)."""
-    batch_ids = list(held_batches().filter(notices_sent_at=None).values_list("pk", flat=True))
-    if execute:
-        for batch_id in batch_ids:
-            queue.send_notices(batch_id)
+    return list(held_batches().filter(notices_sent_at=None).values_list("pk", flat=True))
+
+
+def resend_unfinished(batch_ids: list[int]) -> list[int]:
+    """Queue the notices of these batches again (send_notices sends none twice)."""
+    for batch_id in batch_ids:
+        queue.send_notices(batch_id)
     return batch_ids

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import calendar
 import logging
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.conf import settings
@@ -25,12 +26,12 @@ from archive_app.archive import batches
 from archive_app.lib.kaltura import Kaltura, KalturaError
 from archive_app.lib.storage import ArchiveStore, StorageError
 from archive_app.mirror import selectors
-from archive_app.models import ArchivePolicy, Batch, BatchItem, BatchNotice
+from archive_app.models import ArchivePolicy, AuditEvent, Batch, BatchItem, BatchNotice
 
 log = logging.getLogger(__name__)
 
 SCHEDULER_USERNAME = "policy-scheduler"
-MONTHS = {
+MONTHS: dict[str, int] = {
     ArchivePolicy.Schedule.MONTHLY: 1,
     ArchivePolicy.Schedule.QUARTERLY: 3,
     ArchivePolicy.Schedule.YEARLY: 12,
@@ -87,6 +88,39 @@ def scheduler_user() -> User:
     return user
 
 
+def policy_save(policy: ArchivePolicy, *, user, filter_query: str, changed: dict, selected: int) -> ArchivePolicy:
+    """Create or change a policy (its form's fields set on `policy`, unsaved) with its normalised filter; audited
+    with what changed and how many entries it selects now."""
+    action = "policy_change" if policy.pk else "policy_create"
+    if policy.filter_query != filter_query:
+        changed = {**changed, "filter_query": filter_query}
+    policy.filter_query = filter_query
+    if policy.created_by_id is None:
+        policy.created_by = user
+    policy.save()
+    audit.record(
+        action,
+        user=user,
+        dry_run=False,
+        message=policy.name,
+        details=changed | {"policy": policy.pk, "selected": selected},
+    )
+    return policy
+
+
+def policy_delete(policy: ArchivePolicy, *, user) -> None:
+    """Delete a policy; its batches stay (they keep it as SET_NULL)."""
+    policy_id = policy.pk
+    policy.delete()
+    audit.record(
+        "policy_delete",
+        user=user,
+        dry_run=False,
+        message=policy.name,
+        details={"policy": policy_id, "filter": policy.filter_query},
+    )
+
+
 def policies_due(now: datetime | None = None):
     now = now or timezone.now()
     return ArchivePolicy.objects.filter(enabled=True, next_run_at__lte=now).order_by("next_run_at", "pk")
@@ -113,31 +147,83 @@ def policy_selection(policy: ArchivePolicy, now: datetime) -> tuple[list[str], b
     return entry_ids[:limit], len(entry_ids) > limit
 
 
-def policy_run(
-    policy: ArchivePolicy,
-    *,
-    now: datetime | None = None,
-    execute: bool = False,
-    kaltura: Kaltura | None = None,
-    store: ArchiveStore | None = None,
-) -> dict:
-    """Make the policy's batch (a draft awaiting approval); without `execute` only report what it selects."""
+@dataclass(frozen=True)
+class PolicyPlan:
+    """What a run of the policy would do now: the entries it would put in a draft batch (or why it cannot).
+
+    It changes nothing: shown and audited as it is, it is the dry run; policy_run performs it.
+    """
+
+    policy: ArchivePolicy
+    now: datetime
+    entry_ids: list[str] = field(default_factory=list)
+    capped: bool = False
+    error: str = ""
+
+    def result(self) -> dict:
+        result: dict = {"policy": self.policy.name, "action": self.policy.action}
+        if self.error:
+            result["error"] = self.error
+        else:
+            result.update(entries=len(self.entry_ids), capped=self.capped)
+        return result
+
+    def details(self) -> dict:
+        return {
+            "policy": self.policy.pk,
+            "name": self.policy.name,
+            "entries": len(self.entry_ids),
+            "capped": self.capped,
+        }
+
+    def record_error(self, *, dry_run: bool) -> None:
+        audit.record(
+            "policy_run",
+            dry_run=dry_run,
+            outcome=AuditEvent.Outcome.FAILED,
+            message=self.error,
+            details={"policy": self.policy.pk},
+        )
+
+    def record_dry_run(self) -> dict:
+        """Audit the plan as the dry run it is; returns what it would do."""
+        if self.error:
+            self.record_error(dry_run=True)
+        else:
+            audit.record("policy_run", username=SCHEDULER_USERNAME, dry_run=True, details=self.details())
+        return self.result()
+
+
+def policy_plan(policy: ArchivePolicy, *, now: datetime | None = None) -> PolicyPlan:
+    """The plan of one run of the policy at `now` (it need not be due)."""
     now = now or timezone.now()
-    result: dict = {"policy": policy.name, "action": policy.action}
     try:
         entry_ids, capped = policy_selection(policy, now)
     except selectors.InvalidSelection as exc:
         # A filter can go stale (a category removed, say): report it, and try again next time.
-        result["error"] = f"the policy's filter is no longer valid: {exc}"
-        audit.record(
-            "policy_run", dry_run=not execute, outcome="failed", message=result["error"], details={"policy": policy.pk}
-        )
+        return PolicyPlan(policy, now, error=f"the policy's filter is no longer valid: {exc}")
+    return PolicyPlan(policy, now, entry_ids, capped)
+
+
+def policies_plan(*, now: datetime | None = None) -> list[PolicyPlan]:
+    """The plans of the policies due at `now`."""
+    now = now or timezone.now()
+    return [policy_plan(policy, now=now) for policy in policies_due(now)]
+
+
+def policy_run(plan: PolicyPlan, *, kaltura: Kaltura | None = None, store: ArchiveStore | None = None) -> dict:
+    """Make the plan's draft batch, awaiting approval, previewed on live state.
+
+    Before: the policy's next run is still the one the plan was made for. After: it has moved on, and the
+    batch holds the plan's entries (or, when the preview could not read live state, the batch is cancelled and
+    the run is due again). A plan whose run another scheduler took makes nothing.
+    """
+    policy, now = plan.policy, plan.now
+    result = plan.result()
+    if plan.error:
+        plan.record_error(dry_run=False)
         return result
-    result.update(entries=len(entry_ids), capped=capped)
-    details = {"policy": policy.pk, "name": policy.name, "entries": len(entry_ids), "capped": capped}
-    if not execute:
-        audit.record("policy_run", username=SCHEDULER_USERNAME, dry_run=True, details=details)
-        return result
+    details = plan.details()
     user = scheduler_user()
     with transaction.atomic():
         claimed = ArchivePolicy.objects.filter(pk=policy.pk, next_run_at=policy.next_run_at).update(
@@ -146,11 +232,11 @@ def policy_run(
         if claimed != 1:
             result["skipped"] = "another scheduler run made this batch"
             return result
-        if not entry_ids:
+        if not plan.entry_ids:
             audit.record("policy_run", user=user, dry_run=False, message="nothing selected", details=details)
             return result
         batch = batches.batch_create(
-            user=user, action=policy.action, entry_ids=entry_ids, filter_query=policy.filter_query
+            user=user, action=policy.action, entry_ids=plan.entry_ids, filter_query=policy.filter_query
         )
         BatchNotice.objects.create(batch=batch, policy=policy, notice_days=policy.notice_days)
         audit.record("policy_run", user=user, batch=batch, dry_run=False, details=details)
@@ -162,16 +248,12 @@ def policy_run(
         batches.batch_cancel(batch, user=user)
         ArchivePolicy.objects.filter(pk=policy.pk).update(next_run_at=policy.next_run_at)
         result["error"] = f"the preview could not read the live state: {exc}"
-        audit.record("policy_run", user=user, batch=batch, dry_run=False, outcome="failed", message=result["error"])
+        audit.record(
+            "policy_run",
+            user=user,
+            batch=batch,
+            dry_run=False,
+            outcome=AuditEvent.Outcome.FAILED,
+            message=result["error"],
+        )
     return result
-
-
-def policies_run_due(
-    *,
-    now: datetime | None = None,
-    execute: bool = False,
-    kaltura: Kaltura | None = None,
-    store: ArchiveStore | None = None,
-) -> list[dict]:
-    now = now or timezone.now()
-    return [policy_run(policy, now=now, execute=execute, kaltura=kaltura, store=store) for policy in policies_due(now)]

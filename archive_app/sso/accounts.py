@@ -94,7 +94,8 @@ def sign_in_from_idp(request: HttpRequest, identity: IdpIdentity) -> User:
             user.first_name, user.last_name = identity.name[:150], ""
         user.save()
         _apply_role(user, role_from_idp(identity.role_values), identity)
-    request.sso_identity = identity  # read by the sign-in event below
+    # Read by the sign-in event below; an attribute of our own on the request.
+    request.sso_identity = identity  # type: ignore[attr-defined]  # not one HttpRequest declares
     return user
 
 

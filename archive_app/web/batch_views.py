@@ -63,9 +63,9 @@ def batch_create(request: HttpRequest) -> HttpResponse:
         return redirect(back)
     entry_ids = list(entries.values_list("id", flat=True))
     if from_selection and not selection.is_filter:
-        filter_query = QueryDict(mutable=True)
-        filter_query["ids"] = " ".join(entry_ids)
-        filter_query = filter_query.urlencode() if len(filter_query.urlencode()) <= 4000 else ""
+        ids_query = QueryDict(mutable=True)
+        ids_query["ids"] = " ".join(entry_ids)
+        filter_query = ids_query.urlencode() if len(ids_query.urlencode()) <= 4000 else ""
     try:
         # Settings first: a batch that could never be previewed is not made at all.
         kaltura, store = Kaltura.from_settings(), ArchiveStore.from_settings()
@@ -101,13 +101,13 @@ def batch_list(request: HttpRequest) -> HttpResponse:
 def _progress(batch: Batch) -> dict:
     counts = dict(batch.items.values_list("status").annotate(n=Count("id")))
     sums = batch.items.aggregate(copied=Sum("bytes_copied"), freed=Sum("bytes_freed"))
-    done = sum(counts.get(s, 0) for s in ("done", "skipped", "failed", "errored", "cancelled"))
+    done = sum(counts.get(status, 0) for status in BatchItem.FINISHED)
     total = sum(counts.values())
     return {
         "counts": counts,
         "total": total,
         "finished": done,
-        "retryable": counts.get("failed", 0) + counts.get("errored", 0),
+        "retryable": sum(counts.get(status, 0) for status in BatchItem.RETRYABLE),
         "percent": round(100 * done / total) if total else 100,
         "bytes_copied": sums["copied"] or 0,
         "bytes_freed": batch.items.filter(status=BatchItem.Status.DONE).aggregate(s=Sum("bytes_freed"))["s"] or 0,
@@ -123,7 +123,7 @@ def batch_detail(request: HttpRequest, batch_id: int) -> HttpResponse:
     items = Paginator(batch.items.order_by("pk"), ITEMS_PER_PAGE).get_page(request.GET.get("page"))
     names = dict(Entry.objects.filter(id__in=[item.entry_id for item in items]).values_list("id", "name"))
     for item in items:
-        item.entry_name = names.get(item.entry_id, "")
+        item.entry_name = names.get(item.entry_id, "")  # type: ignore[attr-defined]  # for the template only
     context = {
         "batch": batch,
         "items": items,
@@ -135,7 +135,8 @@ def batch_detail(request: HttpRequest, batch_id: int) -> HttpResponse:
         "can_approve": _can_approve(batch, request.user),
         "needs_second": batch.status == Batch.Status.DRAFT and batch.approved_by_id is not None,
     }
-    template = "archive_app/_batch_progress.html" if request.htmx else "archive_app/batch_detail.html"
+    htmx = request.htmx  # type: ignore[attr-defined]  # set by django-htmx's middleware
+    template = "archive_app/_batch_progress.html" if htmx else "archive_app/batch_detail.html"
     return render(request, template, context)
 
 

@@ -14,7 +14,6 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from archive_app import audit
 from archive_app.lib.kaltura import Kaltura, KalturaError
 from archive_app.mirror import selectors
 from archive_app.mirror.filters import ENTRY_ID_RE, EntryFilterSet, describe_filter
@@ -128,25 +127,6 @@ def policy_list(request: HttpRequest) -> HttpResponse:
     return render(request, "archive_app/policy_list.html", {"rows": _policy_rows()})
 
 
-def _save_policy(request: HttpRequest, form: PolicyForm, policy_filter: PolicyFilter, *, action: str) -> ArchivePolicy:
-    policy = form.save(commit=False)
-    changed = {field: str(form.cleaned_data[field]) for field in form.changed_data}
-    if policy.filter_query != policy_filter.query:
-        changed["filter_query"] = policy_filter.query
-    policy.filter_query = policy_filter.query
-    if policy.created_by_id is None:
-        policy.created_by = request.user
-    policy.save()
-    audit.record(
-        action,
-        user=request.user,
-        dry_run=False,
-        message=policy.name,
-        details=changed | {"policy": policy.pk, "selected": policy_filter.selected},
-    )
-    return policy
-
-
 def _policy_page(request: HttpRequest, form: PolicyForm, policy_filter: PolicyFilter, policy) -> HttpResponse:
     context = {"form": form, "policy": policy, "filter": policy_filter, "filter_form": policy_filter.form}
     return render(request, "archive_app/policy_form.html", context)
@@ -157,7 +137,13 @@ def _post_policy(request: HttpRequest, policy: ArchivePolicy | None) -> HttpResp
     policy_filter = PolicyFilter(request.POST)
     filter_ok = policy_filter.is_valid(confirmed=request.POST.get("confirm_share") == "yes")
     if form.is_valid() and filter_ok:
-        saved = _save_policy(request, form, policy_filter, action="policy_change" if policy else "policy_create")
+        saved = policies.policy_save(
+            form.save(commit=False),
+            user=request.user,
+            filter_query=policy_filter.query,
+            changed={field: str(form.cleaned_data[field]) for field in form.changed_data},
+            selected=policy_filter.selected,
+        )
         messages.success(request, f"Saved policy {saved.name}: it selects {policy_filter.selected:,} entries now.")
         return redirect("policy_list")
     return _policy_page(request, form, policy_filter, policy)
@@ -191,17 +177,10 @@ def policy_edit(request: HttpRequest, policy_id: int) -> HttpResponse:
 def policy_delete(request: HttpRequest, policy_id: int) -> HttpResponse:
     policy = get_object_or_404(ArchivePolicy, pk=policy_id)
     try:
-        policy.delete()
+        policies.policy_delete(policy, user=request.user)
     except ProtectedError:  # pragma: no cover - batches keep the policy as SET_NULL
         messages.error(request, "This policy cannot be deleted.")
         return redirect("policy_list")
-    audit.record(
-        "policy_delete",
-        user=request.user,
-        dry_run=False,
-        message=policy.name,
-        details={"policy": policy_id, "filter": policy.filter_query},
-    )
     messages.info(request, f"Deleted policy {policy.name}; its batches stay.")
     return redirect("policy_list")
 

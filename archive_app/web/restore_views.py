@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import re
+from typing import Any
 from urllib.parse import urlencode
 
 from django import forms
@@ -18,10 +18,10 @@ from archive_app.archive import restores
 from archive_app.archive.workflow import read_live_state
 from archive_app.lib.kaltura import Kaltura, KalturaError
 from archive_app.lib.storage import ARCHIVE_CLASSES, ArchiveStore, StorageError
+from archive_app.mirror.filters import ENTRY_ID_RE
 from archive_app.models import ArchiveCopy, AuditEvent, Entry, Restore
 
 RESTORE = "archive_app.restore_entries"
-ENTRY_ID = re.compile(r"^[A-Za-z0-9_]{1,32}$")
 DONE_SHOWN = 50
 
 
@@ -33,7 +33,7 @@ class RestoreForm(forms.Form):
 
     def clean_entry_id(self) -> str:
         entry_id = self.cleaned_data["entry_id"]
-        if not ENTRY_ID.match(entry_id):
+        if not ENTRY_ID_RE.match(entry_id):
             raise forms.ValidationError("A Kaltura entry id has letters, digits and _ only, e.g. 0_abcd1234.")
         return entry_id
 
@@ -42,7 +42,7 @@ class RestoreForm(forms.Form):
 @permission_required(RESTORE, raise_exception=True)
 def restore_list(request: HttpRequest) -> HttpResponse:
     rows = Restore.objects.select_related("requested_by")
-    context = {
+    context: dict[str, Any] = {
         "waiting": rows.filter(status=Restore.Status.WAITING).order_by("expected_ready_at"),
         "under_way": rows.filter(
             status__in=[Restore.Status.REQUESTED, Restore.Status.UPLOADING, Restore.Status.CONVERTING]
@@ -60,7 +60,7 @@ def _with_names(rows: list[Restore]) -> list[Restore]:
     """Each restore with its entry's name from the mirror (`entry_name`), in one query."""
     names = dict(Entry.objects.filter(id__in=[row.entry_id for row in rows]).values_list("id", "name"))
     for row in rows:
-        row.entry_name = names.get(row.entry_id, "")
+        row.entry_name = names.get(row.entry_id, "")  # type: ignore[attr-defined]  # for the template only
     return rows
 
 
@@ -87,10 +87,11 @@ def restore_new(request: HttpRequest) -> HttpResponse:
     try:
         kaltura, store = Kaltura.from_settings(), ArchiveStore.from_settings()
         state = read_live_state(entry_id, kaltura, store)
-        context.update(live=state, s3=state.s3)
-        if state.s3 is not None:
-            context["tiers"] = restores.tiers_for(state.s3.storage_class)
-            context["needs_restore"] = state.s3.storage_class in ARCHIVE_CLASSES and not state.s3.readable
+        s3 = state.head
+        context.update(live=state, s3=s3)
+        if s3 is not None:
+            context["tiers"] = restores.tiers_for(s3.storage_class)
+            context["needs_restore"] = s3.storage_class in ARCHIVE_CLASSES and not s3.readable
             if tier or not context["needs_restore"]:
                 tier = tier or "Standard"
                 context["tier"] = tier

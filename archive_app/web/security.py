@@ -87,7 +87,8 @@ class OneLineForbidden(logging.Filter):
         if getattr(record, "status_code", None) != 403 or request is None:
             return True
         if record.name == "django.security.csrf":
-            reason = f"CSRF check failed: {record.args[0]}" if record.args else "CSRF check failed"
+            args = record.args if isinstance(record.args, tuple) else ()
+            reason = f"CSRF check failed: {args[0]}" if args else "CSRF check failed"
         else:
             refusal = record.exc_info[1] if record.exc_info else None
             reason = str(refusal) if refusal is not None and str(refusal) else "permission denied"

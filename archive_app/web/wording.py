@@ -9,6 +9,10 @@ from __future__ import annotations
 
 from django.template.defaultfilters import filesizeformat
 
+# Two ways to write a byte count, each in one place: pages, commands and e-mails use Django's filesizeformat
+# ("1.2 GB", 1024-based, as the |filesizeformat filter in templates; `size` for plain text); the steps and
+# reasons of a plan use binary_size ("1.20 GiB"), whose units say exactly what they count.
+
 STEP_LABELS = {
     # archive and replace (workflow.py)
     "copy": "Copy original to S3",
@@ -68,3 +72,15 @@ def plan_labels(step_names: list[str], *, copy_bytes: int = 0, freed_bytes: int 
 def action_label(action: str) -> str:
     """An audit event's action in plain words: a step's label, a known action's, or its words."""
     return STEP_LABELS.get(action) or ACTION_LABELS.get(action) or readable(action)
+
+
+def binary_size(size: int) -> str:
+    """A plan's size: "1.20 GiB", "3.4 MiB" or "512 bytes"."""
+    if size >= 1024**3:
+        return f"{size / 1024**3:.2f} GiB"
+    return f"{size / 1024**2:.1f} MiB" if size >= 1024**2 else f"{size:,} bytes"
+
+
+def size(size: int) -> str:
+    """filesizeformat for plain text (a command's output): with a plain space, not the page's no-break one."""
+    return str(filesizeformat(size)).replace("\xa0", " ")

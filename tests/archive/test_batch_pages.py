@@ -248,7 +248,7 @@ def test_a_policy_batch_at_the_cap_says_how_many_the_policy_selects(client, poli
     from tests.policy_world import make_policy
 
     settings.ARCHIVE_MAX_BATCH_SIZE = 2
-    batch_id = policies.policy_run(make_policy(policy_world), execute=True)["batch"]
+    batch_id = policies.policy_run(policies.policy_plan(make_policy(policy_world)))["batch"]
     client.force_login(policy_world.librarian)
     page = client.get(reverse("batch_detail", args=[batch_id])).content.decode()
     assert "Its policy selects 5 entries now; a batch holds at most 2, so this one has 2" in page

@@ -11,7 +11,14 @@ from django.conf import settings
 from rq import SimpleWorker
 
 from archive_app.archive import batches
-from archive_app.archive.workflow import CopyRecord, LiveState, Policy, plan_archive, plan_for, plan_replace
+from archive_app.archive.workflow import (
+    CopyRecord,
+    LiveState,
+    PlanSettings,
+    plan_archive,
+    plan_for,
+    plan_replace,
+)
 from archive_app.lib.kaltura import Kaltura, KalturaError, KEntry, KFlavor
 from archive_app.lib.storage import ArchiveStore
 from archive_app.mirror import sync
@@ -84,7 +91,7 @@ def state(**fields) -> LiveState:
     return LiveState(**values)
 
 
-POLICY = Policy(now=NOW, placeholder_size=25_000)
+POLICY = PlanSettings(now=NOW, placeholder_size=25_000)
 # A copy names the content it holds: the original flavor above, at its version.
 OF_ORIGINAL = {"flavor_id": "0_original", "flavor_version": "3"}
 
@@ -492,10 +499,10 @@ def test_audio_entries_get_the_audio_placeholder_or_are_skipped(db, settings, tm
     assert plan.bytes_freed == 1_024_000 + 300_000 - 4_000
     # From the settings: a missing file means no audio placeholder, never the video one.
     settings.PLACEHOLDER_AUDIO = tmp_path / "missing.m4a"
-    assert Policy.from_settings(NOW).placeholder_audio_size == 0
+    assert PlanSettings.from_settings(NOW).placeholder_audio_size == 0
     (tmp_path / "audio.m4a").write_bytes(b"a" * 1234)
     settings.PLACEHOLDER_AUDIO = tmp_path / "audio.m4a"
-    assert Policy.from_settings(NOW).placeholder_audio_size == 1234
+    assert PlanSettings.from_settings(NOW).placeholder_audio_size == 1234
 
 
 def test_a_replacement_freeing_too_little_is_skipped():

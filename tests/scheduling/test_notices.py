@@ -22,7 +22,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 def approved_policy_batch(world, rq_queue, settings, **policy_fields) -> Batch:
     """A policy's batch, approved by a librarian, with the notices sent by the real worker."""
-    result = policies.policy_run(make_policy(world, **policy_fields), execute=True)
+    result = policies.policy_run(policies.policy_plan(make_policy(world, **policy_fields)))
     batch = Batch.objects.get(pk=result["batch"])
     batches.batch_approve(batch, user=world.librarian)
     run_jobs(rq_queue)
@@ -97,14 +97,14 @@ def test_over_smtp_a_refused_address_is_recorded_and_a_down_server_is_retried(po
     settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
     settings.EMAIL_HOST, settings.EMAIL_PORT, settings.EMAIL_TIMEOUT = "127.0.0.1", free_port(), 5
     # The mail server is down when the notices first go out: nothing is lost, the period has not started.
-    result = policies.policy_run(make_policy(world), execute=True)
+    result = policies.policy_run(policies.policy_plan(make_policy(world)))
     batch = Batch.objects.get(pk=result["batch"])
     batches.batch_approve(batch, user=world.librarian)
     with pytest.raises(notices.NoticeError, match="mail server"):
         notices.send_notices(batch.pk)
     assert OwnerNotice.objects.get(batch=batch, owner_id="alice").status == "pending"
     assert BatchNotice.objects.get(pk=batch.pk).notices_sent_at is None
-    assert notices.resend_unfinished() == [batch.pk]
+    assert notices.resend_plan() == [batch.pk]
 
     # Days later the server is back: nobody has been told a date yet, so the period starts now.
     BatchNotice.objects.filter(pk=batch.pk).update(runs_after=timezone.now() - timedelta(days=1))
@@ -308,7 +308,7 @@ def test_an_owner_follows_the_keep_link_from_the_email_and_keeps_a_video(
 def test_a_second_approval_is_needed_before_owners_are_warned(policy_world, rq_queue, settings, make_user, mailoutbox):
     world = policy_world
     settings.ARCHIVE_REQUIRE_SECOND_APPROVAL = True
-    batch = Batch.objects.get(pk=policies.policy_run(make_policy(world), execute=True)["batch"])
+    batch = Batch.objects.get(pk=policies.policy_run(policies.policy_plan(make_policy(world)))["batch"])
     client = Client()
     client.force_login(world.librarian)
     page = client.get(reverse("batch_detail", args=[batch.pk])).content.decode()

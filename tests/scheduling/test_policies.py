@@ -87,18 +87,18 @@ def test_a_due_policy_makes_a_draft_batch_for_approval_and_only_on_schedule(poli
     assert not_due.batches.count() == 0
 
     # Another policy over the same entries leaves those already waiting in a batch to it.
-    policies.policy_run(not_due, execute=True)
+    policies.policy_run(policies.policy_plan(not_due))
     assert Batch.objects.count() == 1
     batches.batch_cancel(batch, user=world.librarian)
     not_due.refresh_from_db()
-    result = policies.policy_run(not_due, execute=True)
+    result = policies.policy_run(policies.policy_plan(not_due))
     assert result["entries"] == 5 and Batch.objects.get(pk=result["batch"]).items.count() == 5
 
 
 @pytestmark_db
 def test_a_policy_batch_is_capped_at_the_batch_size(policy_world, settings):
     settings.ARCHIVE_MAX_BATCH_SIZE = 3
-    result = policies.policy_run(make_policy(policy_world), execute=True)
+    result = policies.policy_run(policies.policy_plan(make_policy(policy_world)))
     assert result["capped"] and result["entries"] == 3
     assert Batch.objects.get().items.count() == 3
 
@@ -106,7 +106,7 @@ def test_a_policy_batch_is_capped_at_the_batch_size(policy_world, settings):
 @pytestmark_db
 def test_a_policy_without_notice_runs_on_approval_like_any_batch(policy_world, rq_queue):
     world = policy_world
-    result = policies.policy_run(make_policy(world, notice_days=0), execute=True)
+    result = policies.policy_run(policies.policy_plan(make_policy(world, notice_days=0)))
     batch = Batch.objects.get(pk=result["batch"])
     batches.batch_approve(batch, user=world.librarian)
     assert Batch.objects.get(pk=batch.pk).status == Batch.Status.RUNNING
@@ -119,7 +119,7 @@ def test_a_failed_preview_discards_the_batch_and_retries_next_tick(policy_world)
     policy = make_policy(world)
     before = policy.next_run_at
     world.sim.state.inject_fault("kaltura_error", count=50, service="media", action="list", code="SERVICE_FORBIDDEN")
-    result = policies.policy_run(policy, execute=True)
+    result = policies.policy_run(policies.policy_plan(policy))
     assert "SERVICE_FORBIDDEN" in result["error"]
     assert Batch.objects.get().status == Batch.Status.CANCELLED
     policy.refresh_from_db()
@@ -270,6 +270,6 @@ def test_a_policy_filter_with_a_typo_or_no_condition_or_too_wide_is_refused(clie
 def test_a_stored_policy_with_a_typo_or_no_condition_makes_no_batch(policy_world):
     """Saved before the form refused them: the scheduler reports the filter instead of selecting everything."""
     for query in ("foo=bar", "state=initial"):
-        result = policies.policy_run(make_policy(policy_world, name=query, filter_query=query), execute=True)
+        result = policies.policy_run(policies.policy_plan(make_policy(policy_world, name=query, filter_query=query)))
         assert "no longer valid" in result["error"] and "batch" not in result
     assert not Batch.objects.exists()

@@ -12,9 +12,9 @@ from tqdm import tqdm
 
 from archive_app import audit
 from archive_app.archive import batches
-from archive_app.archive.workflow import Policy, plan_for, read_live_states
+from archive_app.archive.workflow import PlanSettings, plan_for, read_live_states
 from archive_app.cli import (
-    CLI_USERNAME,
+    add_execute_arguments,
     add_filter_arguments,
     command_origin,
     command_user,
@@ -27,16 +27,9 @@ from archive_app.lib.kaltura import Kaltura, KalturaError
 from archive_app.lib.redaction import redact
 from archive_app.lib.storage import ArchiveStore, StorageError
 from archive_app.models import AuditEvent, Batch, BatchItem
+from archive_app.web import wording
 
-FINISHED = {BatchItem.Status.DONE, BatchItem.Status.SKIPPED, *BatchItem.RETRYABLE, BatchItem.Status.CANCELLED}
-
-
-def human_bytes(size: int) -> str:
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if size < 1024 or unit == "TB":
-            return f"{size:.1f} {unit}" if unit != "B" else f"{size} B"
-        size /= 1024
-    return f"{size} B"
+FINISHED = BatchItem.FINISHED
 
 
 class BatchCommand(BaseCommand):
@@ -45,17 +38,7 @@ class BatchCommand(BaseCommand):
     def add_arguments(self, parser):
         add_filter_arguments(parser)
         parser.add_argument("--max-entries", metavar="N", help="at most this many entries of the selection")
-        parser.add_argument("--execute", action="store_true", help="really do it (default: print the plan only)")
-        parser.add_argument(
-            "--user",
-            default=CLI_USERNAME,
-            help="the librarian the audit log names, who must hold the role (default: cli, the command line itself; "
-            "every event also records the OS user and host)",
-        )
-        parser.add_argument("--no-wait", action="store_true", help="with --execute: return once queued")
-        parser.add_argument(
-            "--in-process", action="store_true", help="with --execute: run the jobs in this process, not on workers"
-        )
+        add_execute_arguments(parser, role="librarian", queued="queued")
 
     def batch_action(self, options) -> str:
         return self.action
@@ -82,16 +65,16 @@ class BatchCommand(BaseCommand):
 
     def dry_run(self, action, entry_ids, user, kaltura, store):
         states = read_live_states(entry_ids, kaltura, store)
-        policy = Policy.from_settings(timezone.now())
-        plans = [plan_for(action, states[entry_id], policy) for entry_id in entry_ids]
+        plan_settings = PlanSettings.from_settings(timezone.now())
+        plans = [plan_for(action, states[entry_id], plan_settings) for entry_id in entry_ids]
         bulk.create(AuditEvent, batches.preview_events(None, action, plans, user))
         for plan in plans:
             self.stdout.write(redact(f"{plan.entry_id}\t{plan.summary()}"))  # a Kaltura text may quote a KS
         todo = [plan for plan in plans if not plan.skipped]
         self.stdout.write(
             f"dry run: {len(plans)} entries, {len(todo)} to process, {len(plans) - len(todo)} skipped; "
-            f"{human_bytes(sum(p.bytes_to_copy for p in todo))} to copy, "
-            f"{human_bytes(sum(p.bytes_freed for p in todo))} to free. Nothing was changed; add --execute to do it."
+            f"{wording.size(sum(p.bytes_to_copy for p in todo))} to copy, "
+            f"{wording.size(sum(p.bytes_freed for p in todo))} to free. Nothing was changed; add --execute to do it."
         )
 
     def run_batch(self, action, entry_ids, user, kaltura, store, options):

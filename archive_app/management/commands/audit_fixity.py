@@ -7,8 +7,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from archive_app.archive import fixity
 from archive_app.lib.storage import StorageError
-
-GB = 1024**3
+from archive_app.web import wording
 
 
 class Command(BaseCommand):
@@ -57,13 +56,13 @@ class Command(BaseCommand):
         plan, summary = fixity.rehash_sample(execute=execute, username=username)
         left = max(0, plan.budget_bytes - plan.used_bytes)
         self.stdout.write(
-            f"re-hash: {len(plan.chosen)} copies chosen ({plan.chosen_bytes / GB:.2f} GB, restore cost "
-            f"${plan.cost:.2f}), {len(plan.pending)} restores pending; budget {plan.budget_bytes / GB:.2f} GB this "
-            f"month, {left / GB:.2f} GB left before this run"
+            f"re-hash: {len(plan.chosen)} copies chosen ({wording.size(plan.chosen_bytes)}, restore cost "
+            f"${plan.cost:.2f}), {len(plan.pending)} restores pending; budget {wording.size(plan.budget_bytes)} this "
+            f"month, {wording.size(left)} left before this run"
         )
         if plan.budget_short:
             self.stdout.write(
-                f"warning: {plan.due_copies} copies ({plan.due_bytes / GB:.2f} GB) are due for a re-hash, more than "
+                f"warning: {plan.due_copies} copies ({wording.size(plan.due_bytes)}) are due for a re-hash, more than "
                 "the budget allows: raise FIXITY_REHASH_BYTES_PER_MONTH or they go longer than their period"
             )
         if execute:

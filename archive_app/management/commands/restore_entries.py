@@ -12,7 +12,7 @@ from tqdm import tqdm
 from archive_app import audit
 from archive_app.archive import restores
 from archive_app.cli import (
-    CLI_USERNAME,
+    add_execute_arguments,
     add_filter_arguments,
     command_origin,
     command_user,
@@ -46,17 +46,7 @@ class Command(BaseCommand):
             "--tier",
             help=f"Glacier retrieval tier: Bulk, Standard or Expedited (default {settings.ARCHIVE_RESTORE_TIER})",
         )
-        parser.add_argument("--execute", action="store_true", help="really do it (default: print the plan only)")
-        parser.add_argument(
-            "--user",
-            default=CLI_USERNAME,
-            help="the archive admin the audit log names, who must hold the role (default: cli, the command line "
-            "itself; every event also records the OS user and host)",
-        )
-        parser.add_argument("--no-wait", action="store_true", help="with --execute: return once requested")
-        parser.add_argument(
-            "--in-process", action="store_true", help="with --execute: run the jobs in this process, not on workers"
-        )
+        add_execute_arguments(parser, role="archive admin", queued="requested")
 
     def handle(self, *args, **options):
         username_option("--user", options["user"])  # a malformed name is refused before anything is read
@@ -146,10 +136,10 @@ class Command(BaseCommand):
         counts = {
             label: statuses.count(status)
             for status, label in [
-                ("done", "restored"),
-                ("waiting", "waiting on Glacier"),
-                ("failed", "failed"),
-                ("cancelled", "cancelled"),
+                (Restore.Status.DONE, "restored"),
+                (Restore.Status.WAITING, "waiting on Glacier"),
+                (Restore.Status.FAILED, "failed"),
+                (Restore.Status.CANCELLED, "cancelled"),
             ]
         }
         self.stdout.write(", ".join(f"{count} {label}" for label, count in counts.items() if count))

@@ -38,11 +38,18 @@ class Command(BaseCommand):
                 policy = None if "\x00" in name else ArchivePolicy.objects.filter(name=name).first()
                 if policy is None:
                     raise CommandError(f"no policy named {options['policy']!r}")
-                runs = [policies.policy_run(policy, now=now, execute=execute)]
+                plans = [policies.policy_plan(policy, now=now)]
             else:
-                runs = policies.policies_run_due(now=now, execute=execute)
-            resent = notices.resend_unfinished(execute=execute)
-            released = notices.release_due_batches(now=now, execute=execute)
+                plans = policies.policies_plan(now=now)
+            resends, releases = notices.resend_plan(), notices.release_plan(now=now)
+            if execute:
+                runs = [policies.policy_run(plan) for plan in plans]
+                resent = notices.resend_unfinished(resends)
+                released = notices.release_due_batches(releases, now=now)
+            else:
+                runs = [plan.record_dry_run() for plan in plans]
+                resent = resends
+                released = [release.record_dry_run() for release in releases]
         except (ImproperlyConfigured, KalturaError, StorageError) as exc:
             raise CommandError(str(exc)) from None
         for run in runs:

@@ -1,0 +1,34 @@
+"""The one writer of an entry's Kaltura tags (archived_to_s3, flavors_deleted, archive_exempt).
+
+Tags are read from Kaltura right before they are written, never from the mirror or from a read made before a
+long copy: an owner may have edited them meanwhile, and their tags are kept. Kaltura lowercases tags on write
+(DOMAIN.md §3), so ours are compared in lower case. The mirror takes what Kaltura answered.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from archive_app.lib.kaltura import Kaltura
+from archive_app.models import Entry, split_tags
+
+
+def write_tags(kaltura: Kaltura, entry_id: str, *, add: Iterable[str] = (), remove: Iterable[str] = ()) -> dict:
+    """Add and remove tags on the live entry; {"tags_before", "tags_after"} for the audit event.
+
+    Nothing is written when the tags are already as wanted (a rerun after a crash finds them so).
+    """
+    add, remove = [tag.lower() for tag in add], {tag.lower() for tag in remove}
+    current = split_tags(kaltura.get_entry(entry_id).tags)
+    wanted = [tag for tag in current if tag.lower() not in remove]
+    lowered = {tag.lower() for tag in wanted}
+    wanted += [tag for tag in dict.fromkeys(add) if tag not in lowered]
+    before = ", ".join(current)
+    if wanted == current:
+        return {"tags_before": before, "tags_after": before}
+    entry = kaltura.set_tags(entry_id, wanted)
+    mirror = Entry.objects.filter(id=entry_id).first()
+    if mirror is not None:
+        mirror.set_tags(entry.tags)
+        mirror.save(update_fields=["tags", "tags_search", "archive_state"])
+    return {"tags_before": before, "tags_after": entry.tags}
