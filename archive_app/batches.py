@@ -227,10 +227,9 @@ def batch_enqueue(batch: Batch, items=None) -> int:
     Batch.objects.filter(pk=batch.pk).update(status=Batch.Status.RUNNING)
 
     def enqueue():
-        from archive_app.jobs import enqueue_item
+        from archive_app.jobs import enqueue_items
 
-        for item in runnable:
-            enqueue_item(item)
+        enqueue_items(runnable)
 
     transaction.on_commit(enqueue)
     if not runnable:

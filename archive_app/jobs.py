@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 import django_rq
+from django.conf import settings
 from rq import Callback, Retry
 
 from archive_app import sync
@@ -39,6 +41,39 @@ def run_batch_item(item_id: int, token: str) -> str:
     return item.status if item is not None else "not ours"
 
 
+def run_batch_items(pairs: list[list]) -> list[str]:
+    """Several items of one batch at once, a thread each (ARCHIVE_PARALLEL_TRANSFERS): a worker then streams
+    several entries where the link and Kaltura's latency, not the CPU, set the pace. Each item runs exactly as
+    alone (its own claim, Kaltura client and database connection). If one raises for RQ's retry, the retry runs
+    the group again: the items that ended are no job's to run any more (their claim is gone)."""
+    from django.db import connection
+    from rq import get_current_job
+    from rq.job import _job_stack  # where get_current_job looks, per thread: the runner asks it about retries
+
+    job = get_current_job()
+
+    def one(pair) -> str:
+        if job is not None:
+            _job_stack.push(job)
+        try:
+            return run_batch_item(*pair)
+        finally:
+            if job is not None:
+                _job_stack.pop()
+            if threads > 1:
+                connection.close()  # this thread's own
+
+    # SQLite takes one writer at a time (and its shared in-memory test database locks whole tables): there the
+    # items run one after another.
+    threads = 1 if connection.vendor == "sqlite" else len(pairs)
+    with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="item") as pool:
+        futures = [pool.submit(one, pair) for pair in pairs]
+    for future in futures:
+        if future.exception() is not None:
+            raise future.exception()
+    return [future.result() for future in futures]
+
+
 def batch_item_job_failed(job, connection, exc_type, exc_value, traceback) -> None:
     """RQ's on_failure of an item's job. A job that fails before its claim (the database or Redis failing)
     leaves the item queued; RQ's retry takes it again, but after the last attempt nothing would, and the item
@@ -47,26 +82,49 @@ def batch_item_job_failed(job, connection, exc_type, exc_value, traceback) -> No
         return  # RQ retries it
     from archive_app.batches import fail_unclaimed_item
 
-    item_id, token = job.args
-    fail_unclaimed_item(item_id, token, f"{exc_type.__name__}: {exc_value}")
+    pairs = job.args[0] if job.func_name.endswith("run_batch_items") else [job.args]
+    for item_id, token in pairs:
+        fail_unclaimed_item(item_id, token, f"{exc_type.__name__}: {exc_value}")
 
 
 def job_timeout_seconds(bytes_to_copy: int) -> int:
     return 900 + bytes_to_copy // ASSUMED_BYTES_PER_SECOND
 
 
+def _item_job_options(items) -> dict:
+    """Retries, and a timeout sized to what the items copy (together: they share the link)."""
+    return {
+        "retry": Retry(max=3, interval=[10, 60, 300]),
+        "on_failure": Callback(batch_item_job_failed),
+        "job_timeout": job_timeout_seconds(sum(item.bytes_to_copy for item in items)),
+        "description": f"batch {items[0].batch_id}: {', '.join(item.entry_id for item in items)}"[:200],
+    }
+
+
 def enqueue_item(item, delay: timedelta | None = None):
     """Queue one batch item, with retries and a timeout sized to what it copies."""
     queue = django_rq.get_queue("default")
-    options = {
-        "retry": Retry(max=3, interval=[10, 60, 300]),
-        "on_failure": Callback(batch_item_job_failed),
-        "job_timeout": job_timeout_seconds(item.bytes_to_copy),
-        "description": f"batch {item.batch_id}: {item.entry_id}",
-    }
+    options = _item_job_options([item])
     if delay is not None:
         return queue.enqueue_in(delay, run_batch_item, item.id, item.job_id, **options)
     return queue.enqueue(run_batch_item, item.id, item.job_id, **options)
+
+
+def enqueue_items(items) -> None:
+    """Queue a batch's items: one job each, or ARCHIVE_PARALLEL_TRANSFERS of them a job (run side by side).
+    An item that waits on Kaltura later checks back in a job of its own (enqueue_item)."""
+    size = settings.ARCHIVE_PARALLEL_TRANSFERS
+    if size <= 1:
+        for item in items:
+            enqueue_item(item)
+        return
+    queue = django_rq.get_queue("default")
+    for start in range(0, len(items), size):
+        group = items[start : start + size]
+        if len(group) == 1:
+            enqueue_item(group[0])
+            continue
+        queue.enqueue(run_batch_items, [[item.id, item.job_id] for item in group], **_item_job_options(group))
 
 
 def release_stale_items_job() -> dict:

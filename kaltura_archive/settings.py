@@ -154,6 +154,9 @@ ARCHIVE_REQUIRE_SECOND_APPROVAL = envbool("ARCHIVE_REQUIRE_SECOND_APPROVAL", Fal
 ARCHIVE_REPLACEMENT_WAIT_SECONDS = envint("ARCHIVE_REPLACEMENT_WAIT_SECONDS", 0, minimum=0)
 # The first check back after that; each next one twice as late (at most 5 minutes), one request each.
 ARCHIVE_WAIT_FIRST_CHECK_SECONDS = envint("ARCHIVE_WAIT_FIRST_CHECK_SECONDS", 5, minimum=1)
+# Items of one batch a worker runs side by side (threads of one job): more where the link and Kaltura's latency,
+# not the CPU, set the pace. 1: one item a job.
+ARCHIVE_PARALLEL_TRANSFERS = envint("ARCHIVE_PARALLEL_TRANSFERS", 1, minimum=1)
 
 # Past this a replacement (ours, or a restore's) that Kaltura has not finished fails with a reason.
 ARCHIVE_REPLACEMENT_DEADLINE_HOURS = envint("ARCHIVE_REPLACEMENT_DEADLINE_HOURS", 24, minimum=1)

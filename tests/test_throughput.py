@@ -6,6 +6,7 @@ The figures (entries per minute for 1, 2 and 4 workers, requests per entry) are 
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -121,9 +122,10 @@ def test_the_batch_page_shows_entries_an_hour_bytes_a_second_and_the_time_left(c
         )
     client.force_login(user)
     page = client.get(f"/batches/{batch.pk}/").content.decode()
-    assert 'data-testid="entries-per-hour">24<' in page
-    assert 'data-testid="bytes-per-second">3.3\xa0KB<' in page
-    assert 'data-testid="eta">15 min<' in page
+    shown = re.search(r'<p data-testid="throughput">.*?</p>', page, re.S).group(0)
+    assert 'data-testid="entries-per-hour">24<' in shown, shown
+    assert 'data-testid="bytes-per-second">3.3\xa0KB<' in shown, shown
+    assert 'data-testid="eta">15 min<' in shown, shown
 
     # Finished: the pace of the whole run, and no time left to show.
     BatchItem.objects.filter(batch=batch).update(
@@ -133,3 +135,28 @@ def test_the_batch_page_shows_entries_an_hour_bytes_a_second_and_the_time_left(c
     page = client.get(f"/batches/{batch.pk}/").content.decode()
     assert 'data-testid="entries-per-hour">30<' in page
     assert 'data-testid="eta"' not in page
+
+
+@pytest.mark.django_db(transaction=True)
+def test_with_parallel_transfers_one_job_runs_several_items_of_a_batch_side_by_side(
+    kaltura_sim, s3, rq_queue, settings, make_user
+):
+    settings.KALTURA_RETRY_DELAYS = (0.01, 0.01)
+    settings.ARCHIVE_PARALLEL_TRANSFERS = 3
+    old = int((datetime.now(tz=UTC) - timedelta(days=5 * 365)).timestamp())
+    entry_ids = [kaltura_sim.state.add_entry(name=f"Old lecture {n}", createdAt=old) for n in range(4)]
+    sync.sync_full(Kaltura.from_settings())
+    librarian = make_user("lib", "librarian")
+    batch = batches.batch_create(user=librarian, action=Batch.Action.ARCHIVE_REPLACE, entry_ids=entry_ids)
+    batches.batch_preview(batch, user=librarian)
+    batches.batch_approve(batch, user=librarian)
+
+    # Four items: a job of three, and one alone.
+    jobs = rq_queue.get_jobs()
+    assert sorted(len(job.args[0]) if job.func_name.endswith("run_batch_items") else 1 for job in jobs) == [1, 3]
+    SimpleWorker([rq_queue], connection=rq_queue.connection).work(burst=True)
+    for item in BatchItem.objects.filter(batch=batch):
+        assert item.status == BatchItem.Status.DONE, item.message
+        assert "flavors_deleted" in kaltura_sim.state.get_entry(item.entry_id)["tags"]
+    batch.refresh_from_db()
+    assert batch.status == Batch.Status.DONE
