@@ -19,11 +19,11 @@ from archive_app.models import Batch, BatchItem
 
 @pytest.fixture
 def converting_world(kaltura_sim, s3, rq_queue, settings, make_user):
-    """One old entry; Kaltura takes a minute to convert; jobs poll nothing in place (the default)."""
+    """One old entry; Kaltura takes ten minutes to convert; jobs poll nothing in place (the default)."""
     settings.KALTURA_RETRY_DELAYS = (0.01, 0.01)
     settings.ARCHIVE_REPLACEMENT_WAIT_SECONDS = 0
     settings.ARCHIVE_WAIT_FIRST_CHECK_SECONDS = 5
-    kaltura_sim.state.conversion_delay = 60
+    kaltura_sim.state.conversion_delay = 600  # completed by the test itself
     old = int((datetime.now(tz=UTC) - timedelta(days=5 * 365)).timestamp())
     entry_id = kaltura_sim.state.add_entry(name="Old lecture", createdAt=old)
     sync.sync_full(Kaltura.from_settings())
@@ -34,11 +34,11 @@ def converting_world(kaltura_sim, s3, rq_queue, settings, make_user):
     kaltura_sim.state.conversion_delay = 0
 
 
-def scheduled_delays(queue) -> list[float]:
-    """Seconds from now until each scheduled job of the queue is due."""
+def scheduled_delays(queue, item) -> list[float]:
+    """Seconds from the item's last write (when it started waiting) until each scheduled job is due."""
     registry = queue.scheduled_job_registry
-    now = datetime.now(tz=UTC)
-    return [(registry.get_scheduled_time(job_id) - now).total_seconds() for job_id in registry.get_job_ids()]
+    since = item.heartbeat_at
+    return [(registry.get_scheduled_time(job_id) - since).total_seconds() for job_id in registry.get_job_ids()]
 
 
 @pytest.mark.django_db(transaction=True)
@@ -54,8 +54,8 @@ def test_a_replacement_kaltura_is_converting_frees_the_worker_and_each_check_cos
     assert item.status == BatchItem.Status.WAITING, item.message
     assert item.progress["replace_requested"] and item.progress["checks_replacement"] == 1
     assert len(rq_queue) == 0
-    [delay] = scheduled_delays(rq_queue)
-    assert 3 < delay <= 5
+    [delay] = scheduled_delays(rq_queue, item)
+    assert 4 < delay <= 6
 
     # A check while Kaltura still converts: one request (entry and flavors in one multirequest), then the next
     # check twice as late. (The tests start a session per client; jobs share one: see below.)
@@ -66,8 +66,8 @@ def test_a_replacement_kaltura_is_converting_frees_the_worker_and_each_check_cos
     assert sim.state.subrequest_counters == {"media.get": 1, "flavorasset.list": 1}
     item.refresh_from_db()
     assert item.status == BatchItem.Status.WAITING and item.progress["checks_replacement"] == 2
-    [delay] = scheduled_delays(rq_queue)
-    assert 8 < delay <= 10
+    [delay] = scheduled_delays(rq_queue, item)
+    assert 9 < delay <= 11
 
     # Once Kaltura has swapped in the placeholder, the next check finishes the item, custody checks included.
     rq_queue.scheduled_job_registry.remove(rq_queue.scheduled_job_registry.get_job_ids()[0])
@@ -109,7 +109,8 @@ def test_the_batch_page_shows_entries_an_hour_bytes_a_second_and_the_time_left(c
     user = make_user("lib", "librarian")
     batch = Batch.objects.create(action=Batch.Action.ARCHIVE, created_by=user, status=Batch.Status.RUNNING)
     start = timezone.now() - timedelta(minutes=10)
-    # 4 entries ended in the first 10 minutes, 2 MB copied; 6 to go: at 24 an hour, 15 minutes left.
+    # 4 entries ended in the first 10 minutes, 3,072,000 bytes copied (5 KiB a second); 6 to go: at 24 an hour,
+    # 15 minutes left.
     for n in range(10):
         ended = n < 4
         BatchItem.objects.create(
@@ -118,13 +119,13 @@ def test_the_batch_page_shows_entries_an_hour_bytes_a_second_and_the_time_left(c
             status=BatchItem.Status.DONE if ended else BatchItem.Status.QUEUED,
             started_at=start if ended or n == 4 else None,
             finished_at=start + timedelta(minutes=2 * n + 2) if ended else None,
-            bytes_copied=500_000 if ended else 0,
+            bytes_copied=768_000 if ended else 0,
         )
     client.force_login(user)
     page = client.get(f"/batches/{batch.pk}/").content.decode()
     shown = re.search(r'<p data-testid="throughput">.*?</p>', page, re.S).group(0)
     assert 'data-testid="entries-per-hour">24<' in shown, shown
-    assert 'data-testid="bytes-per-second">3.3\xa0KB<' in shown, shown
+    assert 'data-testid="bytes-per-second">5.0\xa0KB<' in shown, shown
     assert 'data-testid="eta">15 min<' in shown, shown
 
     # Finished: the pace of the whole run, and no time left to show.
