@@ -161,3 +161,28 @@ def test_with_parallel_transfers_one_job_runs_several_items_of_a_batch_side_by_s
         assert "flavors_deleted" in kaltura_sim.state.get_entry(item.entry_id)["tags"]
     batch.refresh_from_db()
     assert batch.status == Batch.Status.DONE
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_archive_and_replace_costs_these_kaltura_requests(converting_world, rq_queue):
+    """The requests of one entry, by action: what bench_batch_throughput counts per entry, pinned here so that a
+    change that adds one is seen (a session per job here; the workers share one)."""
+    sim, batch, entry_id = converting_world
+    batches.batch_approve(batch, user=batch.created_by)
+    rq_queue.empty()
+    item = BatchItem.objects.get(batch=batch)
+    sim.state.reset_counters()
+    batches.execute_item(item.id, item.job_id)  # archive, upload the placeholder, send the replacement
+    sim.state.complete_conversions()
+    batches.execute_item(item.id, item.job_id)  # the check that sees the swap, tags and thumbnail
+    item.refresh_from_db()
+    assert item.status == BatchItem.Status.DONE, item.message
+    api = {k: n for k, n in sim.state.counters.items() if k not in ("session.start", "download")}
+    assert api == {
+        "multirequest": 5,  # live read; upload token + placeholder; re-read before updateContent; check; tags + thumb
+        "flavorasset.getUrl": 1,
+        "caption_captionasset.list": 1,  # the sidecar's
+        "media.get": 1,  # the fresh read after the copy, before tagging archived_to_s3
+        "media.update": 1,
+        "media.updateContent": 1,
+    }, sim.state.counters
