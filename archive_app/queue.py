@@ -12,6 +12,7 @@ from datetime import timedelta
 from typing import Any
 
 import django_rq
+from django.conf import settings
 from django.db import transaction
 from rq import Callback, Retry
 
@@ -38,18 +39,32 @@ def enqueue(func: str, *args: Any, delay: timedelta | None = None, **options: An
     transaction.on_commit(send)
 
 
+def _item_options(items: list[Any]) -> dict[str, Any]:
+    """Retries, and a timeout sized to what the items copy (together: they share the link)."""
+    return {
+        "retry": Retry(max=3, interval=[10, 60, 300]),
+        "on_failure": Callback("archive_app.jobs.batch_item_job_failed"),
+        "job_timeout": job_timeout_seconds(sum(item.bytes_to_copy for item in items)),
+        "description": f"batch {items[0].batch_id}: {', '.join(item.entry_id for item in items)}"[:200],
+    }
+
+
 def batch_item(item: Any, delay: timedelta | None = None) -> None:
     """Queue one batch item, with retries and a timeout sized to what it copies."""
-    enqueue(
-        "archive_app.jobs.run_batch_item",
-        item.id,
-        item.job_id,
-        delay=delay,
-        retry=Retry(max=3, interval=[10, 60, 300]),
-        on_failure=Callback("archive_app.jobs.batch_item_job_failed"),
-        job_timeout=job_timeout_seconds(item.bytes_to_copy),
-        description=f"batch {item.batch_id}: {item.entry_id}",
-    )
+    enqueue("archive_app.jobs.run_batch_item", item.id, item.job_id, delay=delay, **_item_options([item]))
+
+
+def batch_items(items: list[Any]) -> None:
+    """Queue a batch's items: one job each, or ARCHIVE_PARALLEL_TRANSFERS of them a job (run side by side).
+    An item that waits on Kaltura later checks back in a job of its own (batch_item with a delay)."""
+    size = settings.ARCHIVE_PARALLEL_TRANSFERS
+    for start in range(0, len(items), max(size, 1)):
+        group = items[start : start + max(size, 1)]
+        if len(group) == 1:
+            batch_item(group[0])
+        else:
+            pairs = [[item.id, item.job_id] for item in group]
+            enqueue("archive_app.jobs.run_batch_items", pairs, **_item_options(group))
 
 
 def restore(restore_id: int, token: str, size_bytes: int = 0, delay: timedelta | None = None) -> None:

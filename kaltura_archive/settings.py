@@ -118,6 +118,8 @@ KALTURA_CDN_HOSTS = envlist("KALTURA_CDN_HOSTS")
 # Requests per second to Kaltura across every process sharing REDIS_URL (0: no cap). Kaltura answers partners
 # that call too fast with ACTION_BLOCKED; those calls are retried with backoff either way.
 KALTURA_MAX_REQUESTS_PER_SECOND = envfloat("KALTURA_MAX_REQUESTS_PER_SECOND", 0.0)
+# One Kaltura session for all jobs, kept in Redis (archive_app.lib.kaltura.SharedSession): a job saves a request.
+KALTURA_SHARE_SESSION = envbool("KALTURA_SHARE_SESSION", True)
 # How often the scheduled job mirrors changed entries and recent plays.
 SYNC_INTERVAL_MINUTES = envint("SYNC_INTERVAL_MINUTES", 15, minimum=1)
 
@@ -148,8 +150,14 @@ ARCHIVE_POLICY_MAX_SHARE = envfloat("ARCHIVE_POLICY_MAX_SHARE", 0.25)
 if not 0 < ARCHIVE_POLICY_MAX_SHARE <= 1:
     raise ImproperlyConfigured(f"ARCHIVE_POLICY_MAX_SHARE must be in (0, 1], not {ARCHIVE_POLICY_MAX_SHARE}")
 ARCHIVE_REQUIRE_SECOND_APPROVAL = envbool("ARCHIVE_REQUIRE_SECOND_APPROVAL", False)
-# How long a job waits for Kaltura to finish a replacement before checking back later.
-ARCHIVE_REPLACEMENT_WAIT_SECONDS = envint("ARCHIVE_REPLACEMENT_WAIT_SECONDS", 120, minimum=1)
+# How long a job polls in place (once a second) for Kaltura to finish a replacement before it frees its worker
+# and checks back later; 0: it frees the worker at once (a conversion takes minutes: no worker sleeps on it).
+ARCHIVE_REPLACEMENT_WAIT_SECONDS = envint("ARCHIVE_REPLACEMENT_WAIT_SECONDS", 0, minimum=0)
+# The first check back after that; each next one twice as late (at most 5 minutes), one request each.
+ARCHIVE_WAIT_FIRST_CHECK_SECONDS = envint("ARCHIVE_WAIT_FIRST_CHECK_SECONDS", 5, minimum=1)
+# Items of one batch a worker runs side by side (threads of one job): more where the link and Kaltura's latency,
+# not the CPU, set the pace. 1: one item a job.
+ARCHIVE_PARALLEL_TRANSFERS = envint("ARCHIVE_PARALLEL_TRANSFERS", 1, minimum=1)
 
 # Past this a replacement (ours, or a restore's) that Kaltura has not finished fails with a reason.
 ARCHIVE_REPLACEMENT_DEADLINE_HOURS = envint("ARCHIVE_REPLACEMENT_DEADLINE_HOURS", 24, minimum=1)

@@ -22,3 +22,8 @@ WHITENOISE_AUTOREFRESH = True
 WHITENOISE_USE_FINDERS = True
 # The simulator's videos are scaled down to kilobytes: every replacement frees less than the default 10 MB.
 ARCHIVE_MIN_BYTES_FREED = 0
+# Tests count session.start per client; the shared session has a test of its own (test_kaltura_session).
+KALTURA_SHARE_SESSION = False
+# The tests drain queues with a burst SimpleWorker, which runs no scheduled job: a replacement is polled for in
+# place (the simulator converts in a fraction of a second). test_throughput covers the check-back path.
+ARCHIVE_REPLACEMENT_WAIT_SECONDS = 20

@@ -23,6 +23,10 @@ ALLOWED_FUNCTION_IMPORTS = {
         "Django imports apps.py before any model exists; AppConfig.ready is where it says to import modules "
         "that need the models (signal receivers, checks)"
     ),
+    ("archive_app/apps.py", "warm_worker"): (
+        "called from AppConfig.ready in an RQ worker, before it forks: the job modules need the models, so they "
+        "load there, once per worker rather than once per job"
+    ),
 }
 
 

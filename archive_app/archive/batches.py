@@ -247,8 +247,7 @@ def batch_enqueue(batch: Batch, items=None) -> int:
     BatchItem.objects.bulk_update(items, ["status", "finished_at", "message", "job_id"], 500)
     Batch.objects.filter(pk=batch.pk).update(status=Batch.Status.RUNNING)
 
-    for item in runnable:
-        queue.batch_item(item)
+    queue.batch_items(runnable)
     if not runnable:
         refresh_batch_status(batch.pk)
     return len(runnable)
@@ -375,6 +374,7 @@ class ItemOperation(runner.Operation):
     failed_status = BatchItem.Status.FAILED
     errored_status = BatchItem.Status.ERRORED
     waiting_status = BatchItem.Status.WAITING
+    quick_steps = frozenset({"wait_replacement", "thumbnail"})
 
     def claimable(self):
         return BatchItem.objects.filter(status__in=[BatchItem.Status.QUEUED, *BatchItem.ACTIVE]).exclude(
@@ -421,6 +421,26 @@ class ItemOperation(runner.Operation):
     def reschedule(self, row, delay) -> None:
         queue.batch_item(row, delay=delay)
 
+    def check_wait(self, run: runner.Run) -> None:
+        """An item waiting for Kaltura to swap in the placeholder: one request (entry and flavors) tells whether
+        the replacement is still pending; if so it waits again, without reading S3 or the rest. When it is no
+        longer pending, that answer is the Kaltura part of the job's full read of live state."""
+        progress = run.progress
+        if not progress.get("replace_requested") or "waiting_since_replacement" not in progress:
+            return
+        if "placeholder" in progress:
+            return
+        try:
+            entry, flavors = run.kaltura.entry_and_flavors(run.entry_id)
+        except KalturaError as exc:
+            if exc.code == "ENTRY_ID_NOT_FOUND":
+                return  # the full read says so, and the plan stops
+            raise
+        if entry.replacing_entry_id and entry.replacement_status != runner.REPLACEMENT_FAILED:
+            run.note_live(entry, flavors)
+            runner.wait_or_give_up(run, "Kaltura is still converting the replacement", what="replacement")
+        run.scratch["checked"] = (entry, flavors)
+
     def ended(self, run, status) -> None:
         refresh_batch_status(run.row.batch_id)
 
@@ -448,7 +468,10 @@ def execute_item(item_id: int, token: str, *, kaltura: Kaltura | None = None, st
 def _target_key(run: runner.Run) -> str:
     """The entry id's key for an entry's first copy; once taken (by any copy), a key named by the content."""
     original = run.state.original
-    if run.store.head(run.entry_id) is None:
+    # With no copy recorded, the job's read of live state was of the entry id's key (the upload is conditional
+    # anyway: it never writes over an object that appeared meanwhile).
+    free = run.state.s3 is None if run.state.copy is None else run.store.head(run.entry_id) is None
+    if free:
         return run.store.key_for(run.entry_id)
     return run.store.key_for_content(run.entry_id, original.id, original.version)
 
@@ -537,15 +560,9 @@ def step_adopt(run: runner.Run) -> dict:
 def step_verify(run: runner.Run) -> dict:
     if run.scratch.get("adopted"):
         return {"verified": "adopted", **write_sidecar(run.store, run.kaltura, run.state, run.scratch["copy"])}
+    # upload_stream has checked that version in S3 itself (one HeadObject with its checksum, against what was
+    # streamed, after S3 validated the full-object CRC32 of the upload): no second read of it.
     archived = run.scratch["uploaded"]
-    run.store.verify(
-        run.entry_id,
-        key=archived.key,
-        version_id=archived.version_id,
-        size=archived.size,
-        sha256=archived.sha256,
-        crc32=archived.crc32,
-    )
     copy = _record_copy(
         run,
         key=archived.key,
@@ -670,28 +687,25 @@ def _placeholder_path(run: runner.Run):
     return settings.PLACEHOLDER_AUDIO if audio else settings.PLACEHOLDER_VIDEO
 
 
-def _require_verified_copy(run: runner.Run) -> ArchiveCopy:
+def _copy_refusal(run: runner.Run, state) -> str:
     """Rule: no content is replaced unless S3 still holds its recorded copy: that exact key and version, with
-    the recorded size and SHA-256."""
+    the recorded size and SHA-256. `state`: live state read just now (its S3 head is of that key and version)."""
     copy = ArchiveCopy.objects.filter(entry_id=run.entry_id).first()
     if copy is None or not copy.sha256:
-        raise runner.Refused("no verified archive copy with a SHA-256 is recorded")
+        return "no verified archive copy with a SHA-256 is recorded"
+    s3 = state.s3
+    if s3 is None or (s3.key, s3.version_id or "") != (copy.key, copy.version_id or ""):
+        s3 = run.store.head(run.entry_id, key=copy.key, version_id=copy.version_id or None)
     try:
-        run.store.verify(
-            run.entry_id,
-            key=copy.key,
-            version_id=copy.version_id or None,
-            size=copy.size_bytes,
-            sha256=copy.sha256,
-            crc32=copy.crc32 or None,
-        )
+        run.store.check(s3, key=copy.key, size=copy.size_bytes, sha256=copy.sha256, crc32=copy.crc32 or None)
     except StorageError as exc:
-        raise runner.Refused(f"the recorded copy in S3 no longer checks out: {exc}", run.state.identity()) from exc
-    return copy
+        return f"the recorded copy in S3 no longer checks out: {exc}"
+    return ""
 
 
 def step_upload_placeholder(run: runner.Run) -> dict:
-    _require_verified_copy(run)
+    # The copy is checked in S3 by replace_content, right before media.updateContent: the upload alone
+    # changes nothing in the entry.
     path = _placeholder_path(run)
     with open(path, "rb") as placeholder:
         token = run.kaltura.upload(placeholder, file_name=path.name, size=path.stat().st_size)
@@ -700,10 +714,11 @@ def step_upload_placeholder(run: runner.Run) -> dict:
 
 
 def step_replace_content(run: runner.Run) -> dict:
-    _require_verified_copy(run)
     plan_settings = PlanSettings.from_settings(timezone.now())
     return runner.send_replacement(
-        run, run.progress["placeholder_token"], still_allowed=lambda state: replace_refusal(state, plan_settings)
+        run,
+        run.progress["placeholder_token"],
+        still_allowed=lambda state: _copy_refusal(run, state) or replace_refusal(state, plan_settings),
     )
 
 
@@ -715,6 +730,13 @@ def step_wait_replacement(run: runner.Run) -> dict:
 
 
 def step_thumbnail(run: runner.Run) -> dict:
+    # plan_replace puts tag_replaced right after: the thumbnail is cut in the same request as that tag write
+    # (one request fewer per entry).
+    run.scratch["thumbnail"] = True
+    return {"thumbnail": "cut with the tags (next step)"}
+
+
+def _update_thumbnail(run: runner.Run) -> dict:
     # Right after a replacement Kaltura may not be ready to cut a thumbnail: try a few times.
     for attempt in range(3):
         try:
@@ -728,7 +750,10 @@ def step_thumbnail(run: runner.Run) -> dict:
 
 
 def step_tag_replaced(run: runner.Run) -> dict:
-    details = runner.write_tags(run, add=(TAG_ARCHIVED, TAG_REPLACED))
+    thumbnail = run.scratch.pop("thumbnail", False)
+    details = runner.write_tags(run, add=(TAG_ARCHIVED, TAG_REPLACED), thumbnail=thumbnail)
+    if thumbnail and details["thumbnail"] != "updated":
+        details["thumbnail"] = _update_thumbnail(run)["thumbnail"]
     freed = run.row.bytes_freed
     placeholder = run.progress.get("placeholder") or {}
     copy = ArchiveCopy.objects.filter(entry_id=run.entry_id).first()

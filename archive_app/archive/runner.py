@@ -7,8 +7,9 @@ Each rule of running lives here once:
 - **Fence**: every write of a running operation names its token (`Run.save`); when another job holds the row
   (a retry, a cancel, the poller) the write matches nothing and the step stops with `Superseded`.
 - **Steps** are named; each is audited when done and marked in `progress`, so a rerun after a crash converges.
-- **Wait** never sleeps long in a worker: the operation is queued again later (`Wait`) and fails with a reason
-  once `ARCHIVE_REPLACEMENT_DEADLINE_HOURS` have passed.
+- **Wait** never sleeps long in a worker: the operation is queued again later (`Wait`), checks back with a
+  backoff (ARCHIVE_WAIT_FIRST_CHECK_SECONDS, doubling), each check one cheap request (`Operation.check_wait`),
+  and fails with a reason once `ARCHIVE_REPLACEMENT_DEADLINE_HOURS` have passed.
 - **End**: FAILED for an expected refusal (with its reason, and recorded versus live identity in the audit
   event), ERRORED for a crash (traceback in the log); transient errors keep the claim for RQ's retry.
 - **Kaltura's content** is replaced (with the placeholder, or with the original on restore) by one function,
@@ -85,6 +86,9 @@ class Operation:
     errored_status: str
     waiting_status: str | None  # None: the phase status stays while waiting
     steps: dict
+    # Steps that take no time and write nothing to the entry: after them the job's last read of the entry is
+    # still the read right before the next step (Run.fresh_entry); after any other step it is read again.
+    quick_steps: frozenset[str] = frozenset()
 
     def claimable(self):
         """The rows a job with this token may take."""
@@ -110,6 +114,9 @@ class Operation:
 
     def reschedule(self, row, delay: timedelta) -> None:
         raise NotImplementedError
+
+    def check_wait(self, run: Run) -> None:
+        """Before the full read of live state: raise Wait if a cheap check shows Kaltura still working."""
 
     def ended(self, run: Run, status: str) -> None:
         """After the row reached an end state (batch progress, a restore's done event)."""
@@ -244,10 +251,25 @@ class Run:
             details={**self.operation.audit_details(self.row), **(details or {})},
         )
 
-    def read_state(self) -> LiveState:
-        """Live Kaltura and S3, as this operation sees them (see workflow.with_progress)."""
-        self.state = with_progress(read_live_state(self.entry_id, self.kaltura, self.store), self.progress)
+    def read_state(self, kaltura_state=None) -> LiveState:
+        """Live Kaltura and S3, as this operation sees them (see workflow.with_progress). `kaltura_state`: the
+        (entry, flavors) this job has just read, so they are not asked for twice."""
+        state = read_live_state(self.entry_id, self.kaltura, self.store, kaltura_state=kaltura_state)
+        self.state = with_progress(state, self.progress)
+        self.note_live(self.state.entry, self.state.flavors)
         return self.state
+
+    def note_live(self, entry, flavors) -> None:
+        """The latest entry (and flavors; None: changing, e.g. a replacement sent) Kaltura answered this job,
+        which end() puts in the mirror instead of reading them again."""
+        self.scratch["live_entry"] = entry
+        self.scratch["live_flavors"] = flavors
+        # What this job read last, until it writes to the entry: a step that acts on it right after may use it.
+        self.scratch["read_entry"] = entry if flavors is not None else None
+
+    def fresh_entry(self):
+        """The entry as this job last read it, if nothing was written to it since (None: read it again)."""
+        return self.scratch.get("read_entry")
 
 
 def execute(operation: Operation, pk: int, token: str, *, kaltura=None, store=None):
@@ -262,7 +284,8 @@ def execute(operation: Operation, pk: int, token: str, *, kaltura=None, store=No
     try:
         run.kaltura = kaltura or Kaltura.from_settings()
         run.store = store or ArchiveStore.from_settings()
-        run.read_state()
+        operation.check_wait(run)
+        run.read_state(run.scratch.pop("checked", None))
         outcome = operation.plan(run)
         if outcome.done:
             end(run, operation.done_status, outcome.summary)
@@ -279,6 +302,8 @@ def execute(operation: Operation, pk: int, token: str, *, kaltura=None, store=No
             return run.row
         for step in outcome.steps:
             details = operation.steps[step.name](run) or {}
+            if step.name not in operation.quick_steps:
+                run.scratch["read_entry"] = None
             run.audit(step.name, details=details)
             run.save_progress(**{f"done_{step.name}": True})
         end(run, operation.done_status, outcome.summary)
@@ -348,27 +373,42 @@ def end(run: Run, status: str, message: str, *, outcome: str | None = None, acti
         release_lock(operation, run.row)
     if action:
         run.audit(operation.audit_action(run.row, action), outcome=outcome, message=message, details=details)
-    sync.refresh_entries([run.entry_id], run.kaltura)  # the pages show what the job did, without waiting for a sync
+    # The pages show what the job did without waiting for a sync: from what Kaltura last answered this job.
+    entry, flavors = run.scratch.get("live_entry"), run.scratch.get("live_flavors")
+    if entry is not None and flavors is not None:
+        sync.store_live(entry, flavors)
+    else:
+        sync.refresh_entries([run.entry_id], run.kaltura)
     operation.ended(run, status)
 
 
 # --- waiting, with a deadline ------------------------------------------------------------------
 
 
-def wait_or_give_up(run: Run, reason: str, *, what: str, hours: int | None = None, delay=timedelta(seconds=30)):
-    """Raise Wait (check again later), or Refused once the wait has lasted `hours` (the setting by default)."""
+# The longest pause between two checks of a wait on Kaltura: a conversion takes seconds to an hour.
+MAX_CHECK_INTERVAL = timedelta(minutes=5)
+
+
+def wait_or_give_up(run: Run, reason: str, *, what: str, hours: int | None = None, delay: timedelta | None = None):
+    """Raise Wait (check again later), or Refused once the wait has lasted `hours` (the setting by default).
+
+    Without a `delay`, checks back with a backoff: ARCHIVE_WAIT_FIRST_CHECK_SECONDS, then twice as long each
+    time, at most MAX_CHECK_INTERVAL; the worker is free meanwhile."""
     hours = hours or settings.ARCHIVE_REPLACEMENT_DEADLINE_HOURS
-    key = f"waiting_since_{what}"
+    key, checks_key = f"waiting_since_{what}", f"checks_{what}"
     since = run.progress.get(key)
+    checks = run.progress.get(checks_key, 0)
     now = timezone.now()
-    if since is None:
-        run.save_progress(**{key: now.isoformat()})
-    elif now - datetime.fromisoformat(since) > timedelta(hours=hours):
+    if since is not None and now - datetime.fromisoformat(since) > timedelta(hours=hours):
         raise Refused(
             f"Kaltura did not finish the {what} in {hours} hours"
             if what != "s3 restore"
             else f"S3 did not make a readable copy in {hours} hours"
         )
+    run.save_progress(**{key: since or now.isoformat(), checks_key: checks + 1})
+    if delay is None:
+        first = settings.ARCHIVE_WAIT_FIRST_CHECK_SECONDS
+        delay = min(timedelta(seconds=first * 2 ** min(checks, 20)), MAX_CHECK_INTERVAL)
     raise Wait(reason, delay=delay)
 
 
@@ -390,6 +430,7 @@ def send_replacement(run: Run, upload_token: str, *, still_allowed) -> dict:
         replaced_from=asdict(ContentId.of(original)),
         replace_requested_at=timezone.now().isoformat(),
     )
+    run.note_live(state.entry, None)  # the flavors are about to change: end() reads them again
     try:
         run.kaltura.replace_content(run.entry_id, upload_token)
     except KalturaError as exc:
@@ -403,15 +444,26 @@ def wait_for_swap(run: Run, *, expected_size, what: str) -> ContentId:
     """Until Kaltura has swapped in the new content: its original is READY, no replacement is pending, and it
     is no longer the content replaced. `expected_size(flavor)` says whether the new original is what we sent.
 
-    Polls for at most ARCHIVE_REPLACEMENT_WAIT_SECONDS, then queues the operation again (Wait); fails with a
-    reason when Kaltura's conversion failed, when Kaltura never took the replacement, when the new content is
-    not what we sent, or past the deadline.
+    Each check is one request (entry and flavors in a multirequest); the first is the job's own read of live
+    state unless the job has just sent the replacement. Polls in place for at most
+    ARCHIVE_REPLACEMENT_WAIT_SECONDS (default 0: one check), then queues the operation again (Wait, with a
+    backoff); fails with a reason when Kaltura's conversion failed, when Kaltura never took the replacement,
+    when the new content is not what we sent, or past the deadline.
     """
     before = ContentId(**run.progress["replaced_from"]) if run.progress.get("replaced_from") else None
     poll_until = time.monotonic() + settings.ARCHIVE_REPLACEMENT_WAIT_SECONDS
+    latest = run.scratch.get("live_flavors") is not None and run.state is not None
+    if not latest and settings.ARCHIVE_REPLACEMENT_WAIT_SECONDS == 0:
+        # Just sent: no conversion is done this soon; check back later rather than ask now.
+        wait_or_give_up(run, f"Kaltura is converting the {what}", what=what)
     while True:
-        entry = run.kaltura.get_entry(run.entry_id)
-        original = next((f for f in run.kaltura.flavors(run.entry_id) if f.is_original), None)
+        if latest:
+            entry, flavors = run.state.entry, run.state.flavors
+            latest = False
+        else:
+            entry, flavors = run.kaltura.entry_and_flavors(run.entry_id)
+            run.note_live(entry, flavors)
+        original = next((f for f in flavors if f.is_original), None)
         if entry.replacement_status == REPLACEMENT_FAILED:
             raise Refused(
                 f"Kaltura's conversion of the {what} failed (replacement status {REPLACEMENT_FAILED}); "
@@ -434,11 +486,17 @@ def wait_for_swap(run: Run, *, expected_size, what: str) -> ContentId:
                 f"Kaltura did not take the {what}: no replacement is pending and the original is "
                 f"still {before.describe()}; retry to send it again"
             )
-        if time.monotonic() > poll_until:
+        if time.monotonic() >= poll_until:
             wait_or_give_up(run, f"Kaltura is still converting the {what}", what=what)
         time.sleep(1)
 
 
-def write_tags(run: Run, *, add: tuple[str, ...] = (), remove: tuple[str, ...] = ()) -> dict:
-    """A step's tag write, from a fresh read (tags.write_tags): never one made before a copy."""
-    return tags.write_tags(run.kaltura, run.entry_id, add=add, remove=remove)
+def write_tags(run: Run, *, add: tuple[str, ...] = (), remove: tuple[str, ...] = (), thumbnail: bool = False) -> dict:
+    """A step's tag write (tags.write_tags_reading), from this step's fresh read: never one made before a copy.
+    `thumbnail`: the thumbnail cut from the new content in the same request."""
+    details, entry = tags.write_tags_reading(
+        run.kaltura, run.entry_id, add=add, remove=remove, fresh=run.fresh_entry(), thumbnail=thumbnail
+    )
+    if entry is not None:
+        run.scratch["live_entry"], run.scratch["read_entry"] = entry, None
+    return details

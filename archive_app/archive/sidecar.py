@@ -262,11 +262,8 @@ def write_sidecar(store: ArchiveStore, kaltura: Kaltura, state, copy: ArchiveCop
     """Write the copy's sidecar, its captions and thumbnail first, if it has none; record its key and version on
     the copy."""
     key = sidecar_key(copy.key)
-    head = store.head(copy.entry_id, key=key)
-    if head is not None:
-        # Written by this copy's run before a crash: the first one stands (with what it lists).
-        ArchiveCopy.objects.filter(id=copy.id).update(sidecar_key=key, sidecar_version_id=head.version_id or "")
-        return {"sidecar_key": key, "sidecar_version_id": head.version_id, "sidecar_written": False}
+    # No HeadObject first (one S3 request per copy): a sidecar written before a crash makes the conditional
+    # writes below fail with PreconditionFailed, and the first one stands (with what it lists).
     captions = keep_captions(store, kaltura, copy)
     thumbnail = keep_thumbnail(store, kaltura, state, copy)
     description = kaltura.describe_entry(copy.entry_id)

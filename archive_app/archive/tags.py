@@ -9,26 +9,47 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from archive_app.lib.kaltura import Kaltura
+from archive_app.lib.kaltura import Kaltura, KEntry
 from archive_app.models import Entry, split_tags
 
 
 def write_tags(kaltura: Kaltura, entry_id: str, *, add: Iterable[str] = (), remove: Iterable[str] = ()) -> dict:
-    """Add and remove tags on the live entry; {"tags_before", "tags_after"} for the audit event.
+    """Add and remove tags on the live entry; {"tags_before", "tags_after"} for the audit event."""
+    return write_tags_reading(kaltura, entry_id, add=add, remove=remove)[0]
 
-    Nothing is written when the tags are already as wanted (a rerun after a crash finds them so).
+
+def write_tags_reading(
+    kaltura: Kaltura,
+    entry_id: str,
+    *,
+    add: Iterable[str] = (),
+    remove: Iterable[str] = (),
+    fresh: KEntry | None = None,
+    thumbnail: bool = False,
+) -> tuple[dict, KEntry | None]:
+    """write_tags, and the entry as Kaltura answered (None when nothing was written).
+
+    `fresh`: the entry as read in this same step, right before (a runner step's live read), which saves a read.
+    `thumbnail`: the default thumbnail is cut from the entry's new content in the same request as the tags.
+    Nothing is written when the tags are already as wanted and no thumbnail is asked for (a rerun after a crash
+    finds them so).
     """
     add, remove = [tag.lower() for tag in add], {tag.lower() for tag in remove}
-    current = split_tags(kaltura.get_entry(entry_id).tags)
+    current = split_tags((fresh or kaltura.get_entry(entry_id)).tags)
     wanted = [tag for tag in current if tag.lower() not in remove]
     lowered = {tag.lower() for tag in wanted}
     wanted += [tag for tag in dict.fromkeys(add) if tag not in lowered]
     before = ", ".join(current)
-    if wanted == current:
-        return {"tags_before": before, "tags_after": before}
-    entry = kaltura.set_tags(entry_id, wanted)
+    if wanted == current and not thumbnail:
+        return {"tags_before": before, "tags_after": before}, None
+    details = {}
+    if thumbnail:
+        entry, failed = kaltura.set_tags_and_thumbnail(entry_id, wanted)
+        details["thumbnail"] = f"not updated: {failed}" if failed else "updated"
+    else:
+        entry = kaltura.set_tags(entry_id, wanted)
     mirror = Entry.objects.filter(id=entry_id).first()
     if mirror is not None:
         mirror.set_tags(entry.tags)
         mirror.save(update_fields=["tags", "tags_search", "archive_state"])
-    return {"tags_before": before, "tags_after": entry.tags}
+    return {"tags_before": before, "tags_after": entry.tags, **details}, entry

@@ -529,12 +529,15 @@ def copy_record(entry_id: str) -> CopyRecord | None:
     return CopyRecord.from_model(copy) if copy is not None else None
 
 
-def read_live_state(entry_id: str, kaltura, store, *, replacement_started: bool = False) -> LiveState:
-    """Kaltura and S3 as they are now: the mirror is never proof. S3 is read at the recorded copy's exact
+def read_live_state(
+    entry_id: str, kaltura, store, *, replacement_started: bool = False, kaltura_state=None
+) -> LiveState:
+    """Kaltura and S3 as they are now: the mirror is never proof. Kaltura's entry and flavors come in one
+    request (`kaltura_state`: that pair, read by the caller just now). S3 is read at the recorded copy's exact
     key and version (the entry id's key when none is recorded)."""
 
     try:
-        entry = kaltura.get_entry(entry_id)
+        entry, flavors = kaltura_state or kaltura.entry_and_flavors(entry_id)
     except KalturaError as exc:
         if exc.code == "ENTRY_ID_NOT_FOUND":
             return LiveState(entry_id, None)
@@ -545,7 +548,7 @@ def read_live_state(entry_id: str, kaltura, store, *, replacement_started: bool 
     return LiveState(
         entry_id,
         entry,
-        flavors=kaltura.flavors(entry_id),
+        flavors=flavors,
         s3=s3,
         copy=copy,
         replacement_started=replacement_started,

@@ -7,6 +7,7 @@ returns the project's own dataclasses, and raises one exception type, KalturaErr
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import io
 import json
@@ -542,6 +543,47 @@ class EntryPage:
     total_count: int
 
 
+class SharedSession:
+    """The Kaltura session the app's processes share through Redis (KALTURA_SHARE_SESSION).
+
+    Without it every RQ job (a forked process) starts a session of its own: one request more per job, and a
+    wait that checks Kaltura every few seconds would double its cost. The KS is kept under a key named by a
+    hash of the service URL, partner, user and secret (a new secret makes a new key) for 90% of its lifetime;
+    a session Kaltura refuses is forgotten and a new one started. Redis holds the job queue already: whoever
+    reads it can run jobs with the app's credentials anyway.
+    """
+
+    def __init__(self, redis_url: str, kaltura: Kaltura) -> None:
+        import hashlib
+
+        self._redis = redis.Redis.from_url(redis_url, socket_timeout=5)
+        who = f"{kaltura.service_url}|{kaltura.partner_id}|{kaltura.user_id}|{kaltura._secret}"
+        self.key = f"kaltura-archive:session:{hashlib.sha256(who.encode()).hexdigest()[:32]}"
+
+    def get(self) -> tuple[str, float] | None:
+        """(ks, seconds it may still be used), or None."""
+        try:
+            with self._redis.pipeline() as pipe:
+                pipe.get(self.key)
+                pipe.pttl(self.key)
+                ks, left_ms = pipe.execute()
+        except redis.RedisError:
+            return None  # a session of its own, then
+        if not ks or left_ms is None or left_ms < 1000:
+            return None
+        return ks.decode(), left_ms / 1000
+
+    def put(self, ks: str, seconds: float) -> None:
+        with contextlib.suppress(redis.RedisError):
+            self._redis.set(self.key, ks, px=int(seconds * 1000))
+
+    def forget(self, ks: str | None) -> None:
+        """Drop the shared session if it is still the one Kaltura refused (another process may have renewed it)."""
+        with contextlib.suppress(redis.RedisError):
+            if ks and self._redis.get(self.key) == ks.encode():
+                self._redis.delete(self.key)
+
+
 class Kaltura:
     """One Kaltura session for one thread of work (a job, a command)."""
 
@@ -558,6 +600,7 @@ class Kaltura:
         blocked_delays: Iterable[float] = BLOCKED_RETRY_DELAYS,
         max_requests_per_second: float = 0.0,
         redis_url: str | None = None,
+        share_session: bool = False,
     ):
         self.service_url = service_url
         self.partner_id = int(partner_id)
@@ -576,6 +619,8 @@ class Kaltura:
         config.requestTimeout = timeout
         self._client = KalturaClient(config)
         self._session_renew_at = 0.0
+        # Every job of a forking worker is a new process: without a shared session each would start its own.
+        self._shared_session = SharedSession(redis_url or settings.REDIS_URL, self) if share_session else None
         self._lock = threading.Lock()
         self.requests_made = 0
         # Seconds spent waiting for the requests-per-second cap or after ACTION_BLOCKED, and blocked answers.
@@ -604,7 +649,8 @@ class Kaltura:
             options["blocked_delays"] = getattr(settings, "KALTURA_BLOCKED_RETRY_DELAYS")  # noqa: B009
         if settings.KALTURA_MAX_REQUESTS_PER_SECOND > 0:
             options["max_requests_per_second"] = settings.KALTURA_MAX_REQUESTS_PER_SECOND
-            options["redis_url"] = settings.REDIS_URL
+        options["redis_url"] = settings.REDIS_URL
+        options["share_session"] = settings.KALTURA_SHARE_SESSION
         options.update(overrides)
         return cls(**options)
 
@@ -617,6 +663,13 @@ class Kaltura:
         self.requests_made += 1
 
     def _start_session(self) -> None:
+        if self._shared_session is not None:
+            shared = self._shared_session.get()
+            if shared is not None:
+                ks, seconds_left = shared
+                self._client.setKs(ks)
+                self._session_renew_at = time.monotonic() + seconds_left
+                return
         self._pace()
         try:
             ks = self._client.session.start(
@@ -635,7 +688,10 @@ class Kaltura:
             ) from None
         self._client.setKs(ks)
         # Renew well before Kaltura would refuse it; INVALID_KS is handled too.
-        self._session_renew_at = time.monotonic() + max(60, self.session_expiry * 0.9)
+        lifetime = max(60, self.session_expiry * 0.9)
+        self._session_renew_at = time.monotonic() + lifetime
+        if self._shared_session is not None:
+            self._shared_session.put(ks, lifetime)
 
     def _call(self, request, *, what: str, fields: str | None = None):
         """Run `request(client)` with a valid session, retrying transient failures.
@@ -662,6 +718,8 @@ class Kaltura:
                 if exc.code in SESSION_CODES and not renewed:
                     renewed = True
                     self._session_renew_at = 0.0
+                    if self._shared_session is not None:
+                        self._shared_session.forget(self._client.getKs())
                     continue
                 transient = exc.code in TRANSIENT_KALTURA_CODES
                 error = KalturaError(f"{what}: {redact_session(exc.message)}", exc.code, transient=transient)
@@ -755,6 +813,52 @@ class Kaltura:
 
     def get_entry(self, entry_id: str) -> KEntry:
         return KEntry.from_client(self._call(lambda c: c.media.get(entry_id), what=f"media.get {entry_id}"))
+
+    def entry_and_flavors(self, entry_id: str) -> tuple[KEntry, list[KFlavor]]:
+        """The entry and its flavors as they are now, in ONE HTTP request (a multirequest of media.get and
+        flavorAsset.list): what a job reads before each step, and what each check of a wait costs."""
+
+        def send(client: KalturaClient) -> list:
+            client.startMultiRequest()
+            try:
+                client.media.get(entry_id)
+                client.flavorAsset.list(
+                    KalturaFlavorAssetFilter(entryIdIn=entry_id), KalturaFilterPager(pageSize=PAGE_SIZE, pageIndex=1)
+                )
+                results = client.doMultiRequest()
+            finally:
+                client.multiRequestReturnType = None
+            for result in results:
+                if isinstance(result, KalturaException):
+                    raise result  # ENTRY_ID_NOT_FOUND among them, as media.get alone raises it
+            return results
+
+        entry, flavors = self._call(send, what=f"media.get and flavorAsset.list {entry_id}")
+        return KEntry.from_client(entry), [KFlavor.from_client(flavor) for flavor in flavors.objects or []]
+
+    def set_tags_and_thumbnail(self, entry_id: str, tags: Iterable[str], time_offset: int = 1) -> tuple[KEntry, str]:
+        """media.update (tags) and media.updateThumbnail in one HTTP request; the entry, and '' or why the
+        thumbnail was not cut (Kaltura may not be ready to cut one right after a replacement)."""
+        update = KalturaMediaEntry()
+        update.tags = ", ".join(tags)
+
+        def send(client: KalturaClient) -> list:
+            client.startMultiRequest()
+            try:
+                client.media.update(entry_id, update)
+                client.media.updateThumbnail(entry_id, time_offset)
+                results = client.doMultiRequest()
+            finally:
+                client.multiRequestReturnType = None
+            if isinstance(results[0], KalturaException):
+                raise results[0]
+            return results
+
+        entry, thumbnail = self._call(send, what=f"media.update and media.updateThumbnail {entry_id}")
+        failed = (
+            redact_session(f"{thumbnail.code}: {thumbnail.message}") if isinstance(thumbnail, KalturaException) else ""
+        )
+        return KEntry.from_client(entry), failed
 
     def set_tags(self, entry_id: str, tags: Iterable[str]) -> KEntry:
         update = KalturaMediaEntry()
@@ -876,7 +980,10 @@ class Kaltura:
     # --- uploads and content ----------------------------------------------------
 
     def upload(self, stream: BinaryIO, *, file_name: str, size: int, chunk_bytes: int = 8 * 1024 * 1024) -> str:
-        """Upload a stream in chunks (the client gives a file upload only 10 s); returns the upload token id."""
+        """Upload a stream in chunks (the client gives a file upload only 10 s); returns the upload token id.
+        What fits in one chunk (a placeholder, captions) goes with the token's creation in one multirequest."""
+        if size <= chunk_bytes:
+            return self._upload_whole(stream.read(chunk_bytes), file_name=file_name, size=size)
         token_id = self.add_upload_token(file_name=file_name, size=size)
         offset = 0
         while True:
@@ -886,6 +993,26 @@ class Kaltura:
             offset += len(chunk)
             if final:
                 return token_id
+
+    def _upload_whole(self, data: bytes, *, file_name: str, size: int) -> str:
+        """uploadToken.add and uploadToken.upload of all of `data` in ONE HTTP request; the token id. Retried
+        whole: a token a lost answer left behind is never used and Kaltura times it out."""
+
+        def send(client: KalturaClient) -> list:
+            client.startMultiRequest()
+            try:
+                client.uploadToken.add(KalturaUploadToken(fileName=file_name, fileSize=size))
+                client.uploadToken.upload("{1:result:id}", _NamedBytes(data, file_name), False, True, 0)
+                results = client.doMultiRequest()
+            finally:
+                client.multiRequestReturnType = None
+            for result in results:
+                if isinstance(result, KalturaException):
+                    raise result
+            return results
+
+        token, _ = self._call(send, what="uploadToken.add and uploadToken.upload")
+        return token.id
 
     def add_upload_token(self, *, file_name: str, size: int) -> str:
         token = self._call(

@@ -199,3 +199,15 @@ def step_label(name: str, size=None) -> str:
     """A step's plain label; `size` is the bytes it moves (a copy or an upload)."""
 
     return wording.step_label(name, copy_bytes=size or None)
+
+
+@register.filter
+def duration(seconds) -> str:
+    """3725 -> "1 h 2 min"; under a minute: "under a minute"."""
+    minutes = round(float(seconds) / 60)
+    if minutes < 1:
+        return "under a minute"
+    hours, minutes = divmod(minutes, 60)
+    if not hours:
+        return f"{minutes} min"
+    return f"{hours} h {minutes} min" if minutes else f"{hours} h"

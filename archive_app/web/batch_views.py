@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import permission_required
 from django.core.exceptions import ImproperlyConfigured
 from django.core.paginator import Paginator
-from django.db.models import Count, Sum
+from django.db.models import Count, Max, Min, Sum
 from django.http import HttpRequest, HttpResponse, QueryDict
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
+from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
 from archive_app.archive import batches
@@ -111,7 +114,26 @@ def _progress(batch: Batch) -> dict:
         "percent": round(100 * done / total) if total else 100,
         "bytes_copied": sums["copied"] or 0,
         "bytes_freed": batch.items.filter(status=BatchItem.Status.DONE).aggregate(s=Sum("bytes_freed"))["s"] or 0,
+        **_throughput(batch, total - done, sums["copied"] or 0),
     }
+
+
+def _throughput(batch: Batch, unfinished: int, bytes_copied: int) -> dict:
+    """Entries per hour and bytes per second since the first item started (to the last end, or now while it
+    runs), and the time left at that pace. Empty until an item a job ran has ended."""
+    ran = batch.items.filter(started_at__isnull=False)
+    span = ran.aggregate(first=Min("started_at"), last=Max("finished_at"))
+    ended = ran.filter(finished_at__isnull=False).count()
+    if not ended or span["first"] is None:
+        return {}
+    until = timezone.now() if unfinished else span["last"]
+    seconds = max((until - span["first"]).total_seconds(), 1.0)
+    per_hour = ended * 3600 / seconds
+    result = {"entries_per_hour": per_hour, "bytes_per_second": bytes_copied / seconds}
+    if unfinished and batch.status == Batch.Status.RUNNING:
+        result["eta_seconds"] = unfinished * 3600 / per_hour
+        result["eta_at"] = timezone.now() + timedelta(seconds=result["eta_seconds"])
+    return result
 
 
 @require_GET

@@ -48,17 +48,22 @@ def _get_json(url: str):
 
 
 class World:
-    """The services and the environment the product's processes run in."""
+    """The services and the environment the product's processes run in (bench_batch_throughput reuses it)."""
 
-    def __init__(self, tmp_path: Path) -> None:
+    # The simulator's options: small contents, a short conversion.
+    sim_options = ("--entries", "50", "--content-scale", "0.0002", "--conversion-delay", "0.3")
+
+    def __init__(self, tmp_path: Path, *, sim_options: tuple[str, ...] | None = None, redis_url: str = "") -> None:
         self.tmp = tmp_path
+        if sim_options is not None:
+            self.sim_options = sim_options
         self.processes: list[subprocess.Popen] = []
         self.workers: list[subprocess.Popen] = []
         self.moto: MotoServer | None = None
         self.db_path = tmp_path / "db.sqlite3"
         redis_base, tests_db = ensure_redis().rsplit("/", 1)
         # The database next to the tests' own: two test runs side by side (CI) never share one.
-        self.redis_url = f"{redis_base}/{int(tests_db) - 1 if int(tests_db) > 0 else 1}"
+        self.redis_url = redis_url or f"{redis_base}/{int(tests_db) - 1 if int(tests_db) > 0 else 1}"
         redis.Redis.from_url(self.redis_url).flushdb()
         self.sim_port = free_port()
         self.sim_url = f"http://127.0.0.1:{self.sim_port}"
@@ -71,12 +76,7 @@ class World:
                 "kaltura_sim",
                 "--port",
                 str(self.sim_port),
-                "--entries",
-                "50",
-                "--content-scale",
-                "0.0002",
-                "--conversion-delay",
-                "0.3",
+                *self.sim_options,
             ],
             cwd=ROOT,
             stdout=subprocess.DEVNULL,
