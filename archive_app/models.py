@@ -110,8 +110,9 @@ class Entry(models.Model):
     tags = models.TextField(blank=True)
     tags_search = models.TextField(blank=True)
     categories = models.ManyToManyField(Category, blank=True, related_name="entries")
-    # The ids on the paths of its categories, ",1,100,5000," (models.category_search_text), kept by
-    # sync.store_category_search: the category filter tests it like tags_search instead of
+    # The ids on the paths of its categories, ",1,100,5000," (models.category_search_text), written by
+    # the sync with each entry (sync.entry_row) and rewritten when categories move
+    # (sync.store_category_search): the category filter tests it like tags_search instead of
     # matching tens of thousands of link rows against the entries.
     category_search = models.TextField(blank=True, default="", db_default="")
     created_at = models.DateTimeField(db_index=True)
