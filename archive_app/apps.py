@@ -7,9 +7,9 @@ class ArchiveAppConfig(AppConfig):
 
     def ready(self) -> None:
         from archive_app import checks  # noqa: F401  (registers the system checks)
-        from archive_app.redaction import install_log_redaction
-        from archive_app.security import install_forbidden_log_filter
+        from archive_app.lib.redaction import install_log_redaction
         from archive_app.sso import accounts  # noqa: F401  (audits sign-in and sign-out)
+        from archive_app.web.security import install_forbidden_log_filter
 
         install_log_redaction()
         install_forbidden_log_filter()

@@ -13,8 +13,8 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
+from archive_app.lib.redaction import redact
 from archive_app.models import AuditEvent
-from archive_app.redaction import redact
 
 SYSTEM_USERNAME = "system"
 IP_RETENTION_ACTION = "audit_blank_addresses"

@@ -24,7 +24,7 @@ def check_service_settings(app_configs, **kwargs):
                 )
             )
     if settings.AWS_BUCKET:
-        from archive_app.storage import ArchiveStore, StorageError
+        from archive_app.lib.storage import ArchiveStore, StorageError
 
         try:
             safety = ArchiveStore.from_settings().bucket_safety()

@@ -23,9 +23,9 @@ from collections.abc import Mapping
 from django.core.management.base import CommandError
 from django.db.models import QuerySet
 
-from archive_app.filters import SORTS
+from archive_app.mirror.filters import SORTS
+from archive_app.mirror.selectors import InvalidSelection, entry_list
 from archive_app.models import Entry, EntryStatus, MediaType
-from archive_app.selectors import InvalidSelection, entry_list
 
 # FilterSet field -> the option(s) a person typed, for error messages.
 OPTION_FOR_FIELD = {

@@ -8,8 +8,8 @@ from datetime import timedelta
 import django_rq
 from rq import Callback, Retry
 
-from archive_app import sync
-from archive_app.kaltura import Kaltura
+from archive_app.lib.kaltura import Kaltura
+from archive_app.mirror import sync
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +33,7 @@ def sync_kaltura_job(kind: str = "incremental") -> dict:
 
 
 def run_batch_item(item_id: int, token: str) -> str:
-    from archive_app.batches import execute_item
+    from archive_app.archive.batches import execute_item
 
     item = execute_item(item_id, token)
     return item.status if item is not None else "not ours"
@@ -45,7 +45,7 @@ def batch_item_job_failed(job, connection, exc_type, exc_value, traceback) -> No
     would wait forever. Then it fails, with the error, and a librarian's retry can queue it again."""
     if job.retries_left:
         return  # RQ retries it
-    from archive_app.batches import fail_unclaimed_item
+    from archive_app.archive.batches import fail_unclaimed_item
 
     item_id, token = job.args
     fail_unclaimed_item(item_id, token, f"{exc_type.__name__}: {exc_value}")
@@ -73,7 +73,7 @@ def release_stale_items_job() -> dict:
     """Scheduled: fail the items whose worker died, in every batch, so their entries are free for a retry
     (batches.release_stale_items). Pages never do it: a GET writes nothing."""
     from archive_app import audit
-    from archive_app.batches import refresh_batch_status, release_stale_items
+    from archive_app.archive.batches import refresh_batch_status, release_stale_items
     from archive_app.models import Batch, BatchItem
 
     released = {}
@@ -101,14 +101,14 @@ def audit_ip_retention_job() -> dict:
 
 
 def send_notices_job(batch_id: int) -> dict:
-    from archive_app.notices import send_notices
+    from archive_app.scheduling.notices import send_notices
 
     return send_notices(batch_id)
 
 
 def run_policies_job() -> dict:
     """The scheduler's step: due policies make draft batches; held batches whose notice ended are queued."""
-    from archive_app import notices, policies
+    from archive_app.scheduling import notices, policies
 
     return {
         "policies": policies.policies_run_due(execute=True),
@@ -118,7 +118,7 @@ def run_policies_job() -> dict:
 
 
 def run_restore(restore_id: int, token: str) -> str:
-    from archive_app.restores import execute_restore
+    from archive_app.archive.restores import execute_restore
 
     restore = execute_restore(restore_id, token)
     return restore.status if restore is not None else "not ours"
@@ -139,14 +139,14 @@ def enqueue_restore(restore_id: int, token: str, size_bytes: int = 0, delay: tim
 
 def restore_poll_job() -> dict:
     """Scheduled: queue the restores waiting on Glacier (they check S3's Restore header) and any whose job died."""
-    from archive_app.restores import restore_poll
+    from archive_app.archive.restores import restore_poll
 
     return restore_poll()
 
 
 def auto_restore_job() -> dict:
     """Scheduled: request restores of played placeholders and of ones replaced although recent."""
-    from archive_app.restores import auto_restore
+    from archive_app.archive.restores import auto_restore
 
     return auto_restore()
 
@@ -154,7 +154,7 @@ def auto_restore_job() -> dict:
 def fixity_audit_job() -> dict:
     """Scheduled: the fixity audit of every copy, then the sample re-hash (restores it needs are requested, and
     hashed by a later run once Glacier has them ready)."""
-    from archive_app import fixity
+    from archive_app.archive import fixity
 
     summary = fixity.audit_fixity(execute=True)
     plan, rehash = fixity.rehash_sample(execute=True)

@@ -346,7 +346,7 @@ class AuditEvent(models.Model):
 
         The only change ever made to a stored event, by audit.blank_old_addresses (itself audited).
         """
-        from archive_app.privacy import without_ips
+        from archive_app.lib.privacy import without_ips
 
         message, details = without_ips(self.message), without_ips(self.details)
         if (message, details) == (self.message, self.details):
@@ -401,7 +401,7 @@ class ArchiveCopy(models.Model):
     rehashed_at = models.DateTimeField(null=True, blank=True)
     rehash_ok = models.BooleanField(null=True, blank=True)
     rehash_problem = models.TextField(blank=True)
-    # The self-describing sidecar beside the copy (archive_app/sidecar.py): the entry's metadata at archive time.
+    # The self-describing sidecar beside the copy (archive/sidecar.py): the entry's metadata at archive time.
     sidecar_key = models.CharField(max_length=1024, blank=True)
     sidecar_version_id = models.CharField(max_length=1024, blank=True)
 

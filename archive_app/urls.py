@@ -1,6 +1,6 @@
 from django.urls import path, re_path
 
-from archive_app import audit_views, batch_views, liveness, restore_views, views
+from archive_app.web import audit_views, batch_views, liveness, restore_views, views
 
 urlpatterns = [
     path("", views.home, name="home"),
@@ -27,7 +27,7 @@ urlpatterns = [
     path("restores/<int:restore_id>/cancel/", restore_views.restore_cancel, name="restore_cancel"),
 ]
 
-from archive_app import policy_views  # noqa: E402
+from archive_app.web import policy_views  # noqa: E402
 
 urlpatterns += [
     path("policies/", policy_views.policy_list, name="policy_list"),

@@ -151,7 +151,7 @@ def child(mode: str, url: str, key: str, size: int, part_mib: int, concurrency: 
         import django
 
         django.setup()
-        from archive_app.storage import ArchiveStore
+        from archive_app.lib.storage import ArchiveStore
 
         store = ArchiveStore.from_settings()
         store.client  # noqa: B018 - build the client before the clock starts, as boto3.client above

@@ -5,7 +5,7 @@
 
 Builds a dedicated database (the SQLite file /tmp/kaltura_archive_bench.sqlite3, or the
 PostgreSQL database --pg-name on 127.0.0.1 as user postgres), fills it with
-tests.factories.save_dataset (~2,900 entries/s through archive_app.bulk.insert), then times
+tests.factories.save_dataset (~2,900 entries/s through archive_app.lib.bulk.insert), then times
 GET /entries/?<filters> through Django's test client as a signed-in librarian: middleware,
 FilterSet, the totals query, the page query and the template, i.e. everything but the network.
 Target: p95 under 150 ms per case at 100,000 entries, under 250 ms at 1,000,000.

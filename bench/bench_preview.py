@@ -87,7 +87,9 @@ def time_parts() -> dict[str, list]:
     """Wrap the parts of the preview and the page with wall-clock timers (cheap, unlike cProfile)."""
     from django.db.models.query import QuerySet
 
-    from archive_app import batch_views, batches, kaltura, storage, workflow
+    from archive_app.archive import batches, workflow
+    from archive_app.lib import kaltura, storage
+    from archive_app.web import batch_views
 
     timings: dict[str, list] = collections.defaultdict(lambda: [0.0, 0])
 
@@ -168,8 +170,8 @@ def run(args, sim_url: str, moto) -> int:
     from django.core.management import call_command
     from django.test import Client
 
-    from archive_app import sync
-    from archive_app.kaltura import Kaltura
+    from archive_app.lib.kaltura import Kaltura
+    from archive_app.mirror import sync
     from archive_app.models import Batch, Entry
     from archive_app.roles import assign_role
 

@@ -90,10 +90,10 @@ def run(args, sim_url: str, moto) -> int:
     from django.db import connections
     from django.utils import timezone
 
-    from archive_app import sync
-    from archive_app.kaltura import Kaltura
+    from archive_app.lib.kaltura import Kaltura
+    from archive_app.lib.storage import ArchiveStore
+    from archive_app.mirror import sync
     from archive_app.models import ArchiveCopy, Restore
-    from archive_app.storage import ArchiveStore
 
     call_command("migrate", verbosity=0)
     boto3.client("s3", endpoint_url=moto.url, region_name="us-east-1").create_bucket(Bucket=BUCKET)
@@ -133,7 +133,7 @@ def run(args, sim_url: str, moto) -> int:
     connections.close_all()
     # A fresh interpreter, so that its peak RSS is the restore's own and not this process's set-up.
     child_code = (
-        "import django, sys; django.setup(); from archive_app import restores; "
+        "import django, sys; django.setup(); from archive_app.archive import restores; "
         f"r = restores.execute_restore({restore.pk}, 'bench'); sys.exit(0 if r and r.status == 'done' else 3)"
     )
     wall = time.perf_counter()

@@ -137,8 +137,8 @@ def run_child(kind: str, url: str, sim_pid: int, incremental: bool, pg_name: str
     from django.core.management import call_command
     from django.db import connection
 
-    from archive_app import sync
-    from archive_app.kaltura import Kaltura
+    from archive_app.lib.kaltura import Kaltura
+    from archive_app.mirror import sync
     from archive_app.models import Entry, Flavor
 
     call_command("migrate", verbosity=0)

@@ -46,8 +46,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
-    "archive_app.security.ContentSecurityPolicyMiddleware",
-    "archive_app.security.refuse_nul_bytes",
+    "archive_app.web.security.ContentSecurityPolicyMiddleware",
+    "archive_app.web.security.refuse_nul_bytes",
 ]
 
 ROOT_URLCONF = "kaltura_archive.urls"
@@ -184,7 +184,7 @@ ARCHIVE_OBJECT_LOCK_DAYS = envint("ARCHIVE_OBJECT_LOCK_DAYS", 3650, minimum=1)
 # A legal hold (no end date) on each new copy, released only by someone allowed s3:PutObjectLegalHold.
 ARCHIVE_LEGAL_HOLD_NEW_COPIES = envbool("ARCHIVE_LEGAL_HOLD_NEW_COPIES", False)
 
-# --- Fixity (archive_app/fixity.py) ---------------------------------------------------
+# --- Fixity (archive_app/archive/fixity.py) ---------------------------------------------------
 # How often the scheduled audit checks every copy's S3 version (one HEAD per copy, no restore).
 FIXITY_AUDIT_INTERVAL_HOURS = envint("FIXITY_AUDIT_INTERVAL_HOURS", 24 * 7, minimum=1)
 # HEAD requests in flight at once during an audit.
@@ -214,7 +214,7 @@ LOGGING = {
     },
 }
 
-# --- Prices for the savings figures (USD per GB-month; see archive_app/costs.py) ----
+# --- Prices for the savings figures (USD per GB-month; see archive_app/mirror/costs.py) ----
 # Defaults are AWS list prices for us-east-1; set them to what you actually pay.
 
 PRICE_S3_GB_MONTH = {
@@ -325,7 +325,7 @@ SAML_CONFIG_LOADER = "archive_app.sso.saml.sp_config"
 SAML_DEFAULT_BINDING = "urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect"  # no inline script to post a form
 # The IdP posts the assertion from its own site: over HTTPS the SAML session cookie must be SameSite=None
 # (which browsers accept only with Secure); plain-HTTP trials keep Lax.
-SAML_CSP_HANDLER = ""  # archive_app.security sends the Content-Security-Policy
+SAML_CSP_HANDLER = ""  # archive_app.web.security sends the Content-Security-Policy
 SAML_SESSION_COOKIE_SAMESITE = "None" if SESSION_COOKIE_SECURE else "Lax"
 MIDDLEWARE.insert(
     MIDDLEWARE.index("django.contrib.sessions.middleware.SessionMiddleware") + 1,

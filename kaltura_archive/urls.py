@@ -4,8 +4,8 @@ from django.urls import URLPattern, include, path
 from django_rq.urls import get_admin_urlpatterns, get_api_urlpatterns
 
 from archive_app.roles import archive_admin_required
-from archive_app.security import AdminSignInForm
 from archive_app.sso.views import SsoSignInView
+from archive_app.web.security import AdminSignInForm
 
 # django-rq's own guard is "staff" (and a token for its JSON); here every one of its views is
 # for archive admins only, and anyone else signed in gets 403.
@@ -25,4 +25,4 @@ urlpatterns = [
     path("", include("archive_app.urls")),
 ]
 
-handler404 = "archive_app.error_views.page_not_found"
+handler404 = "archive_app.web.error_views.page_not_found"

@@ -28,7 +28,7 @@ ensure_venv() {
   local requirements="$ROOT/requirements-dev.txt"
   local stamp="$VENV/.requirements.sha256"
   local wanted
-  wanted="$(cat "$ROOT/requirements.txt" "$requirements" | sha256sum | cut -d' ' -f1)"
+  wanted="$(cat "$ROOT/requirements.txt" "$requirements" "$ROOT/sim/pyproject.toml" | sha256sum | cut -d' ' -f1)"
   if [ -x "$PY" ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$wanted" ]; then
     return
   fi
@@ -43,7 +43,8 @@ ensure_venv() {
   fi
   say "installing Python requirements (first run takes a few minutes)"
   # (Some machines' pip configuration names local indexes that may not exist; hide that noise.)
-  if ! "$PY" -m pip install --quiet --disable-pip-version-check -r "$requirements" 2>&1 \
+  # (From the root: pip reads the requirements' "-e ./sim" relative to the working directory.)
+  if ! (cd "$ROOT" && "$PY" -m pip install --quiet --disable-pip-version-check -r "$requirements") 2>&1 \
     | { grep -v "is ignored: it is neither a file nor a directory" || true; }; then
     die "pip install failed"
   fi

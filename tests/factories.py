@@ -14,7 +14,8 @@ import string
 
 from django.utils import timezone
 
-from archive_app import bulk
+from archive_app.lib import bulk
+from archive_app.mirror.sync import store_category_search
 from archive_app.models import (
     TAG_ARCHIVED,
     TAG_REPLACED,
@@ -25,7 +26,6 @@ from archive_app.models import (
     FlavorStatus,
     MediaType,
 )
-from archive_app.sync import store_category_search
 
 ALPHABET = string.ascii_lowercase + string.digits
 YEAR = dt.timedelta(days=365.25)
@@ -251,7 +251,7 @@ def save_dataset(
     awkward: bool = True,
     progress=None,
 ) -> None:
-    """Categories and `count` entries with flavors, inserted through archive_app.bulk.insert in batches.
+    """Categories and `count` entries with flavors, inserted through archive_app.lib.bulk.insert in batches.
 
     bulk.insert rather than bulk_create: bulk_create binds every parameter in Python (~250 entries/s on
     PostgreSQL, hours for bench/bench_browse.py's million); this loads ~2,900/s."""

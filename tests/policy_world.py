@@ -9,8 +9,8 @@ from datetime import UTC, datetime, timedelta
 from django.utils import timezone
 from rq import SimpleWorker
 
-from archive_app import sync
-from archive_app.kaltura import Kaltura
+from archive_app.lib.kaltura import Kaltura
+from archive_app.mirror import sync
 from archive_app.models import ArchivePolicy
 
 

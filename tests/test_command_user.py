@@ -12,8 +12,8 @@ from django.contrib.auth.models import User
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from archive_app import sync
-from archive_app.kaltura import Kaltura
+from archive_app.lib.kaltura import Kaltura
+from archive_app.mirror import sync
 from archive_app.models import AuditEvent, Batch, Restore
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -123,7 +123,7 @@ def test_preview_events_are_redacted_like_every_other_event(kaltura_sim, s3, rq_
     parent entry id a skip reason names) is redacted, on the command line's dry run and in a batch preview."""
     from io import StringIO
 
-    from archive_app import batches
+    from archive_app.archive import batches
 
     settings.KALTURA_RETRY_DELAYS = (0.01,)
     ks = kaltura_sim.state.start_session(kaltura_sim.admin_secret, "someone", 2, kaltura_sim.partner_id, 0, "")

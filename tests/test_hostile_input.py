@@ -28,9 +28,9 @@ from django.urls import reverse
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from archive_app.filters import EntryFilterSet
+from archive_app.mirror.filters import EntryFilterSet
 from archive_app.models import ArchivePolicy, AuditEvent, Batch, BatchItem, Entry, ExcludedCategory, Restore
-from archive_app.security import SignInForm
+from archive_app.web.security import SignInForm
 from tests.factories import YEAR, make_category, make_entry
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -137,7 +137,7 @@ WEB_FORMS = [
     WebForm("exemption_add", ("entry_id", "reason"), method="post"),
     WebForm("category_exclude", ("category_id", "reason"), method="post"),
     WebForm("keep_entries", ("token", "action", "keep"), method="post", signed_in=False),
-    # University sign-in with no IdP configured (404); tests/test_sso.py sends hostile answers to configured ones.
+    # University sign-in with no IdP configured (404); tests/web/test_sso.py sends hostile answers to configured ones.
     WebForm("saml_acs", ("SAMLResponse", "RelayState"), method="post", signed_in=False),
     WebForm("saml_login", ("next", "idp"), signed_in=False),
     WebForm("oidc_callback", ("code", "state", "error"), signed_in=False),

@@ -5,8 +5,8 @@ from __future__ import annotations
 from django.conf import settings
 from django.core.exceptions import ValidationError
 
-from archive_app.security import SignInView
 from archive_app.sso import oidc, saml
+from archive_app.web.security import SignInView
 
 LOCAL_SIGN_IN_OFF = "Sign-in with a local password is turned off here: use the university sign-in above."
 

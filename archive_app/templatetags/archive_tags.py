@@ -13,7 +13,7 @@ register = template.Library()
 @register.filter
 def personal(value, user):
     """E-mail and IP addresses as the user may see them: archive admins in full, others masked."""
-    from archive_app.privacy import masked_for
+    from archive_app.lib.privacy import masked_for
 
     return masked_for(user, value)
 
@@ -183,14 +183,14 @@ def options(bound_field) -> list[tuple[str, str, bool]]:
 @register.filter
 def plan_labels(item) -> list[str]:
     """A batch item's planned steps in plain words, with its sizes (wording.py)."""
-    from archive_app import wording
+    from archive_app.web import wording
 
     return wording.plan_labels(item.planned_steps, copy_bytes=item.bytes_to_copy, freed_bytes=item.bytes_freed)
 
 
 @register.filter
 def action_label(action: str) -> str:
-    from archive_app import wording
+    from archive_app.web import wording
 
     return wording.action_label(action)
 
@@ -198,6 +198,6 @@ def action_label(action: str) -> str:
 @register.filter
 def step_label(name: str, size=None) -> str:
     """A step's plain label; `size` is the bytes it moves (a copy or an upload)."""
-    from archive_app import wording
+    from archive_app.web import wording
 
     return wording.step_label(name, copy_bytes=size or None)

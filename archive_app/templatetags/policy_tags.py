@@ -11,7 +11,7 @@ register = template.Library()
 
 @register.inclusion_tag("archive_app/_batch_notices.html")
 def batch_notices(batch) -> dict:
-    from archive_app.notices import KEPT_REASON
+    from archive_app.scheduling.notices import KEPT_REASON
 
     notice = BatchNotice.objects.filter(batch=batch).select_related("policy").first()
     if notice is None:

@@ -10,7 +10,9 @@ from django.db import transaction
 from django.utils import timezone
 from tqdm import tqdm
 
-from archive_app import audit, batches, bulk
+from archive_app import audit
+from archive_app.archive import batches
+from archive_app.archive.workflow import Policy, plan_for, read_live_states
 from archive_app.cli import (
     CLI_USERNAME,
     add_filter_arguments,
@@ -20,11 +22,11 @@ from archive_app.cli import (
     positive_int_option,
     username_option,
 )
-from archive_app.kaltura import Kaltura, KalturaError
+from archive_app.lib import bulk
+from archive_app.lib.kaltura import Kaltura, KalturaError
+from archive_app.lib.redaction import redact
+from archive_app.lib.storage import ArchiveStore, StorageError
 from archive_app.models import AuditEvent, Batch, BatchItem
-from archive_app.redaction import redact
-from archive_app.storage import ArchiveStore, StorageError
-from archive_app.workflow import Policy, plan_for, read_live_states
 
 FINISHED = {BatchItem.Status.DONE, BatchItem.Status.SKIPPED, *BatchItem.RETRYABLE, BatchItem.Status.CANCELLED}
 

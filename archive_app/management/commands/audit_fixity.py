@@ -5,8 +5,8 @@ from __future__ import annotations
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError
 
-from archive_app import fixity
-from archive_app.storage import StorageError
+from archive_app.archive import fixity
+from archive_app.lib.storage import StorageError
 
 GB = 1024**3
 

@@ -3,13 +3,13 @@ from __future__ import annotations
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError
 
+from archive_app.archive.health import UNVERSIONED_BUCKET, entry_problems
+from archive_app.archive.restores import known_placeholder_sizes
+from archive_app.archive.workflow import read_live_states
 from archive_app.cli import add_filter_arguments, entries_from_options
-from archive_app.health import UNVERSIONED_BUCKET, entry_problems
-from archive_app.kaltura import Kaltura, KalturaError
+from archive_app.lib.kaltura import Kaltura, KalturaError
+from archive_app.lib.storage import ArchiveStore, StorageError
 from archive_app.models import archive_state_from_tags
-from archive_app.restores import known_placeholder_sizes
-from archive_app.storage import ArchiveStore, StorageError
-from archive_app.workflow import read_live_states
 
 
 class Command(BaseCommand):

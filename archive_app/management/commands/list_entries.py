@@ -3,7 +3,7 @@ from __future__ import annotations
 from django.core.management.base import BaseCommand
 
 from archive_app.cli import add_filter_arguments, entries_from_options, positive_int_option
-from archive_app.selectors import delimited_lines, entry_export_rows
+from archive_app.mirror.selectors import delimited_lines, entry_export_rows
 
 
 class Command(BaseCommand):

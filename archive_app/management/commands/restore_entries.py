@@ -9,7 +9,8 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
-from archive_app import audit, restores
+from archive_app import audit
+from archive_app.archive import restores
 from archive_app.cli import (
     CLI_USERNAME,
     add_filter_arguments,
@@ -18,9 +19,9 @@ from archive_app.cli import (
     entries_from_options,
     username_option,
 )
-from archive_app.kaltura import Kaltura, KalturaError
+from archive_app.lib.kaltura import Kaltura, KalturaError
+from archive_app.lib.storage import ArchiveStore, StorageError
 from archive_app.models import Restore
-from archive_app.storage import ArchiveStore, StorageError
 
 # A restore waiting on Glacier is settled for the command: the scheduled poller finishes it hours later.
 SETTLED = {

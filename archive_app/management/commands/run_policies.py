@@ -6,11 +6,12 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
-from archive_app import audit, notices, policies
+from archive_app import audit
 from archive_app.cli import command_origin
-from archive_app.kaltura import KalturaError
+from archive_app.lib.kaltura import KalturaError
+from archive_app.lib.storage import StorageError
 from archive_app.models import ArchivePolicy
-from archive_app.storage import StorageError
+from archive_app.scheduling import notices, policies
 
 
 class Command(BaseCommand):

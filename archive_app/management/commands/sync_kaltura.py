@@ -4,8 +4,8 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
-from archive_app import sync
-from archive_app.kaltura import Kaltura, KalturaError
+from archive_app.lib.kaltura import Kaltura, KalturaError
+from archive_app.mirror import sync
 from archive_app.models import SyncRun
 
 

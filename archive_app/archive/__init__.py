@@ -1,0 +1,1 @@
+"""Custody: plans (the dry run), the runner, batches, restores, invariants, holds, sidecars, fixity."""
