@@ -162,7 +162,7 @@ def test_browse_lists_visible_entries_with_totals(librarian_client, library):
 def test_large_selections_of_a_large_table_show_estimated_totals_on_postgresql(librarian_client, db, monkeypatch):
     """At a million entries an exact sum of a large selection reads the whole table; the page then shows
     totals from a sample, saying "about". Small selections, and what acts on a selection, stay exact."""
-    from archive_app import selectors
+    from archive_app.mirror import selectors
     from tests.factories import save_dataset
 
     save_dataset(3000, seed=7)
