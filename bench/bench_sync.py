@@ -65,8 +65,8 @@ def sim_json(url: str, path: str, method: str = "GET"):
         return json.load(response)
 
 
-def start_simulator(entries: int, bursts: list[int]) -> tuple[subprocess.Popen, str]:
-    port = free_port()
+def simulator_command(entries: int, bursts: list[int], port: int) -> list[str]:
+    """The simulator this benchmark runs against (`--simulator` takes one started with these arguments)."""
     command = [
         sys.executable,
         "-m",
@@ -84,7 +84,12 @@ def start_simulator(entries: int, bursts: list[int]) -> tuple[subprocess.Popen, 
     ]
     if bursts:
         command += ["--bursts", *map(str, bursts)]
-    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL)
+    return command
+
+
+def start_simulator(entries: int, bursts: list[int]) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    process = subprocess.Popen(simulator_command(entries, bursts, port), cwd=ROOT, stdout=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     started = time.monotonic()
     # Generating 100,000 entries takes a while: poll until the server answers.
@@ -264,6 +269,9 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=1, help="full syncs per database, each into a fresh one")
     parser.add_argument("--no-incremental", action="store_true", help="skip the incremental sync after each")
     parser.add_argument("--pg-name", default=PG_NAME, help="the PostgreSQL database to build (dropped first)")
+    parser.add_argument("--simulator", help="the URL of a simulator already started with this script's arguments")
+    parser.add_argument("--simulator-pid", type=int, help="with --simulator: its process id (for its CPU time)")
+    parser.add_argument("--print-simulator-command", action="store_true", help="print it and exit")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--sim-url", help=argparse.SUPPRESS)
     parser.add_argument("--sim-pid", type=int, help=argparse.SUPPRESS)
@@ -272,14 +280,27 @@ def main() -> int:
         run_child(args.child, args.sim_url, args.sim_pid, not args.no_incremental, args.pg_name)
         return 0
 
+    if args.print_simulator_command:
+        print(" ".join(simulator_command(args.entries, args.bursts, 0)))
+        return 0
     databases = ["sqlite", "postgres"] if args.database == "both" else [args.database]
-    simulator, url = start_simulator(args.entries, args.bursts)
+    if args.simulator:
+        # Generating a million entries takes the simulator 8-13 minutes: it can be started beforehand (with
+        # simulator_command's arguments), outside the bench lock, and only the syncs measured under it.
+        url, health = args.simulator.rstrip("/"), sim_json(args.simulator.rstrip("/"), "/sim/health")
+        if health["entries"] < args.entries or not args.simulator_pid:
+            raise SystemExit(f"--simulator: {health['entries']} entries there, --entries {args.entries}; and a pid")
+        simulator = None
+        print(f"simulator: {health['entries']} entries at {url}, started beforehand", flush=True)
+    else:
+        simulator, url = start_simulator(args.entries, args.bursts)
+    sim_pid = simulator.pid if simulator else args.simulator_pid
     failed = False
     try:
         for kind in databases:
             exact_runs = 0
             for number in range(1, args.runs + 1):
-                command = [sys.executable, __file__, "--child", kind, "--sim-url", url, "--sim-pid", str(simulator.pid)]
+                command = [sys.executable, __file__, "--child", kind, "--sim-url", url, "--sim-pid", str(sim_pid)]
                 command += ["--pg-name", args.pg_name]
                 if args.no_incremental:
                     command.append("--no-incremental")
@@ -297,11 +318,12 @@ def main() -> int:
             print(f"\n{kind}: mirror exact in {exact_runs} of {args.runs} run(s)")
             failed |= exact_runs < args.runs
     finally:
-        simulator.send_signal(signal.SIGTERM)
-        try:
-            simulator.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            simulator.kill()
+        if simulator:
+            simulator.send_signal(signal.SIGTERM)
+            try:
+                simulator.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                simulator.kill()
     return 1 if failed else 0
 
 
