@@ -112,14 +112,17 @@ class Entry(models.Model):
     tags = models.TextField(blank=True)
     tags_search = models.TextField(blank=True)
     categories = models.ManyToManyField(Category, blank=True, related_name="entries")
-    # The ids on the paths of its categories, ",1,100,5000," (models.category_search_text), kept by
-    # sync.store_category_search: the category filter tests it like tags_search instead of
+    # The ids on the paths of its categories, ",1,100,5000," (models.category_search_text), written by
+    # the sync with each entry (sync.entry_row) and rewritten when categories move
+    # (sync.store_category_search): the category filter tests it like tags_search instead of
     # matching tens of thousands of link rows against the entries.
     category_search = models.TextField(blank=True, default="", db_default="")
     created_at = models.DateTimeField(db_index=True)
     updated_at = models.DateTimeField()
-    last_played_at = models.DateTimeField(null=True, blank=True, db_index=True)
-    plays = models.PositiveIntegerField(default=0, db_index=True)
+    # No index of their own: entry_last_played_id, entry_plays_id and entry_state_id below start with these
+    # columns and serve every lookup one would (migration 0016: each index an entry write keeps costs a sync).
+    last_played_at = models.DateTimeField(null=True, blank=True)
+    plays = models.PositiveIntegerField(default=0)
     views = models.PositiveIntegerField(default=0)
     status = models.SmallIntegerField(choices=EntryStatus.choices, db_index=True)
     media_type = models.SmallIntegerField(choices=MediaType.choices, null=True, blank=True)
@@ -133,9 +136,7 @@ class Entry(models.Model):
     original_status = models.SmallIntegerField(choices=FlavorStatus.choices, null=True, blank=True)
     original_size_bytes = models.BigIntegerField(null=True, blank=True, db_index=True)
     total_flavor_bytes = models.BigIntegerField(default=0, db_index=True)
-    archive_state = models.CharField(
-        max_length=20, choices=ArchiveState.choices, default=ArchiveState.INITIAL, db_index=True
-    )
+    archive_state = models.CharField(max_length=20, choices=ArchiveState.choices, default=ArchiveState.INITIAL)
     gone = models.BooleanField(default=False, help_text="no longer in Kaltura")
     synced_at = models.DateTimeField()
 

@@ -1,14 +1,16 @@
 """Server time of the browse page over a large mirror, per filter, on SQLite and PostgreSQL.
 
     .venv/bin/python bench/bench_browse.py [--entries 100000] [--database sqlite|postgres|both]
-                                           [--repeat 20] [--keep] [--pg-name kaltura_archive_bench]
+                                           [--repeat 20] [--keep] [--reuse] [--pg-name kaltura_archive_bench]
 
 Builds a dedicated database (the SQLite file /tmp/kaltura_archive_bench.sqlite3, or the
 PostgreSQL database --pg-name on 127.0.0.1 as user postgres), fills it with
 tests.factories.save_dataset (~2,900 entries/s through archive_app.lib.bulk.insert), then times
 GET /entries/?<filters> through Django's test client as a signed-in librarian: middleware,
 FilterSet, the totals query, the page query and the template, i.e. everything but the network.
-Target: p95 under 150 ms per case.
+Target: p95 under 150 ms per case at 100,000 entries, under 250 ms at 1,000,000.
+--keep leaves the database in place and --reuse measures one left that way (migrated to this
+branch first) instead of loading again: a million entries take about 6 minutes to load.
 Besides wall time it prints the CPU time per request (this process, plus on PostgreSQL the
 connection's backend process, read from /proc; parallel query workers are not counted),
 which moves far less than wall time when other work shares the machine.
@@ -27,12 +29,13 @@ import sys
 import time
 from pathlib import Path
 
-from benchdb import drop_database, prepare_database
+from benchdb import PG_SERVER, drop_database, prepare_database
 
 ROOT = Path(__file__).resolve().parent.parent
 SQLITE_PATH = Path("/tmp/kaltura_archive_bench.sqlite3")
 PG_NAME = "kaltura_archive_bench"
 TARGET_MS = 150
+TARGET_MS_1M = 250
 TICKS = os.sysconf("SC_CLK_TCK")
 RESULT_MARK = "RESULT "
 
@@ -103,9 +106,25 @@ def server_cpu_reader(kind: str, connection):
     return ticks
 
 
-def run_one(kind: str, entries: int, repeat: int, keep: bool, pg_name: str) -> None:
+def target_ms(entries: int) -> int:
+    return TARGET_MS_1M if entries >= 1_000_000 else TARGET_MS
+
+
+def existing_database(kind: str, pg_name: str) -> str | None:
+    """The DATABASE_URL of a database an earlier --keep left, or None when there is none."""
+    if kind == "sqlite":
+        return f"sqlite:///{SQLITE_PATH}" if SQLITE_PATH.exists() else None
+    import psycopg
+
+    with psycopg.connect(f"{PG_SERVER}/postgres", autocommit=True) as connection:
+        found = connection.execute("SELECT 1 FROM pg_database WHERE datname = %s", [pg_name]).fetchone()
+    return f"{PG_SERVER}/{pg_name}" if found else None
+
+
+def run_one(kind: str, entries: int, repeat: int, keep: bool, pg_name: str, reuse: bool, only: str) -> None:
     """In this process: build the database, time every case, print one RESULT line of JSON per case."""
-    os.environ["DATABASE_URL"] = prepare_database(kind, SQLITE_PATH, pg_name)
+    reused = existing_database(kind, pg_name) if reuse else None
+    os.environ["DATABASE_URL"] = reused or prepare_database(kind, SQLITE_PATH, pg_name)
     os.environ.setdefault("DJANGO_SECRET_KEY", "bench-only-secret-key")
     os.environ["DJANGO_DEBUG"] = "0"
     os.environ["DJANGO_ALLOWED_HOSTS"] = "testserver"
@@ -128,23 +147,32 @@ def run_one(kind: str, entries: int, repeat: int, keep: bool, pg_name: str) -> N
     log = sys.stderr
     try:
         call_command("migrate", verbosity=0)
-        started = time.perf_counter()
-        save_dataset(entries, seed=2024, batch_size=5000)
-        print(f"[{kind}] {entries:,} entries inserted in {time.perf_counter() - started:.0f} s", file=log)
+        if reused and Entry.objects.count() != entries:
+            raise SystemExit(f"[{kind}] --reuse: the database holds {Entry.objects.count():,} entries, not {entries:,}")
+        if reused:
+            print(f"[{kind}] reusing the {entries:,} entries already loaded", file=log)
+        else:
+            started = time.perf_counter()
+            save_dataset(entries, seed=2024, batch_size=5000)
+            print(f"[{kind}] {entries:,} entries inserted in {time.perf_counter() - started:.0f} s", file=log)
         if kind == "postgres":
             # What a running server has soon after a load: autovacuum gathers the statistics.
             # SQLite gets none (nothing runs ANALYZE there), so it is measured as deployed.
             with connection.cursor() as cursor:
                 cursor.execute("VACUUM ANALYZE")
 
-        user = User.objects.create_user("bench-librarian", password="x" * 20)
-        assign_role(user, "librarian")
+        user = User.objects.filter(username="bench-librarian").first()
+        if user is None:
+            user = User.objects.create_user("bench-librarian", password="x" * 20)
+            assign_role(user, "librarian")
         client = Client()
         client.force_login(user)
         pasted = list(Entry.objects.filter(gone=False).order_by("?").values_list("id", flat=True)[:500])
         backend_ticks = server_cpu_reader(kind, connection)
         print(f"[{kind}] load average at the first case: {os.getloadavg()[0]:.1f}", file=log)
         for name, params in CASES:
+            if only not in name:
+                continue
             if "ids" in params:
                 params = {**params, "ids": "\n".join(pasted)}
             for _ in range(2):  # warm caches and the connection
@@ -158,7 +186,9 @@ def run_one(kind: str, entries: int, repeat: int, keep: bool, pg_name: str) -> N
                 if response.status_code != 200 or b'data-testid="filter-errors"' in response.content:
                     raise SystemExit(f"[{kind}] {name}: status {response.status_code} or filter errors")
             cpu_ms = (time.process_time() - cpu_begin + (backend_ticks() - ticks_begin) / TICKS) * 1000 / repeat
-            count = response.content.split(b'data-testid="total-entries">', 1)[1].split(b"<", 1)[0].decode()
+            # "about 512,000" when the page estimates (archive_app.selectors.ESTIMATE_ABOVE)
+            count = response.content.split(b'data-testid="total-entries"', 1)[1].split(b">", 1)[1]
+            count = count.split(b"<", 1)[0].decode()
             result = {
                 "case": name,
                 "database": kind,
@@ -191,7 +221,7 @@ def run_one(kind: str, entries: int, repeat: int, keep: bool, pg_name: str) -> N
             drop_database(kind, SQLITE_PATH, pg_name)
 
 
-def print_table(results: list[dict], databases: list[str]) -> None:
+def print_table(results: list[dict], databases: list[str], target: int) -> None:
     cases = list(dict.fromkeys(result["case"] for result in results))
     by_key = {(result["case"], result["database"]): result for result in results}
     width = max(len(case) for case in cases)
@@ -213,8 +243,8 @@ def print_table(results: list[dict], databases: list[str]) -> None:
                 worst[database] = max(worst.get(database, 0), result["p95"])
         print(line)
     for database, p95 in worst.items():
-        verdict = "meets" if p95 < TARGET_MS else "MISSES"
-        print(f"{database}: worst browse p95 {p95:.1f} ms, {verdict} the {TARGET_MS} ms target")
+        verdict = "meets" if p95 <= target else "MISSES"
+        print(f"{database}: worst browse p95 {p95:.1f} ms, {verdict} the {target} ms target")
 
 
 def main() -> None:
@@ -223,18 +253,21 @@ def main() -> None:
     parser.add_argument("--database", choices=["sqlite", "postgres", "both"], default="both")
     parser.add_argument("--repeat", type=int, default=20)
     parser.add_argument("--keep", action="store_true", help="leave the benchmark database in place")
+    parser.add_argument("--reuse", action="store_true", help="measure the database an earlier --keep left, if any")
     parser.add_argument("--pg-name", default=PG_NAME, help="the PostgreSQL database to build (dropped first)")
+    parser.add_argument("--only", default="", help="time only the cases whose name contains this text")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
 
     if args.child:
-        run_one(args.database, args.entries, args.repeat, args.keep, args.pg_name)
+        run_one(args.database, args.entries, args.repeat, args.keep, args.pg_name, args.reuse, args.only)
         return
     databases = ["sqlite", "postgres"] if args.database == "both" else [args.database]
     results = []
     for database in databases:
         command = [sys.executable, __file__, "--child", "--database", database, "--pg-name", args.pg_name]
         command += ["--entries", str(args.entries), "--repeat", str(args.repeat)] + (["--keep"] if args.keep else [])
+        command += (["--reuse"] if args.reuse else []) + ["--only", args.only]
         child = subprocess.run(command, cwd=ROOT, stdout=subprocess.PIPE, text=True)
         results += [
             json.loads(line[len(RESULT_MARK) :]) for line in child.stdout.splitlines() if line.startswith(RESULT_MARK)
@@ -242,7 +275,7 @@ def main() -> None:
         if child.returncode:
             raise SystemExit(f"{database} run failed (exit {child.returncode})")
     print(f"\nGET /entries/ server time, {args.entries:,} entries, {args.repeat} runs per case (first page)\n")
-    print_table(results, databases)
+    print_table(results, databases, target_ms(args.entries))
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/bench_sync.py [--entries 100000] [--database sqlite|postgres|both] [--keep]
                                          [--bursts 2000 1000 ...] [--runs 5] [--no-incremental]
+                                         [--pg-name kaltura_archive_bench_sync]
 
 Starts the simulator as its own process (`python -m kaltura_sim`, so it has its own core, as
 Kaltura would), waits for GET /sim/health, then for each database runs a child process that
@@ -9,7 +10,9 @@ builds a fresh database (the SQLite file /tmp/kaltura_archive_bench_sync.sqlite3
 PostgreSQL database kaltura_archive_bench_sync on 127.0.0.1 as user postgres; named apart from
 bench_browse.py's so the two benchmarks never drop each other's database), migrates it, resets
 the simulator's counters, times sync_full and then a sync_incremental, and reads the request
-counts back from GET /sim/counters (a multirequest counts once).
+counts back from GET /sim/counters (a multirequest counts once). Besides wall time it prints the CPU
+seconds of the three processes that share the machine's cores: the sync, the simulator and, on
+PostgreSQL, the sync connection's server backend (all from /proc).
 
 The simulator returns entries with equal sort keys in a random order on every request, as Kaltura's search
 index does; `--bursts` adds bulk uploads of those sizes, each in one createdAt second. `--runs N` syncs N times
@@ -62,8 +65,8 @@ def sim_json(url: str, path: str, method: str = "GET"):
         return json.load(response)
 
 
-def start_simulator(entries: int, bursts: list[int]) -> tuple[subprocess.Popen, str]:
-    port = free_port()
+def simulator_command(entries: int, bursts: list[int], port: int) -> list[str]:
+    """The simulator this benchmark runs against (`--simulator` takes one started with these arguments)."""
     command = [
         sys.executable,
         "-m",
@@ -81,7 +84,12 @@ def start_simulator(entries: int, bursts: list[int]) -> tuple[subprocess.Popen, 
     ]
     if bursts:
         command += ["--bursts", *map(str, bursts)]
-    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL)
+    return command
+
+
+def start_simulator(entries: int, bursts: list[int]) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    process = subprocess.Popen(simulator_command(entries, bursts, port), cwd=ROOT, stdout=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     started = time.monotonic()
     # Generating 100,000 entries takes a while: poll until the server answers.
@@ -116,12 +124,12 @@ def rss_mb(pid: int) -> float:
     return 0.0
 
 
-def run_child(kind: str, url: str, sim_pid: int, incremental: bool) -> None:
+def run_child(kind: str, url: str, sim_pid: int, incremental: bool, pg_name: str) -> None:
     """In its own process: Django's settings are fixed once set up, and each database needs its own."""
     os.environ.update(
         DJANGO_SETTINGS_MODULE="kaltura_archive.settings",
         DJANGO_SECRET_KEY="bench",
-        DATABASE_URL=prepare_database(kind, SQLITE_PATH, PG_NAME),
+        DATABASE_URL=prepare_database(kind, SQLITE_PATH, pg_name),
         KALTURA_SERVICE_URL=url,
         KALTURA_PARTNERID=str(PARTNER_ID),
         KALTURA_SECRET=SECRET,
@@ -132,6 +140,7 @@ def run_child(kind: str, url: str, sim_pid: int, incremental: bool) -> None:
 
     django.setup()
     from django.core.management import call_command
+    from django.db import connection
 
     from archive_app.lib.kaltura import Kaltura
     from archive_app.mirror import sync
@@ -141,11 +150,20 @@ def run_child(kind: str, url: str, sim_pid: int, incremental: bool) -> None:
     simulated = sim_json(url, "/sim/health")["entries"]
     rss_before_sync = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
+    backend_pid = None
+    if kind == "postgres":
+        with connection.cursor() as cursor:  # the connection the sync goes on using (no CONN_MAX_AGE reset here)
+            cursor.execute("SELECT pg_backend_pid()")
+            backend_pid = cursor.fetchone()[0]
+    backend_cpu = (lambda: cpu_seconds(backend_pid)) if backend_pid else (lambda: 0.0)
+
     sim_json(url, "/sim/counters/reset", "POST")
     started, cpu_started, sim_cpu_started = time.perf_counter(), time.process_time(), cpu_seconds(sim_pid)
+    db_cpu_started = backend_cpu()
     run = sync.sync_full(Kaltura.from_settings())
     full_seconds = time.perf_counter() - started
     full_cpu, sim_cpu = time.process_time() - cpu_started, cpu_seconds(sim_pid) - sim_cpu_started
+    db_cpu = backend_cpu() - db_cpu_started
     full_requests, full_counters = requests_made(url)
     peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     blocked = sim_json(url, "/sim/counters")["blocked"]
@@ -170,6 +188,7 @@ def run_child(kind: str, url: str, sim_pid: int, incremental: bool) -> None:
         "full_seconds": full_seconds,
         "full_cpu": full_cpu,
         "sim_cpu": sim_cpu,
+        "db_cpu": db_cpu,
         "load": os.getloadavg()[0],
         "full_requests": full_requests,
         "full_counters": full_counters,
@@ -215,7 +234,8 @@ def report(result: dict) -> bool:
     rate = mirrored / seconds
     print(f"full sync            {seconds:.1f} s, {rate:,.0f} entries/s  [target <= {target:.0f} s: {verdict}]")
     print(
-        f"                     CPU: sync process {result['full_cpu']:.1f} s, simulator {result['sim_cpu']:.1f} s; "
+        f"                     CPU: sync process {result['full_cpu']:.1f} s, simulator {result['sim_cpu']:.1f} s, "
+        f"database server {result.get('db_cpu', 0):.1f} s; "
         f"machine load average at the end {result['load']:.1f} (2 cores)"
     )
     verdict = "ok" if result["peak_rss_mb"] <= TARGET_RSS_MB else "OVER"
@@ -248,22 +268,40 @@ def main() -> int:
     parser.add_argument("--bursts", type=int, nargs="*", default=[], help="extra bulk uploads of these sizes")
     parser.add_argument("--runs", type=int, default=1, help="full syncs per database, each into a fresh one")
     parser.add_argument("--no-incremental", action="store_true", help="skip the incremental sync after each")
+    parser.add_argument("--pg-name", default=PG_NAME, help="the PostgreSQL database to build (dropped first)")
+    parser.add_argument("--simulator", help="the URL of a simulator already started with this script's arguments")
+    parser.add_argument("--simulator-pid", type=int, help="with --simulator: its process id (for its CPU time)")
+    parser.add_argument("--print-simulator-command", action="store_true", help="print it and exit")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--sim-url", help=argparse.SUPPRESS)
     parser.add_argument("--sim-pid", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        run_child(args.child, args.sim_url, args.sim_pid, not args.no_incremental)
+        run_child(args.child, args.sim_url, args.sim_pid, not args.no_incremental, args.pg_name)
         return 0
 
+    if args.print_simulator_command:
+        print(" ".join(simulator_command(args.entries, args.bursts, 0)))
+        return 0
     databases = ["sqlite", "postgres"] if args.database == "both" else [args.database]
-    simulator, url = start_simulator(args.entries, args.bursts)
+    if args.simulator:
+        # Generating a million entries takes the simulator 8-13 minutes: it can be started beforehand (with
+        # simulator_command's arguments), outside the bench lock, and only the syncs measured under it.
+        url, health = args.simulator.rstrip("/"), sim_json(args.simulator.rstrip("/"), "/sim/health")
+        if health["entries"] < args.entries or not args.simulator_pid:
+            raise SystemExit(f"--simulator: {health['entries']} entries there, --entries {args.entries}; and a pid")
+        simulator = None
+        print(f"simulator: {health['entries']} entries at {url}, started beforehand", flush=True)
+    else:
+        simulator, url = start_simulator(args.entries, args.bursts)
+    sim_pid = simulator.pid if simulator else args.simulator_pid
     failed = False
     try:
         for kind in databases:
             exact_runs = 0
             for number in range(1, args.runs + 1):
-                command = [sys.executable, __file__, "--child", kind, "--sim-url", url, "--sim-pid", str(simulator.pid)]
+                command = [sys.executable, __file__, "--child", kind, "--sim-url", url, "--sim-pid", str(sim_pid)]
+                command += ["--pg-name", args.pg_name]
                 if args.no_incremental:
                     command.append("--no-incremental")
                 child = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
@@ -276,15 +314,16 @@ def main() -> int:
                 else:
                     exact_runs += report(json.loads(lines[-1][len(RESULT_MARK) :]))
                 if not args.keep or number < args.runs:
-                    drop_database(kind, SQLITE_PATH, PG_NAME)
+                    drop_database(kind, SQLITE_PATH, args.pg_name)
             print(f"\n{kind}: mirror exact in {exact_runs} of {args.runs} run(s)")
             failed |= exact_runs < args.runs
     finally:
-        simulator.send_signal(signal.SIGTERM)
-        try:
-            simulator.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            simulator.kill()
+        if simulator:
+            simulator.send_signal(signal.SIGTERM)
+            try:
+                simulator.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                simulator.kill()
     return 1 if failed else 0
 
 

@@ -210,7 +210,7 @@ def entry_list(request: HttpRequest) -> HttpResponse:
     if filterset.is_valid():
         sort = filterset.form.cleaned_data.get("sort") or DEFAULT_SORT
         queryset = filterset.qs
-        totals = selectors.entry_selection_totals(queryset=queryset)
+        totals = selectors.entry_selection_totals(queryset=queryset, estimate=True)
         paginator = Paginator(queryset.values(*TABLE_FIELDS), PAGE_SIZE)
         paginator.count = totals.entries  # counted already by the totals query: save a second COUNT
         page = paginator.get_page(request.GET.get("page"))

@@ -159,6 +159,43 @@ def test_browse_lists_visible_entries_with_totals(librarian_client, library):
     assert "1_gonegone" not in html
 
 
+def test_large_selections_of_a_large_table_show_estimated_totals_on_postgresql(librarian_client, db, monkeypatch):
+    """At a million entries an exact sum of a large selection reads the whole table; the page then shows
+    totals from a sample, saying "about". Small selections, and what acts on a selection, stay exact."""
+    from archive_app.mirror import selectors
+    from tests.factories import save_dataset
+
+    save_dataset(3000, seed=7)
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute("ANALYZE archive_app_entry")
+    # The sizes scaled down with the table: 3,000 rows stand for a million.
+    monkeypatch.setattr(selectors, "ESTIMATE_FROM_TABLE", 1000)
+    monkeypatch.setattr(selectors, "ESTIMATE_ABOVE", 500)
+    monkeypatch.setattr(selectors, "SAMPLE_ROWS", 1500)
+    visible_entries = Entry.objects.filter(gone=False)
+    exact = selectors.entry_selection_totals(queryset=visible_entries)
+    response = librarian_client.get(reverse("entry_list"))
+    totals, html = response.context["totals"], response.content.decode()
+    if connection.vendor != "postgresql":
+        assert totals == exact and not totals.estimated  # SQLite: always exact
+        return
+    assert totals.estimated and not exact.estimated
+    assert abs(totals.entries - exact.entries) < 0.15 * exact.entries
+    assert abs(totals.bytes - exact.bytes) < 0.2 * exact.bytes
+    estimate_title = 'title="estimated from a sample of the mirror"'
+    assert f'data-testid="total-entries" {estimate_title}>about {totals.entries:,}<' in html
+    assert f"Select all (about {totals.entries:,}) matching" in html
+    assert ">Last<" not in html  # the last page of an estimate is a guess
+    # The same pages are sampled on every request: the page does not flicker between numbers.
+    assert librarian_client.get(reverse("entry_list")).context["totals"] == totals
+    # A selection the sample puts below ESTIMATE_ABOVE is counted exactly.
+    few = list(visible_entries.order_by("id").values_list("id", flat=True)[:40])
+    small = librarian_client.get(reverse("entry_list"), {"ids": " ".join(few)}).context["totals"]
+    assert small == selectors.entry_selection_totals(queryset=visible_entries.filter(id__in=few))
+    assert small.entries == 40 and not small.estimated
+
+
 def test_table_rows_escape_what_kaltura_sent(librarian_client, db):
     lectures = make_category(70, 'Talks "A" & <B>')
     make_entry("1_escape01", name="<script>alert(1)</script>", tags="a<b", categories=[lectures], gone=True)
