@@ -186,7 +186,7 @@ def run_one(kind: str, entries: int, repeat: int, keep: bool, pg_name: str, reus
                 if response.status_code != 200 or b'data-testid="filter-errors"' in response.content:
                     raise SystemExit(f"[{kind}] {name}: status {response.status_code} or filter errors")
             cpu_ms = (time.process_time() - cpu_begin + (backend_ticks() - ticks_begin) / TICKS) * 1000 / repeat
-            # "about 512,000" when the page estimates (archive_app.selectors.ESTIMATE_ABOVE)
+            # "about 512,000" when the page estimates (archive_app.mirror.selectors.ESTIMATE_ABOVE)
             count = response.content.split(b'data-testid="total-entries"', 1)[1].split(b">", 1)[1]
             count = count.split(b"<", 1)[0].decode()
             result = {

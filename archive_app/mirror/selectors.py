@@ -103,7 +103,12 @@ def entry_selection_totals(*, queryset: QuerySet[Entry], estimate: bool = False)
         placeholder_entries=Count("archive_state", filter=placeholder),
         placeholder_bytes=Sum("total_flavor_bytes", filter=placeholder),
     )
-    return SelectionTotals(**{name: value or 0 for name, value in row.items()})
+    return SelectionTotals(
+        entries=row["entries"] or 0,
+        bytes=row["bytes"] or 0,
+        placeholder_entries=row["placeholder_entries"] or 0,
+        placeholder_bytes=row["placeholder_bytes"] or 0,
+    )
 
 
 def _estimated_totals(queryset: QuerySet[Entry]) -> SelectionTotals | None:

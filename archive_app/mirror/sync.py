@@ -829,8 +829,7 @@ def sync_plays(kaltura: Kaltura, progress: Callable[[SyncRun], None] | None = No
 def store_live(entry: KEntry, flavors: list[KFlavor]) -> None:
     """Mirror one entry as a job has just read it from Kaltura (refresh_entries without asking again)."""
     with transaction.atomic():
-        category_ids = set(Category.objects.values_list("id", flat=True))
-        store_entries([entry], {entry.id: flavors}, category_ids, timezone.now())
+        store_entries([entry], {entry.id: flavors}, category_paths(), timezone.now())
 
 
 def refresh_entries(entry_ids: list[str], kaltura: Kaltura | None = None) -> int:
