@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -95,10 +96,11 @@ def _keep(store: ArchiveStore, entry_id: str, key: str, data: bytes, content_typ
     return {"key": key, "version_id": version_id, "bytes": len(data), "sha256": sha256}
 
 
-def keep_captions(store: ArchiveStore, kaltura: Kaltura, copy: ArchiveCopy) -> list[dict]:
-    """Each caption asset Kaltura has for the entry now, its content kept beside the copy."""
+def keep_captions(store: ArchiveStore, kaltura: Kaltura, copy: ArchiveCopy, captions: Iterable[KCaption]) -> list[dict]:
+    """Each caption asset Kaltura has for the entry now (`captions`, read just now), its content kept beside the
+    copy."""
     listed = []
-    for caption in kaltura.captions(copy.entry_id):
+    for caption in captions:
         item = {
             "id": caption.id,
             "language": caption.language,
@@ -264,9 +266,9 @@ def write_sidecar(store: ArchiveStore, kaltura: Kaltura, state, copy: ArchiveCop
     key = sidecar_key(copy.key)
     # No HeadObject first (one S3 request per copy): a sidecar written before a crash makes the conditional
     # writes below fail with PreconditionFailed, and the first one stands (with what it lists).
-    captions = keep_captions(store, kaltura, copy)
-    thumbnail = keep_thumbnail(store, kaltura, state, copy)
     description = kaltura.describe_entry(copy.entry_id)
+    captions = keep_captions(store, kaltura, copy, description.captions)
+    thumbnail = keep_thumbnail(store, kaltura, state, copy)
     document = sidecar_document(state, copy, captions=captions, thumbnail=thumbnail, description=description)
     body = json.dumps(document, indent=2, ensure_ascii=False).encode()
     try:

@@ -516,6 +516,7 @@ class KEntryDescription:
     metadata: tuple[KMetadata, ...] | None
     metadata_profiles: dict[int, KMetadataProfile]
     metadata_missing: str
+    captions: tuple[KCaption, ...] = ()  # its caption assets (all of them: an entry has a handful)
 
 
 def _user_ids(value) -> tuple[str, ...]:
@@ -1068,9 +1069,9 @@ class Kaltura:
     # --- co-editors and custom metadata (for the sidecar) ------------------------------------------
 
     def describe_entry(self, entry_id: str) -> KEntryDescription:
-        """The entry's owner, co-editors, co-publishers and co-viewers, and its custom metadata with the profiles
-        that define it, in one HTTP request (a multirequest of baseEntry.get, metadataProfile.list and
-        metadata.list through the client's Metadata plugin)."""
+        """The entry's owner, co-editors, co-publishers and co-viewers, its custom metadata with the profiles
+        that define it, and its caption assets, in one HTTP request (a multirequest of baseEntry.get,
+        metadataProfile.list and metadata.list through the client's Metadata plugin, and captionAsset.list)."""
         entry_type = KalturaMetadataObjectType.ENTRY
 
         def send(client: KalturaClient) -> tuple:
@@ -1085,17 +1086,25 @@ class Kaltura:
                     KalturaMetadataFilter(objectIdEqual=entry_id, metadataObjectTypeEqual=entry_type),
                     KalturaFilterPager(pageSize=PAGE_SIZE, pageIndex=1),
                 )
-                entry, profiles, values = client.doMultiRequest()
+                # The captions too: the sidecar keeps them, and asking here saves a request per entry.
+                client.caption.captionAsset.list(
+                    KalturaCaptionAssetFilter(entryIdEqual=entry_id),
+                    KalturaFilterPager(pageSize=PAGE_SIZE, pageIndex=1),
+                )
+                entry, profiles, values, captions = client.doMultiRequest()
             finally:
                 client.multiRequestReturnType = None
-            if isinstance(entry, KalturaException):
-                raise entry
+            for answer in (entry, captions):
+                if isinstance(answer, KalturaException):
+                    raise answer
             for answer in (profiles, values):
                 if isinstance(answer, KalturaException) and answer.code not in PLUGIN_OFF_CODES:
                     raise answer  # retried, or the session renewed, like a failed request
-            return entry, profiles, values
+            return entry, profiles, values, captions
 
-        entry, profiles, values = self._call(send, what=f"baseEntry.get and metadata.list {entry_id}")
+        entry, profiles, values, captions = self._call(
+            send, what=f"baseEntry.get, metadata.list and captionAsset.list {entry_id}"
+        )
         # Who may edit, publish and view it: the same whatever Kaltura says of custom metadata.
         people = KEntryDescription(
             owner_id=_str(entry.userId),
@@ -1105,6 +1114,7 @@ class Kaltura:
             metadata=None,
             metadata_profiles={},
             metadata_missing="",
+            captions=tuple(KCaption.from_client(caption) for caption in captions.objects or []),
         )
         refused = next((a for a in (profiles, values) if isinstance(a, KalturaException)), None)
         if refused is not None:
