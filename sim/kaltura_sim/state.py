@@ -142,6 +142,9 @@ class SimState:
         for entry in generated:
             self._sync_categories(entry)
         self.captions: dict[str, dict] = {}
+        # Each entry's caption ids, and each object's metadata ids, in the order they were added: looked up per
+        # entry, so that generating a million entries is not a scan of every caption per entry.
+        self._captions_of: dict[str, list[str]] = {}
         self._caption_rng = random.Random(f"{seed}:captions")
         for entry in generated:
             if self._caption_rng.randrange(CAPTIONED_ONE_IN) == 0 and entry["status"] == ENTRY_READY:
@@ -149,6 +152,7 @@ class SimState:
         self.thumbnail_images: dict[tuple[str, int], bytes] = {}  # (entry id, thumbnail version) -> uploaded image
         self.metadata_profiles: dict[int, dict] = {}
         self.metadata: dict[int, dict] = {}
+        self._metadata_of: dict[str, list[int]] = {}
         self._metadata_ids = 0
         self._generate_metadata(generated, random.Random(f"{seed}:metadata"))
         self._generate_co_editors(generated, random.Random(f"{seed}:co-editors"))
@@ -721,6 +725,7 @@ class SimState:
                 "_content": b"",
                 "_seq": self._next_seq(),
             }
+            self._captions_of.setdefault(entry["id"], []).append(caption_id)
             if is_default:
                 self.set_default_caption(caption_id)
             if data is not None:
@@ -734,8 +739,8 @@ class SimState:
         return caption
 
     def entry_captions(self, entry_id: str) -> list[dict]:
-        live = (c for c in self.captions.values() if c["entryId"] == entry_id and c["status"] != CAPTION_DELETED)
-        return sorted(live, key=lambda c: c["_seq"])
+        captions = (self.captions[caption_id] for caption_id in self._captions_of.get(entry_id, ()))
+        return [c for c in captions if c["status"] != CAPTION_DELETED]  # added in _seq order
 
     def set_caption_content(self, caption_id: str, data: bytes) -> dict:
         with self.lock:
@@ -846,7 +851,8 @@ class SimState:
         return metadata
 
     def entry_metadata(self, entry_id: str) -> list[dict]:
-        return [m for m in self.metadata.values() if m["objectId"] == entry_id and m["status"] == METADATA_VALID]
+        values = (self.metadata[metadata_id] for metadata_id in self._metadata_of.get(entry_id, ()))
+        return [m for m in values if m["status"] == METADATA_VALID]
 
     def set_metadata(self, profile_id: int, object_id: str, xml: str, *, when: int | None = None) -> dict:
         """The object's values of that profile (metadata.add, or metadata.update when it has some: the version
@@ -874,6 +880,7 @@ class SimState:
                 "xml": xml,
             }
             self.metadata[metadata["id"]] = metadata
+            self._metadata_of.setdefault(metadata["objectId"], []).append(metadata["id"])
             return metadata
 
     def delete_metadata(self, metadata_id: int) -> None:
