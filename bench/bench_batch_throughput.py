@@ -183,6 +183,40 @@ def _stat(pid: int) -> list[str]:
     return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
 
 
+def tree_cpu(pid: int) -> float:
+    """CPU seconds of a process, its reaped children and its live descendants (a PostgreSQL backend each)."""
+    total = 0.0
+    with contextlib.suppress(OSError):
+        total += sum(int(f) for f in _stat(pid)[11:15]) / CLOCK_TICKS
+    for child in _descendants(pid):
+        with contextlib.suppress(OSError):
+            total += sum(int(f) for f in _stat(child)[11:13]) / CLOCK_TICKS
+    return total
+
+
+def server_pid(name: str) -> int | None:
+    """The oldest process of that command name whose parent is not one (postgres' postmaster, redis-server)."""
+    found = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, IndexError):
+            text = stat.read_text()
+            comm = text[text.index("(") + 1 : text.rindex(")")]
+            if comm == name:
+                found[int(stat.parent.name)] = int(text.rsplit(")", 1)[1].split()[1])
+    roots = [pid for pid, parent in found.items() if parent not in found]
+    return min(roots) if roots else None
+
+
+def services_cpu(world) -> dict[str, float]:
+    """CPU seconds so far of the services the workers call: the simulator, moto, PostgreSQL and Redis."""
+    pids = {"simulator": world.processes[0].pid, "moto": world.moto.process.pid}
+    for name, comm in (("postgresql", "postgres"), ("redis", "redis-server")):
+        pid = server_pid(comm)
+        if pid is not None:
+            pids[name] = pid
+    return {name: tree_cpu(pid) for name, pid in pids.items()}
+
+
 # --- one run ------------------------------------------------------------------------------------
 
 
@@ -300,6 +334,7 @@ def run_once(args, workers: int, tmp: Path) -> dict:
         proxy.reset()
 
         started = time.monotonic()
+        services_before = services_cpu(world)
         for _ in range(workers):
             world.start_worker()
         watch = ProcessWatch(world.workers)
@@ -317,6 +352,7 @@ def run_once(args, workers: int, tmp: Path) -> dict:
         wall = time.monotonic() - started
         cpu = watch.cpu_seconds()
         watch.stop()
+        services = {name: seconds - services_before.get(name, 0.0) for name, seconds in services_cpu(world).items()}
         counters = _get_json(f"{world.sim_url}/sim/counters")
         working, jobs = job_seconds(world.redis_url)
         done = statuses.get("done", (0, 0))[0]
@@ -334,6 +370,7 @@ def run_once(args, workers: int, tmp: Path) -> dict:
             "s3": dict(proxy.counts),
             "peak_rss_mib": watch.peak_kib / 1024,
             "cpu": cpu,
+            "services_cpu": services,
             "working": working,
             "jobs": jobs,
         }
@@ -392,7 +429,8 @@ def main() -> None:
                 f"  Kaltura calls inside multirequests per entry: {per_entry(result['kaltura_calls'], done)}\n"
                 f"  S3 requests per entry: {s3_total / done:.2f} ({per_entry(result['s3'], done)})\n"
                 f"  worker peak RSS {result['peak_rss_mib']:.0f} MiB (largest process); "
-                f"CPU {result['cpu'] / done:.3f} s per entry ({result['cpu']:.1f} s in all)\n"
+                f"CPU {result['cpu'] / done:.3f} s per entry ({result['cpu']:.1f} s in all); services' CPU per "
+                f"entry: {', '.join(f'{k} {v / done:.3f} s' for k, v in result['services_cpu'].items())}\n"
                 f"  workers' time: working {result['working']:.1f} s in {result['jobs']} jobs, "
                 f"idle-waiting {idle:.1f} s ({result['working'] / (workers * result['wall']):.0%} busy); "
                 f"load average {os.getloadavg()[0]:.2f}",

@@ -13,7 +13,7 @@ import time
 import uuid
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
@@ -363,6 +363,13 @@ def refresh_batch_status(batch_id: int) -> None:
 # --- executing one item (through the runner) -------------------------------------------------
 
 
+# scratch: what read_kaltura read for a copy besides the entry: its description, (flavor id, download URL).
+DESCRIPTION, DOWNLOAD_URL = "description", "download_url"
+# progress: seconds from media.updateContent until a check saw the placeholder swapped in (expected_wait).
+CONVERTED_IN = "replacement_seen_after_seconds"
+CONVERSIONS_SEEN = 20
+
+
 class ItemOperation(runner.Operation):
     """A batch item: archive and/or replace one entry, as its batch's action says."""
 
@@ -375,6 +382,7 @@ class ItemOperation(runner.Operation):
     errored_status = BatchItem.Status.ERRORED
     waiting_status = BatchItem.Status.WAITING
     quick_steps = frozenset({"wait_replacement", "thumbnail"})
+    s3_done_once_replacing = True
 
     def claimable(self):
         return BatchItem.objects.filter(status__in=[BatchItem.Status.QUEUED, *BatchItem.ACTIVE]).exclude(
@@ -404,6 +412,7 @@ class ItemOperation(runner.Operation):
     def plan(self, run: runner.Run) -> runner.Outcome:
         item = run.row
         plan = plan_for(item.batch.action, run.state, PlanSettings.from_settings(timezone.now()))
+        run.scratch["planned"] = plan.step_names
         if plan.skipped:
             return runner.Outcome(skip_reason=plan.skip_reason)
         approved = set(item.planned_steps)
@@ -421,25 +430,57 @@ class ItemOperation(runner.Operation):
     def reschedule(self, row, delay) -> None:
         queue.batch_item(row, delay=delay)
 
-    def check_wait(self, run: runner.Run) -> None:
+    def read_kaltura(self, run: runner.Run) -> tuple | None:
         """An item waiting for Kaltura to swap in the placeholder: one request (entry and flavors) tells whether
         the replacement is still pending; if so it waits again, without reading S3 or the rest. When it is no
-        longer pending, that answer is the Kaltura part of the job's full read of live state."""
+        longer pending, that answer is the Kaltura part of the job's full read of live state.
+
+        An item about to copy the original reads, in the same one request, what the copy and its sidecar need
+        from Kaltura besides: the description (co-editors, custom metadata, captions) and the download URL of
+        the original the mirror knows (step copy uses it only if that is the live original)."""
         progress = run.progress
-        if not progress.get("replace_requested") or "waiting_since_replacement" not in progress:
-            return
-        if "placeholder" in progress:
-            return
+        if progress.get("replace_requested") and "waiting_since_replacement" in progress:
+            if "placeholder" in progress:
+                return None
+            try:
+                entry, flavors = run.kaltura.entry_and_flavors(run.entry_id)
+            except KalturaError as exc:
+                if exc.code == "ENTRY_ID_NOT_FOUND":
+                    return None  # the full read says so, and the plan stops
+                raise
+            if entry.replacing_entry_id and entry.replacement_status != runner.REPLACEMENT_FAILED:
+                run.note_live(entry, flavors)
+                runner.wait_or_give_up(run, "Kaltura is still converting the replacement", what="replacement")
+            return entry, flavors
+        planned = set(run.row.planned_steps)
+        if not planned & {"copy", "adopt"} or progress.get("done_verify") or progress.get("replace_requested"):
+            return None
+        original_id = Entry.objects.filter(id=run.entry_id).values_list("original_flavor_id", flat=True).first()
+        if not original_id:
+            return None
         try:
-            entry, flavors = run.kaltura.entry_and_flavors(run.entry_id)
+            entry, flavors, description, url = run.kaltura.read_for_copy(run.entry_id, original_id)
         except KalturaError as exc:
             if exc.code == "ENTRY_ID_NOT_FOUND":
-                return  # the full read says so, and the plan stops
+                return None
             raise
-        if entry.replacing_entry_id and entry.replacement_status != runner.REPLACEMENT_FAILED:
-            run.note_live(entry, flavors)
-            runner.wait_or_give_up(run, "Kaltura is still converting the replacement", what="replacement")
-        run.scratch["checked"] = (entry, flavors)
+        run.scratch[DESCRIPTION], run.scratch[DOWNLOAD_URL] = description, (original_id, url)
+        return entry, flavors
+
+    def expected_wait(self, run: runner.Run, what: str) -> timedelta | None:
+        """The median time Kaltura took to swap in the placeholder for this batch's latest items: one
+        placeholder converts in about the same time as the next (ARCHIVE_WAIT_FIRST_CHECK_SECONDS until one has)."""
+        if what != "replacement":
+            return None
+        seen = sorted(
+            seconds
+            for seconds in BatchItem.objects.filter(batch_id=run.row.batch_id, progress__has_key=CONVERTED_IN)
+            .exclude(pk=run.row.pk)
+            .order_by("-heartbeat_at")
+            .values_list(f"progress__{CONVERTED_IN}", flat=True)[:CONVERSIONS_SEEN]
+            if isinstance(seconds, int | float)
+        )
+        return timedelta(seconds=seen[len(seen) // 2]) if seen else None
 
     def ended(self, run, status) -> None:
         refresh_batch_status(run.row.batch_id)
@@ -480,7 +521,9 @@ def _stream_original_to_s3(run: runner.Run) -> dict:
     """Download Kaltura's original and stream it to a new S3 object (never over an existing one)."""
     original = run.state.original
     key = _target_key(run)
-    url = run.kaltura.flavor_download_url(original.id)
+    flavor_id, url = run.scratch.pop(DOWNLOAD_URL, ("", ""))
+    if flavor_id != original.id or not url:
+        url = run.kaltura.flavor_download_url(original.id)
     # urllib3 raises on a body shorter than its Content-Length, so a truncated download fails the upload.
     try:
         with run.kaltura.open_download(url) as response:
@@ -559,7 +602,8 @@ def step_adopt(run: runner.Run) -> dict:
 
 def step_verify(run: runner.Run) -> dict:
     if run.scratch.get("adopted"):
-        return {"verified": "adopted", **write_sidecar(run.store, run.kaltura, run.state, run.scratch["copy"])}
+        sidecar = write_sidecar(run.store, run.kaltura, run.state, run.scratch["copy"], run.scratch.get(DESCRIPTION))
+        return {"verified": "adopted", **sidecar}
     # upload_stream has checked that version in S3 itself (one HeadObject with its checksum, against what was
     # streamed, after S3 validated the full-object CRC32 of the upload): no second read of it.
     archived = run.scratch["uploaded"]
@@ -578,7 +622,7 @@ def step_verify(run: runner.Run) -> dict:
         "verified": True,
         "bytes": archived.size,
         "sha256": archived.sha256,
-        **write_sidecar(run.store, run.kaltura, run.state, copy),
+        **write_sidecar(run.store, run.kaltura, run.state, copy, run.scratch.get(DESCRIPTION)),
     }
 
 
@@ -623,7 +667,15 @@ def _record_copy(
 
 
 def step_tag_archived(run: runner.Run) -> dict:
+    if "replace_content" in run.scratch.get("planned", ()):
+        # Written with media.updateContent, from its read right before (two requests fewer per entry).
+        run.scratch[TAG_ARCHIVED_LATER] = True
+        return {"tags": f"{TAG_ARCHIVED} is added in the request of media.updateContent (step replace_content)"}
     return runner.write_tags(run, add=(TAG_ARCHIVED,))
+
+
+# scratch: the archived_to_s3 tag is owed, to be written with the replacement (step_tag_archived).
+TAG_ARCHIVED_LATER = "tag_archived_later"
 
 
 # An old-tool archive behind a placeholder: its hash is computed from S3 itself (Kaltura holds the placeholder).
@@ -715,17 +767,29 @@ def step_upload_placeholder(run: runner.Run) -> dict:
 
 def step_replace_content(run: runner.Run) -> dict:
     plan_settings = PlanSettings.from_settings(timezone.now())
-    return runner.send_replacement(
-        run,
-        run.progress["placeholder_token"],
-        still_allowed=lambda state: _copy_refusal(run, state) or replace_refusal(state, plan_settings),
-    )
+    owed = (TAG_ARCHIVED,) if run.scratch.pop(TAG_ARCHIVED_LATER, False) else ()
+    try:
+        return runner.send_replacement(
+            run,
+            run.progress["placeholder_token"],
+            still_allowed=lambda state: _copy_refusal(run, state) or replace_refusal(state, plan_settings),
+            add_tags=owed,
+        )
+    except runner.Refused as refused:
+        if owed and run.state is not None and run.state.entry is not None and not _copy_refusal(run, run.state):
+            # Not replaced, but archived: its copy checks out in S3 (read just now), so it gets the tag.
+            refused.details = {**(refused.details or {}), "tags": runner.write_tags(run, add=owed)}
+        raise
 
 
 def step_wait_replacement(run: runner.Run) -> dict:
     size = _placeholder_path(run).stat().st_size
     placeholder = runner.wait_for_swap(run, expected_size=lambda flavor: sizes_agree(size, flavor), what="replacement")
-    run.save_progress(placeholder=asdict(placeholder))
+    converted = {}
+    if run.progress.get("replace_requested_at"):
+        sent = datetime.fromisoformat(run.progress["replace_requested_at"])
+        converted[CONVERTED_IN] = round((timezone.now() - sent).total_seconds(), 1)
+    run.save_progress(placeholder=asdict(placeholder), **converted)
     return {"placeholder": placeholder.as_dict()}
 
 

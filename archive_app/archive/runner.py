@@ -7,8 +7,9 @@ Each rule of running lives here once:
 - **Fence**: every write of a running operation names its token (`Run.save`); when another job holds the row
   (a retry, a cancel, the poller) the write matches nothing and the step stops with `Superseded`.
 - **Steps** are named; each is audited when done and marked in `progress`, so a rerun after a crash converges.
-- **Wait** never sleeps long in a worker: the operation is queued again later (`Wait`), checks back with a
-  backoff (ARCHIVE_WAIT_FIRST_CHECK_SECONDS, doubling), each check one cheap request (`Operation.check_wait`),
+- **Wait** never sleeps long in a worker: the operation is queued again later (`Wait`), checks back first when
+  it expects Kaltura done (`Operation.expected_wait`), then with a backoff (ARCHIVE_WAIT_FIRST_CHECK_SECONDS,
+  doubling), each check one cheap request (`Operation.read_kaltura`),
   and fails with a reason once `ARCHIVE_REPLACEMENT_DEADLINE_HOURS` have passed.
 - **End**: FAILED for an expected refusal (with its reason, and recorded versus live identity in the audit
   event), ERRORED for a crash (traceback in the log); transient errors keep the claim for RQ's retry.
@@ -89,6 +90,9 @@ class Operation:
     # Steps that take no time and write nothing to the entry: after them the job's last read of the entry is
     # still the read right before the next step (Run.fresh_entry); after any other step it is read again.
     quick_steps: frozenset[str] = frozenset()
+    # Once this operation's own replacement is under way, its steps left only see it through in Kaltura: the
+    # S3 copy was checked right before media.updateContent, and reading it again would decide nothing.
+    s3_done_once_replacing: bool = False
 
     def claimable(self):
         """The rows a job with this token may take."""
@@ -115,8 +119,14 @@ class Operation:
     def reschedule(self, row, delay: timedelta) -> None:
         raise NotImplementedError
 
-    def check_wait(self, run: Run) -> None:
-        """Before the full read of live state: raise Wait if a cheap check shows Kaltura still working."""
+    def read_kaltura(self, run: Run) -> tuple | None:
+        """Before the full read of live state: raise Wait if a cheap check shows Kaltura still working, or
+        return the (entry, flavors) just read, as the full read would read them; None: the full read reads."""
+        return None
+
+    def expected_wait(self, run: Run, what: str) -> timedelta | None:
+        """How long Kaltura's `what` is expected to take, from what it took for others like it; None: unknown."""
+        return None
 
     def ended(self, run: Run, status: str) -> None:
         """After the row reached an end state (batch progress, a restore's done event)."""
@@ -254,7 +264,13 @@ class Run:
     def read_state(self, kaltura_state=None) -> LiveState:
         """Live Kaltura and S3, as this operation sees them (see workflow.with_progress). `kaltura_state`: the
         (entry, flavors) this job has just read, so they are not asked for twice."""
-        state = read_live_state(self.entry_id, self.kaltura, self.store, kaltura_state=kaltura_state)
+        state = read_live_state(
+            self.entry_id,
+            self.kaltura,
+            self.store,
+            kaltura_state=kaltura_state,
+            progress=self.progress if self.operation.s3_done_once_replacing else None,
+        )
         self.state = with_progress(state, self.progress)
         self.note_live(self.state.entry, self.state.flavors)
         return self.state
@@ -284,8 +300,7 @@ def execute(operation: Operation, pk: int, token: str, *, kaltura=None, store=No
     try:
         run.kaltura = kaltura or Kaltura.from_settings()
         run.store = store or ArchiveStore.from_settings()
-        operation.check_wait(run)
-        run.read_state(run.scratch.pop("checked", None))
+        run.read_state(operation.read_kaltura(run))
         outcome = operation.plan(run)
         if outcome.done:
             end(run, operation.done_status, outcome.summary)
@@ -387,13 +402,16 @@ def end(run: Run, status: str, message: str, *, outcome: str | None = None, acti
 
 # The longest pause between two checks of a wait on Kaltura: a conversion takes seconds to an hour.
 MAX_CHECK_INTERVAL = timedelta(minutes=5)
+# The latest a first check is put off to, however long others took.
+MAX_EXPECTED_WAIT = timedelta(minutes=30)
 
 
 def wait_or_give_up(run: Run, reason: str, *, what: str, hours: int | None = None, delay: timedelta | None = None):
     """Raise Wait (check again later), or Refused once the wait has lasted `hours` (the setting by default).
 
-    Without a `delay`, checks back with a backoff: ARCHIVE_WAIT_FIRST_CHECK_SECONDS, then twice as long each
-    time, at most MAX_CHECK_INTERVAL; the worker is free meanwhile."""
+    Without a `delay`, checks back first when the operation expects `what` done (Operation.expected_wait), or
+    after ARCHIVE_WAIT_FIRST_CHECK_SECONDS, then with a backoff from that setting, twice as long each time, at
+    most MAX_CHECK_INTERVAL; the worker is free meanwhile."""
     hours = hours or settings.ARCHIVE_REPLACEMENT_DEADLINE_HOURS
     key, checks_key = f"waiting_since_{what}", f"checks_{what}"
     since = run.progress.get(key)
@@ -407,22 +425,32 @@ def wait_or_give_up(run: Run, reason: str, *, what: str, hours: int | None = Non
         )
     run.save_progress(**{key: since or now.isoformat(), checks_key: checks + 1})
     if delay is None:
-        first = settings.ARCHIVE_WAIT_FIRST_CHECK_SECONDS
-        delay = min(timedelta(seconds=first * 2 ** min(checks, 20)), MAX_CHECK_INTERVAL)
+        first = timedelta(seconds=settings.ARCHIVE_WAIT_FIRST_CHECK_SECONDS)
+        # The first check is due when others like it were done (a check costs a Kaltura request and a job);
+        # later ones back off from the setting.
+        expected = run.operation.expected_wait(run, what) if checks == 0 else None
+        if expected is not None:
+            delay = min(max(first, expected), MAX_EXPECTED_WAIT)
+        else:
+            delay = min(first * 2 ** min(checks, 20), MAX_CHECK_INTERVAL)
     raise Wait(reason, delay=delay)
 
 
 # --- Kaltura's content: replaced by one function, waited on by one ---------------------------------
 
 
-def send_replacement(run: Run, upload_token: str, *, still_allowed) -> dict:
+def send_replacement(run: Run, upload_token: str, *, still_allowed, add_tags: tuple[str, ...] = ()) -> dict:
     """media.updateContent with this upload, after reading live state again: `still_allowed(state)` gives ''
-    or the reason it is no longer allowed (exemption, a play, a category, content that changed...)."""
+    or the reason it is no longer allowed (exemption, a play, a category, content that changed...).
+
+    `add_tags`: tags written from the same read, in the same request as media.updateContent (a refusal
+    writes none: the caller knows whether the entry is owed them anyway)."""
     state = run.read_state()
     reason = still_allowed(state)
     if reason:
         raise Refused(f"checked again right before media.updateContent: {reason}", state.identity())
     original = state.original
+    current, wanted = tags.merged(state.entry.tags, add=add_tags)
     # Marked before the call: if the answer is lost, a rerun knows the replacement may be ours; and what it
     # replaced, so a rerun can tell a swap done from a replacement Kaltura never took.
     run.save_progress(
@@ -431,13 +459,20 @@ def send_replacement(run: Run, upload_token: str, *, still_allowed) -> dict:
         replace_requested_at=timezone.now().isoformat(),
     )
     run.note_live(state.entry, None)  # the flavors are about to change: end() reads them again
+    details = {"replacement": "started", "upload_token": upload_token, "replaced": ContentId.of(original).as_dict()}
     try:
-        run.kaltura.replace_content(run.entry_id, upload_token)
+        _, tagged = run.kaltura.replace_content(run.entry_id, upload_token, tags=wanted if wanted != current else None)
     except KalturaError as exc:
         if exc.code != "ENTRY_REPLACEMENT_ALREADY_EXISTS":
             run.save_progress(replace_requested=False)
             raise
-    return {"replacement": "started", "upload_token": upload_token, "replaced": ContentId.of(original).as_dict()}
+        return details  # a rerun's: the tags are the next steps' to write
+    if isinstance(tagged, KalturaError):
+        details["tags"] = f"not written: {tagged} (written once the placeholder is in)"
+    elif tagged is not None:
+        tags.store_in_mirror(tagged)
+        details.update(tags_before=", ".join(current), tags_after=tagged.tags)
+    return details
 
 
 def wait_for_swap(run: Run, *, expected_size, what: str) -> ContentId:

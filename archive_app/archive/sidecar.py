@@ -260,13 +260,15 @@ def sidecar_document(
     }
 
 
-def write_sidecar(store: ArchiveStore, kaltura: Kaltura, state, copy: ArchiveCopy) -> dict:
+def write_sidecar(
+    store: ArchiveStore, kaltura: Kaltura, state, copy: ArchiveCopy, description: KEntryDescription | None = None
+) -> dict:
     """Write the copy's sidecar, its captions and thumbnail first, if it has none; record its key and version on
-    the copy."""
+    the copy. `description`: the entry's, read by this job in the same request as the live state it copied."""
     key = sidecar_key(copy.key)
     # No HeadObject first (one S3 request per copy): a sidecar written before a crash makes the conditional
     # writes below fail with PreconditionFailed, and the first one stands (with what it lists).
-    description = kaltura.describe_entry(copy.entry_id)
+    description = description or kaltura.describe_entry(copy.entry_id)
     captions = keep_captions(store, kaltura, copy, description.captions)
     thumbnail = keep_thumbnail(store, kaltura, state, copy)
     document = sidecar_document(state, copy, captions=captions, thumbnail=thumbnail, description=description)

@@ -34,11 +34,7 @@ def write_tags_reading(
     Nothing is written when the tags are already as wanted and no thumbnail is asked for (a rerun after a crash
     finds them so).
     """
-    add, remove = [tag.lower() for tag in add], {tag.lower() for tag in remove}
-    current = split_tags((fresh or kaltura.get_entry(entry_id)).tags)
-    wanted = [tag for tag in current if tag.lower() not in remove]
-    lowered = {tag.lower() for tag in wanted}
-    wanted += [tag for tag in dict.fromkeys(add) if tag not in lowered]
+    current, wanted = merged((fresh or kaltura.get_entry(entry_id)).tags, add=add, remove=remove)
     before = ", ".join(current)
     if wanted == current and not thumbnail:
         return {"tags_before": before, "tags_after": before}, None
@@ -48,8 +44,24 @@ def write_tags_reading(
         details["thumbnail"] = f"not updated: {failed}" if failed else "updated"
     else:
         entry = kaltura.set_tags(entry_id, wanted)
-    mirror = Entry.objects.filter(id=entry_id).first()
+    store_in_mirror(entry)
+    return {"tags_before": before, "tags_after": entry.tags, **details}, entry
+
+
+def merged(tags: str, *, add: Iterable[str] = (), remove: Iterable[str] = ()) -> tuple[list[str], list[str]]:
+    """The entry's tags now (`tags`, as Kaltura gave them) and as they should be: the owner's kept, in their
+    order, ours added at the end and removed, compared in lower case."""
+    add, remove = [tag.lower() for tag in add], {tag.lower() for tag in remove}
+    current = split_tags(tags)
+    wanted = [tag for tag in current if tag.lower() not in remove]
+    lowered = {tag.lower() for tag in wanted}
+    wanted += [tag for tag in dict.fromkeys(add) if tag not in lowered]
+    return current, wanted
+
+
+def store_in_mirror(entry: KEntry) -> None:
+    """The tags Kaltura answered a write with, in the mirror (and the archive state they imply)."""
+    mirror = Entry.objects.filter(id=entry.id).first()
     if mirror is not None:
         mirror.set_tags(entry.tags)
         mirror.save(update_fields=["tags", "tags_search", "archive_state"])
-    return {"tags_before": before, "tags_after": entry.tags, **details}, entry

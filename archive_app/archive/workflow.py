@@ -451,9 +451,11 @@ def plan_replace(state: LiveState, plan_settings: PlanSettings, *, after_archive
     the flavors for the placeholder's, whose identity is recorded; the entry is still READY with the same id,
     and it carries flavors_deleted.
     """
+    if state.replacement_started:
+        return _see_replacement_through(state)
     if state.legal_hold:
         return Plan(state.entry_id, "replace", skip_reason=state.legal_hold)
-    if state.entry is not None and state.on_placeholder and not state.replacement_started:
+    if state.entry is not None and state.on_placeholder:
         return Plan(state.entry_id, "replace", skip_reason="already replaced")
     archive_first = after_archive is not None and not after_archive.skipped
     reason = replace_refusal(state, plan_settings, archive_first=archive_first)
@@ -462,30 +464,44 @@ def plan_replace(state: LiveState, plan_settings: PlanSettings, *, after_archive
     placeholder_size = plan_settings.placeholder_for(state.entry)
     freed = sum(f.size_bytes for f in state.flavors if f.status == FlavorStatus.READY)
     freed = max(0, freed - placeholder_size)
-    if freed < plan_settings.min_bytes_freed and not state.replacement_started:
+    if freed < plan_settings.min_bytes_freed:
         reason = (
             f"replacing would free only {binary_size(freed)}, less than {binary_size(plan_settings.min_bytes_freed)}"
         )
         return Plan(state.entry_id, "replace", skip_reason=f"{reason} (ARCHIVE_MIN_BYTES_FREED)")
     kind = "audio " if state.entry.media_type == MediaType.AUDIO else ""
-    steps = []
-    if not state.replacement_started:
-        steps += [
-            Step("upload_placeholder", f"upload the {kind}placeholder ({binary_size(placeholder_size)})"),
-            Step("replace_content", "media.updateContent: the entry keeps playing until the swap"),
-        ]
-    steps += [
-        Step("wait_replacement", "wait until Kaltura has made the new flavors; record the placeholder's identity"),
-        Step("thumbnail", "set the thumbnail from the placeholder"),
+    steps = [
+        Step("upload_placeholder", f"upload the {kind}placeholder ({binary_size(placeholder_size)})"),
+        Step("replace_content", "media.updateContent: the entry keeps playing until the swap"),
+        *REPLACEMENT_STEPS,
         Step("tag_replaced", f"add tag {TAG_REPLACED}; record {binary_size(freed)} freed"),
     ]
     return Plan(state.entry_id, "replace", tuple(steps), bytes_freed=freed)
 
 
+REPLACEMENT_STEPS = (
+    Step("wait_replacement", "wait until Kaltura has made the new flavors; record the placeholder's identity"),
+    Step("thumbnail", "set the thumbnail from the placeholder"),
+)
+
+
+def _see_replacement_through(state: LiveState) -> Plan:
+    """Our media.updateContent was sent (state.replacement_started): what is left is to see it through and
+    record the placeholder, or a restore could not find it. Nothing that changed after it was sent (a play of
+    the content it replaces, an exemption, a hold, the S3 copy, which was checked right before it) can call
+    it back, so nothing here refuses but an entry gone from Kaltura."""
+    if state.entry is None:
+        return Plan(state.entry_id, "replace", skip_reason="not found in Kaltura")
+    if state.entry.status == EntryStatus.DELETED:
+        return Plan(state.entry_id, "replace", skip_reason="deleted in Kaltura")
+    steps = (*REPLACEMENT_STEPS, Step("tag_replaced", f"add tags {TAG_ARCHIVED} and {TAG_REPLACED}"))
+    return Plan(state.entry_id, "replace", steps)
+
+
 def plan_for(action: str, state: LiveState, plan_settings: PlanSettings) -> Plan:
     if action == Batch.Action.ARCHIVE:
         return plan_archive(state, plan_settings)
-    if action == Batch.Action.REPLACE:
+    if action == Batch.Action.REPLACE or state.replacement_started:
         return plan_replace(state, plan_settings)
     archive = plan_archive(state, plan_settings)
     if archive.skipped and archive.skip_reason != "already archived":
@@ -529,12 +545,11 @@ def copy_record(entry_id: str) -> CopyRecord | None:
     return CopyRecord.from_model(copy) if copy is not None else None
 
 
-def read_live_state(
-    entry_id: str, kaltura, store, *, replacement_started: bool = False, kaltura_state=None
-) -> LiveState:
+def read_live_state(entry_id: str, kaltura, store, *, kaltura_state=None, progress: dict | None = None) -> LiveState:
     """Kaltura and S3 as they are now: the mirror is never proof. Kaltura's entry and flavors come in one
     request (`kaltura_state`: that pair, read by the caller just now). S3 is read at the recorded copy's exact
-    key and version (the entry id's key when none is recorded)."""
+    key and version (the entry id's key when none is recorded), except, given the operation's `progress`,
+    once its own replacement is under way (with_progress): no plan reads S3 then (plan_replace)."""
 
     try:
         entry, flavors = kaltura_state or kaltura.entry_and_flavors(entry_id)
@@ -544,16 +559,11 @@ def read_live_state(
         raise
     copy = copy_record(entry_id)
     hold = legal_holds([entry_id]).get(entry_id, "")
+    state = LiveState(entry_id, entry, flavors=flavors, copy=copy, legal_hold=hold)
+    if progress is not None and with_progress(state, progress).replacement_started:
+        return state
     s3 = store.head(entry_id, key=copy.key, version_id=copy.version_id or None) if copy else store.head(entry_id)
-    return LiveState(
-        entry_id,
-        entry,
-        flavors=flavors,
-        s3=s3,
-        copy=copy,
-        replacement_started=replacement_started,
-        legal_hold=hold,
-    )
+    return dataclasses.replace(state, s3=s3)
 
 
 def legal_holds(entry_ids: list[str]) -> dict[str, str]:

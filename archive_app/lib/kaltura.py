@@ -1046,11 +1046,38 @@ class Kaltura:
             raise
         return _int(token.status), _int(token.uploadedFileSize)
 
-    def replace_content(self, entry_id: str, upload_token_id: str) -> KEntry:
-        """Start a replacement: the entry stays READY and playable until the new flavors are made."""
+    def replace_content(self, entry_id: str, upload_token_id: str, *, tags: Iterable[str] | None = None):
+        """Start a replacement: the entry stays READY and playable until the new flavors are made.
+
+        `tags`: set the entry's tags first, in the same HTTP request (media.update, then media.updateContent).
+        Returns the entry as media.updateContent answered, and the tag write's entry (None: none asked), or
+        the KalturaError that refused it: the replacement is sent whatever became of the tags."""
         resource = KalturaUploadedFileTokenResource(token=upload_token_id)
-        entry = self._call(lambda c: c.media.updateContent(entry_id, resource), what=f"media.updateContent {entry_id}")
-        return KEntry.from_client(entry)
+        if tags is None:
+            entry = self._call(
+                lambda c: c.media.updateContent(entry_id, resource), what=f"media.updateContent {entry_id}"
+            )
+            return KEntry.from_client(entry), None
+        update = KalturaMediaEntry()
+        update.tags = ", ".join(tags)
+
+        def send(client: KalturaClient) -> list:
+            client.startMultiRequest()
+            try:
+                client.media.update(entry_id, update)
+                client.media.updateContent(entry_id, resource)
+                results = client.doMultiRequest()
+            finally:
+                client.multiRequestReturnType = None
+            if isinstance(results[1], KalturaException):
+                raise results[1]  # the replacement itself: retried (or the session renewed) as usual
+            return results
+
+        tagged, entry = self._call(send, what=f"media.update and media.updateContent {entry_id}")
+        if isinstance(tagged, KalturaException):
+            refused = KalturaError(f"media.update {entry_id}: {redact_session(tagged.message)}", tagged.code)
+            return KEntry.from_client(entry), refused
+        return KEntry.from_client(entry), KEntry.from_client(tagged)
 
     def set_thumbnail_image(self, entry_id: str, data: bytes, *, file_name: str) -> None:
         """Make this image the entry's default thumbnail (media.updateThumbnailJpeg, which takes any image)."""
@@ -1072,39 +1099,57 @@ class Kaltura:
         """The entry's owner, co-editors, co-publishers and co-viewers, its custom metadata with the profiles
         that define it, and its caption assets, in one HTTP request (a multirequest of baseEntry.get,
         metadataProfile.list and metadata.list through the client's Metadata plugin, and captionAsset.list)."""
-        entry_type = KalturaMetadataObjectType.ENTRY
 
-        def send(client: KalturaClient) -> tuple:
+        def send(client: KalturaClient) -> list:
             client.startMultiRequest()
             try:
                 client.baseEntry.get(entry_id)
-                client.metadata.metadataProfile.list(
-                    KalturaMetadataProfileFilter(metadataObjectTypeEqual=entry_type),
-                    KalturaFilterPager(pageSize=PAGE_SIZE, pageIndex=1),
-                )
-                client.metadata.metadata.list(
-                    KalturaMetadataFilter(objectIdEqual=entry_id, metadataObjectTypeEqual=entry_type),
-                    KalturaFilterPager(pageSize=PAGE_SIZE, pageIndex=1),
-                )
-                # The captions too: the sidecar keeps them, and asking here saves a request per entry.
-                client.caption.captionAsset.list(
-                    KalturaCaptionAssetFilter(entryIdEqual=entry_id),
-                    KalturaFilterPager(pageSize=PAGE_SIZE, pageIndex=1),
-                )
-                entry, profiles, values, captions = client.doMultiRequest()
+                _queue_description(client, entry_id)
+                results = client.doMultiRequest()
             finally:
                 client.multiRequestReturnType = None
-            for answer in (entry, captions):
-                if isinstance(answer, KalturaException):
-                    raise answer
-            for answer in (profiles, values):
-                if isinstance(answer, KalturaException) and answer.code not in PLUGIN_OFF_CODES:
-                    raise answer  # retried, or the session renewed, like a failed request
-            return entry, profiles, values, captions
+            _raise_description_failure(results)
+            return results
 
-        entry, profiles, values, captions = self._call(
-            send, what=f"baseEntry.get, metadata.list and captionAsset.list {entry_id}"
+        entry, *described = self._call(send, what=f"baseEntry.get, metadata.list and captionAsset.list {entry_id}")
+        return self._description(entry, *described)
+
+    def read_for_copy(self, entry_id: str, flavor_id: str) -> tuple[KEntry, list[KFlavor], KEntryDescription, str]:
+        """What a copy of the original needs, in ONE HTTP request: the entry and its flavors (as
+        entry_and_flavors), its description (as describe_entry) and the download URL of `flavor_id`, the
+        original as the mirror knows it ("" when Kaltura will not give it: the original is another now, or not
+        ready; the caller compares with the live flavors)."""
+
+        def send(client: KalturaClient) -> list:
+            client.startMultiRequest()
+            try:
+                client.media.get(entry_id)
+                client.flavorAsset.list(
+                    KalturaFlavorAssetFilter(entryIdIn=entry_id), KalturaFilterPager(pageSize=PAGE_SIZE, pageIndex=1)
+                )
+                _queue_description(client, entry_id)
+                client.flavorAsset.getUrl(flavor_id)
+                results = client.doMultiRequest()
+            finally:
+                client.multiRequestReturnType = None
+            for result in results[:2]:
+                if isinstance(result, KalturaException):
+                    raise result  # ENTRY_ID_NOT_FOUND among them, as media.get alone raises it
+            _raise_description_failure([results[0], *results[2:5]])
+            return results
+
+        entry, flavors, profiles, values, captions, url = self._call(
+            send, what=f"media.get, flavorAsset.list, metadata.list, captionAsset.list, flavorAsset.getUrl {entry_id}"
         )
+        return (
+            KEntry.from_client(entry),
+            [KFlavor.from_client(flavor) for flavor in flavors.objects or []],
+            self._description(entry, profiles, values, captions),
+            "" if isinstance(url, KalturaException) else _str(url),
+        )
+
+    def _description(self, entry, profiles, values, captions) -> KEntryDescription:
+        """A KEntryDescription from the answers of _queue_description's calls (and the entry's)."""
         # Who may edit, publish and view it: the same whatever Kaltura says of custom metadata.
         people = KEntryDescription(
             owner_id=_str(entry.userId),
@@ -1147,6 +1192,35 @@ class Kaltura:
     def open_download(self, url: str) -> requests.Response:
         """The flavor at `url` as a streaming response, from Kaltura's own hosts only (see open_download)."""
         return open_download(url, service_url=self.service_url)
+
+
+def _queue_description(client: KalturaClient, entry_id: str) -> None:
+    """Queue, in a multirequest, the calls that describe an entry beyond itself: the custom metadata profiles,
+    its custom metadata (the Metadata plugin) and its caption assets."""
+    entry_type = KalturaMetadataObjectType.ENTRY
+    client.metadata.metadataProfile.list(
+        KalturaMetadataProfileFilter(metadataObjectTypeEqual=entry_type),
+        KalturaFilterPager(pageSize=PAGE_SIZE, pageIndex=1),
+    )
+    client.metadata.metadata.list(
+        KalturaMetadataFilter(objectIdEqual=entry_id, metadataObjectTypeEqual=entry_type),
+        KalturaFilterPager(pageSize=PAGE_SIZE, pageIndex=1),
+    )
+    # The captions too: the sidecar keeps them, and asking here saves a request per entry.
+    client.caption.captionAsset.list(
+        KalturaCaptionAssetFilter(entryIdEqual=entry_id), KalturaFilterPager(pageSize=PAGE_SIZE, pageIndex=1)
+    )
+
+
+def _raise_description_failure(answers: list) -> None:
+    """The entry's and captions' failures are the request's; the Metadata plugin's refusal is a fact to keep."""
+    entry, profiles, values, captions = answers
+    for answer in (entry, captions):
+        if isinstance(answer, KalturaException):
+            raise answer
+    for answer in (profiles, values):
+        if isinstance(answer, KalturaException) and answer.code not in PLUGIN_OFF_CODES:
+            raise answer  # retried, or the session renewed, like a failed request
 
 
 class _NamedBytes(io.BytesIO):

@@ -16,7 +16,7 @@ from django.conf import settings
 from rq import SimpleWorker
 from rq.job import Job
 
-from archive_app.archive import batches, health, restores, runner
+from archive_app.archive import batches, health, holds, restores, runner
 from archive_app.archive.workflow import read_live_state, read_live_states
 from archive_app.lib.kaltura import Kaltura
 from archive_app.lib.storage import ArchiveStore
@@ -181,6 +181,100 @@ def test_right_before_update_content_the_entry_is_read_again(world, rq_queue):
         batches.step_replace_content(run)
     assert sim.state.original_bytes_sha256(entry_id) == original
     assert not sim.state.get_entry(entry_id)["replacingEntryId"]
+
+
+def _run_to_replace_content(sim, librarian, entry_id):
+    """A job of an archive-and-replace item, its steps run up to media.updateContent, as its plan has them."""
+    batch = batches.batch_create(user=librarian, action=Batch.Action.ARCHIVE_REPLACE, entry_ids=[entry_id])
+    batches.batch_preview(batch, user=librarian)
+    batches.batch_approve(batch, user=librarian)
+    item = batch.items.get()
+    claimed = batches.claim_item(item.id, item.job_id)
+    run = runner.Run(batches.ITEMS, claimed, Kaltura.from_settings(), ArchiveStore.from_settings(), librarian)
+    run.read_state()
+    steps = batches.ITEMS.plan(run).steps
+    assert [step.name for step in steps][:5] == [
+        "copy",
+        "verify",
+        "tag_archived",
+        "upload_placeholder",
+        "replace_content",
+    ]
+    for step in steps[:4]:
+        batches.STEPS[step.name](run)
+    # archived_to_s3 is owed, to be written in the one request of media.updateContent.
+    assert "archived_to_s3" not in tags(sim, entry_id)
+    return run
+
+
+def test_an_entry_refused_right_before_update_content_still_gets_the_tag_of_its_verified_copy(world, rq_queue):
+    sim, librarian, _ = world
+    entry_id = new_entry(sim)
+    run = _run_to_replace_content(sim, librarian, entry_id)
+    sim.state.set_tags(entry_id, "Physics, archive_exempt")  # the owner's tags meanwhile: kept
+    with pytest.raises(runner.Refused, match="right before media.updateContent: exempt") as refused:
+        batches.step_replace_content(run)
+    assert tags(sim, entry_id) == {"physics", "archive_exempt", "archived_to_s3"}
+    assert refused.value.details["tags"]["tags_after"].endswith("archived_to_s3")
+    assert not sim.state.get_entry(entry_id)["replacingEntryId"]
+
+
+def test_a_copy_that_no_longer_checks_out_in_s3_is_neither_replaced_nor_tagged(world, rq_queue):
+    sim, librarian, _ = world
+    entry_id = new_entry(sim)
+    run = _run_to_replace_content(sim, librarian, entry_id)
+    ArchiveCopy.objects.filter(entry_id=entry_id).update(sha256="0" * 64)  # what S3 holds is not what was recorded
+    with pytest.raises(runner.Refused, match="no longer checks out"):
+        batches.step_replace_content(run)
+    assert "archived_to_s3" not in tags(sim, entry_id)
+    assert not sim.state.get_entry(entry_id)["replacingEntryId"]
+
+
+def test_the_archived_tag_goes_with_update_content_in_one_request_and_the_owners_tags_stay(world, rq_queue):
+    sim, librarian, _ = world
+    entry_id = new_entry(sim)
+    run = _run_to_replace_content(sim, librarian, entry_id)
+    sim.state.set_tags(entry_id, "Physics")
+    sim.state.reset_counters()
+    details = batches.step_replace_content(run)
+    assert sim.state.counters == {"multirequest": 2}  # the re-read; media.update with media.updateContent
+    assert sim.state.subrequest_counters["media.updateContent"] == 1
+    assert details["tags_after"] == "physics, archived_to_s3" and tags(sim, entry_id) == {"physics", "archived_to_s3"}
+    assert sim.state.get_entry(entry_id)["replacingEntryId"] or sim.state.original_bytes_sha256(entry_id)
+
+
+@pytest.mark.parametrize("change", ["played", "exempt_tag", "legal_hold", "content_gone_from_s3_view"])
+def test_what_changes_after_update_content_cannot_stop_the_placeholder_being_recorded(
+    world, rq_queue, settings, change
+):
+    """Once the replacement is sent, the entry's original is going: the item sees it through and records the
+    placeholder (or a restore could never find it), whatever a play, an exemption or a hold says meanwhile."""
+    sim, librarian, admin = world
+    settings.ARCHIVE_REPLACEMENT_WAIT_SECONDS = 0
+    sim.state.conversion_delay = 600
+    try:
+        entry_id = new_entry(sim)
+        batch = run_batch(sim, rq_queue, librarian, Batch.Action.ARCHIVE_REPLACE, [entry_id])
+        item = batch.items.get()
+        assert item.status == BatchItem.Status.WAITING, item.message
+        if change == "played":
+            sim.state.play(entry_id)  # the original, still playing while Kaltura converts
+        elif change == "exempt_tag":
+            sim.state.set_tags(entry_id, "archived_to_s3, archive_exempt")
+        elif change == "legal_hold":
+            holds.hold_place(entry_id, user=admin, reason="case 12")
+        else:
+            # What the job would see of S3 now does not matter: it is not read again once the swap is sent.
+            ArchiveCopy.objects.filter(entry_id=entry_id).update(sha256="0" * 64)
+        sim.state.complete_conversions()
+        batches.execute_item(item.id, item.job_id)
+        item.refresh_from_db()
+        assert item.status == BatchItem.Status.DONE, item.message
+        copy = ArchiveCopy.objects.get(entry_id=entry_id)
+        assert copy.replaced_at is not None and copy.placeholder_flavor_id and copy.placeholder_size
+        assert {"archived_to_s3", "flavors_deleted"} <= tags(sim, entry_id)
+    finally:
+        sim.state.conversion_delay = 0
 
 
 # --- the old tool's archives ----------------------------------------------------------------------

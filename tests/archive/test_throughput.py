@@ -14,6 +14,7 @@ from rq import SimpleWorker
 
 from archive_app.archive import batches
 from archive_app.lib.kaltura import Kaltura
+from archive_app.lib.storage import ArchiveStore
 from archive_app.mirror import sync
 from archive_app.models import Batch, BatchItem
 
@@ -81,6 +82,49 @@ def test_a_replacement_kaltura_is_converting_frees_the_worker_and_each_check_cos
     assert sim.state.subrequest_counters.get("media.updateThumbnail") == 1
     batch.refresh_from_db()
     assert batch.status == Batch.Status.DONE
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_first_check_is_due_when_the_batch_saw_the_placeholder_converted(converting_world, rq_queue, settings):
+    """Checks cost a request and a job each: once items of the batch have seen their placeholder swapped in,
+    the next item checks first at the median of those times, not at 5 s, 10 s, 20 s..."""
+    sim, batch, entry_id = converting_world
+    batches.batch_approve(batch, user=batch.created_by)
+    SimpleWorker([rq_queue], connection=rq_queue.connection).work(burst=True)
+    item = BatchItem.objects.get(batch=batch)
+    [delay] = scheduled_delays(rq_queue, item)
+    assert 4 < delay <= 6  # none seen yet: the setting
+    sim.state.complete_conversions()
+    for job_id in rq_queue.scheduled_job_registry.get_job_ids():
+        rq_queue.scheduled_job_registry.remove(job_id)
+    batches.execute_item(item.id, item.job_id)
+    item.refresh_from_db()
+    assert item.status == BatchItem.Status.DONE, item.message
+    assert item.progress[batches.CONVERTED_IN] >= 0
+
+    # Other items of the batch took 100, 130 and 400 s: the next item's first check is due after 130 s.
+    seen = [100, 130, 400]
+    for n, seconds in enumerate(seen):
+        BatchItem.objects.create(
+            batch=batch, entry_id=f"0_seen{n}", status=BatchItem.Status.DONE, progress={batches.CONVERTED_IN: seconds}
+        )
+    BatchItem.objects.filter(pk=item.pk).update(progress={})  # its own time is not among them
+    old = int((datetime.now(tz=UTC) - timedelta(days=5 * 365)).timestamp())
+    second = sim.state.add_entry(name="Another old lecture", createdAt=old)
+    sync.sync_full(Kaltura.from_settings())
+    next_item = BatchItem.objects.create(batch=batch, entry_id=second, status=BatchItem.Status.QUEUED, job_id="t2")
+    batches.execute_item(next_item.id, "t2")
+    next_item.refresh_from_db()
+    assert next_item.status == BatchItem.Status.WAITING, next_item.message
+    [delay] = scheduled_delays(rq_queue, next_item)
+    assert 129 < delay <= 131, delay
+    # Not done by then: the checks after it back off from the setting (5 s, then 10 s...).
+    for job_id in rq_queue.scheduled_job_registry.get_job_ids():
+        rq_queue.scheduled_job_registry.remove(job_id)
+    batches.execute_item(next_item.id, "t2")
+    next_item.refresh_from_db()
+    [delay] = scheduled_delays(rq_queue, next_item)
+    assert 9 < delay <= 11, delay
 
 
 @pytest.mark.django_db
@@ -173,18 +217,33 @@ def test_an_archive_and_replace_costs_these_kaltura_requests(converting_world, r
     rq_queue.empty()
     item = BatchItem.objects.get(batch=batch)
     sim.state.reset_counters()
-    batches.execute_item(item.id, item.job_id)  # archive, upload the placeholder, send the replacement
+    store = ArchiveStore.from_settings()
+    batches.execute_item(item.id, item.job_id, store=store)  # archive, upload the placeholder, send the replacement
     sim.state.complete_conversions()
-    batches.execute_item(item.id, item.job_id)  # the check that sees the swap, tags and thumbnail
+    batches.execute_item(item.id, item.job_id, store=store)  # the check that sees the swap, tags and thumbnail
     item.refresh_from_db()
     assert item.status == BatchItem.Status.DONE, item.message
-    api = {k: n for k, n in sim.state.counters.items() if k not in ("session.start", "download")}
-    assert api == {
-        # live read; the sidecar's entry, custom metadata and captions; upload token + placeholder; re-read before
-        # updateContent; check; tags + thumb
-        "multirequest": 6,
+    # S3: the object at the entry id's key before the copy (none), the copy (S3 checks its CRC32), the kept
+    # thumbnail and the sidecar, and the copy's exact version checked right before media.updateContent.
+    assert dict(store.calls) == {"HeadObject": 2, "PutObject": 3}, store.calls
+    api = {k: n for k, n in sim.state.counters.items() if k != "session.start"}
+    # Six HTTP requests to the API and the download: the live read with what the copy and its sidecar need
+    # (description, captions, the download URL); the placeholder's upload token and bytes; the re-read right
+    # before media.updateContent; archived_to_s3 with media.updateContent; the check that sees the swap; tags
+    # and thumbnail.
+    assert api == {"multirequest": 6, "download": 1}, sim.state.counters
+    assert sim.state.subrequest_counters == {
+        "media.get": 3,
+        "flavorasset.list": 3,
+        "metadata_metadataprofile.list": 1,
+        "metadata_metadata.list": 1,
+        "caption_captionasset.list": 1,
         "flavorasset.getUrl": 1,
-        "media.get": 1,  # the fresh read after the copy, before tagging archived_to_s3
-        "media.update": 1,
+        "uploadtoken.add": 1,
+        "uploadtoken.upload": 1,
+        "media.update": 2,
         "media.updateContent": 1,
-    }, sim.state.counters
+        "media.updateThumbnail": 1,
+    }, sim.state.subrequest_counters
+    entry = sim.state.get_entry(entry_id)
+    assert {"archived_to_s3", "flavors_deleted"} <= {t.strip() for t in entry["tags"].split(",")}
