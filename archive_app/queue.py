@@ -32,7 +32,9 @@ def enqueue(func: str, *args: Any, delay: timedelta | None = None, **options: An
     def send() -> None:
         queue = django_rq.get_queue(QUEUE)
         if delay is not None:
-            queue.enqueue_in(delay, func, *args, **options)
+            # Due, it goes to the front of the queue: a check back on Kaltura is one cheap request, and
+            # behind a batch's thousands of queued items it would hold its entry's lock for hours.
+            queue.enqueue_in(delay, func, *args, at_front=True, **options)
         else:
             queue.enqueue(func, *args, **options)
 

@@ -336,7 +336,7 @@ def run_once(args, workers: int, tmp: Path) -> dict:
         started = time.monotonic()
         services_before = services_cpu(world)
         for _ in range(workers):
-            world.start_worker()
+            world.start_worker(*(["--worker-class", args.worker_class] if args.worker_class else []))
         watch = ProcessWatch(world.workers)
         last_report = started
         while True:
@@ -401,6 +401,7 @@ def main() -> None:
     parser.add_argument("--pg-name", default="ka_bench_throughput")
     parser.add_argument("--redis-url", default=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/3"))
     parser.add_argument("--timeout", type=float, default=3600)
+    parser.add_argument("--worker-class", default="", help="rqworker --worker-class (default: RQ's, a fork a job)")
     parser.add_argument("--env", action="append", default=[], help="NAME=VALUE for the workers (settings)")
     args = parser.parse_args()
 

@@ -11,6 +11,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from rq import SimpleWorker
+from rq.job import Job
+from rq.scheduler import RQScheduler
 
 from archive_app.archive import batches
 from archive_app.lib.kaltura import Kaltura
@@ -82,6 +84,25 @@ def test_a_replacement_kaltura_is_converting_frees_the_worker_and_each_check_cos
     assert sim.state.subrequest_counters.get("media.updateThumbnail") == 1
     batch.refresh_from_db()
     assert batch.status == Batch.Status.DONE
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_check_that_is_due_goes_ahead_of_the_batchs_queued_items(converting_world, rq_queue):
+    sim, batch, entry_id = converting_world
+    batches.batch_approve(batch, user=batch.created_by)
+    SimpleWorker([rq_queue], connection=rq_queue.connection).work(burst=True)
+    registry = rq_queue.scheduled_job_registry
+    [check_id] = registry.get_job_ids()
+    # Thousands of items queued behind it (two here), then the check comes due.
+    queued = [rq_queue.enqueue("archive_app.jobs.run_batch_item", 0, f"t{n}").id for n in range(2)]
+    registry.schedule(Job.fetch(check_id, connection=rq_queue.connection), datetime.now(tz=UTC) - timedelta(seconds=1))
+    scheduler = RQScheduler([rq_queue], connection=rq_queue.connection)
+    scheduler.acquire_locks()
+    try:
+        scheduler.enqueue_scheduled_jobs()
+    finally:
+        scheduler.release_locks()
+    assert rq_queue.job_ids == [check_id, *queued]
 
 
 @pytest.mark.django_db(transaction=True)
