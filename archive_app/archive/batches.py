@@ -468,8 +468,9 @@ class ItemOperation(runner.Operation):
         return entry, flavors
 
     def expected_wait(self, run: runner.Run, what: str) -> timedelta | None:
-        """The median time Kaltura took to swap in the placeholder for this batch's latest items: one
-        placeholder converts in about the same time as the next (ARCHIVE_WAIT_FIRST_CHECK_SECONDS until one has)."""
+        """A little more than the median time Kaltura took to swap in the placeholder for this batch's latest
+        items: one placeholder converts in about the same time as the next (ARCHIVE_WAIT_FIRST_CHECK_SECONDS
+        until one has)."""
         if what != "replacement":
             return None
         seen = sorted(
@@ -480,7 +481,9 @@ class ItemOperation(runner.Operation):
             .values_list(f"progress__{CONVERTED_IN}", flat=True)[:CONVERSIONS_SEEN]
             if isinstance(seconds, int | float)
         )
-        return timedelta(seconds=seen[len(seen) // 2]) if seen else None
+        # A tenth more and a second (Kaltura stamps whole seconds): at exactly the median, half the checks
+        # would come a moment early and cost a second check.
+        return timedelta(seconds=seen[len(seen) // 2] * 1.1 + 1) if seen else None
 
     def ended(self, run, status) -> None:
         refresh_batch_status(run.row.batch_id)
@@ -604,8 +607,8 @@ def step_verify(run: runner.Run) -> dict:
     if run.scratch.get("adopted"):
         sidecar = write_sidecar(run.store, run.kaltura, run.state, run.scratch["copy"], run.scratch.get(DESCRIPTION))
         return {"verified": "adopted", **sidecar}
-    # upload_stream has checked that version in S3 itself (one HeadObject with its checksum, against what was
-    # streamed, after S3 validated the full-object CRC32 of the upload): no second read of it.
+    # upload_stream has checked that version in S3 itself (S3's CRC32 of what it stored, in its answer to the
+    # upload or from a HeadObject, against the stream's): no second read of it.
     archived = run.scratch["uploaded"]
     copy = _record_copy(
         run,
@@ -787,10 +790,20 @@ def step_wait_replacement(run: runner.Run) -> dict:
     placeholder = runner.wait_for_swap(run, expected_size=lambda flavor: sizes_agree(size, flavor), what="replacement")
     converted = {}
     if run.progress.get("replace_requested_at"):
-        sent = datetime.fromisoformat(run.progress["replace_requested_at"])
-        converted[CONVERTED_IN] = round((timezone.now() - sent).total_seconds(), 1)
+        converted[CONVERTED_IN] = _conversion_seconds(run, datetime.fromisoformat(run.progress["replace_requested_at"]))
     run.save_progress(placeholder=asdict(placeholder), **converted)
     return {"placeholder": placeholder.as_dict()}
+
+
+def _conversion_seconds(run: runner.Run, sent: datetime) -> float:
+    """How long Kaltura took to swap in the placeholder: until the time it stamped on the new original (when
+    its conversion finished), not until the check that saw it, which is later by up to the wait between checks.
+    A Kaltura clock behind ours gives less, never less than 0: checks then come sooner, which costs requests."""
+    now = timezone.now()
+    flavors = run.scratch.get("live_flavors") or []
+    original = next((flavor for flavor in flavors if flavor.is_original), None)
+    finished = min(original.updated_at, now) if original is not None and original.updated_at else now
+    return round(max(0.0, (finished - sent).total_seconds()), 1)
 
 
 def step_thumbnail(run: runner.Run) -> dict:

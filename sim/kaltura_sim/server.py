@@ -277,6 +277,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(404, b"Not Found", "text/plain")
             return
         version = int(match.group(2)) if match.group(2) else entry["_thumb_version"]
+        self.state.count("thumbnail_download")  # a request to Kaltura like any other (its thumbnail API)
         self._send(200, *self.state.thumbnail_bytes(entry, version))
 
     def _caption(self, caption_id: str) -> None:

@@ -1087,7 +1087,9 @@ class SimState:
 
     def _finish_conversion(self, job: dict) -> None:
         entry = self.entries[job["entry"]]
-        now = int(time.time())
+        # Kaltura stamps the time its conversion finished, not that of the request that first sees it (this
+        # simulator finishes conversions lazily, at the first request after they are due).
+        now = int(min(time.time(), job.get("due", time.time())))
         if job["kind"] == "replace" and self.failing_conversions > 0:
             # Kaltura keeps the entry as it was, marks the replacement failed and leaves replacingEntryId set:
             # nothing ends by itself, and another updateContent is refused until the replacement is cancelled.

@@ -784,6 +784,25 @@ def test_a_conversion_delay_keeps_the_replacement_converting_until_it_has_passed
         sim.state.conversion_delay = 3600
 
 
+def test_a_conversion_seen_late_carries_the_time_it_finished_not_the_time_it_was_seen(sim, client):
+    """Kaltura stamps a conversion's end when it ends; the simulator, which finishes conversions at the first
+    request after they are due, must not stamp that request's time (a client measuring conversions by the
+    stamps would see them as long as its wait between checks)."""
+    entry = pick(sim)
+    sim.state.conversion_delay = 1.0
+    try:
+        token = upload_bytes(client, b"placeholder bytes" * 100)
+        sent = time.time()
+        client.media.updateContent(entry["id"], KalturaUploadedFileTokenResource(token=token))
+        time.sleep(3.2)  # seen two seconds after it was due
+        original = original_of(client, entry["id"])
+        assert original.sizeInBytes == len(b"placeholder bytes" * 100)
+        assert sent <= original.updatedAt + 1 and original.updatedAt <= sent + 2, (sent, original.updatedAt)
+        assert client.media.get(entry["id"]).updatedAt <= sent + 2
+    finally:
+        sim.state.conversion_delay = 3600
+
+
 def test_a_latency_per_request_slows_every_call_and_download(sim, client, state):
     entry = pick(sim)
     url = client.flavorAsset.getUrl(original_of(client, entry["id"]).id)
