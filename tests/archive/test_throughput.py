@@ -253,11 +253,11 @@ def test_an_archive_and_replace_costs_these_kaltura_requests(converting_world, r
     # thumbnail and the sidecar, and the copy's exact version checked right before media.updateContent.
     assert dict(store.calls) == {"HeadObject": 2, "PutObject": 3}, store.calls
     api = {k: n for k, n in sim.state.counters.items() if k != "session.start"}
-    # Six HTTP requests to the API and the download: the live read with what the copy and its sidecar need
+    # Six HTTP requests to the API: the live read with what the copy and its sidecar need
     # (description, captions, the download URL); the placeholder's upload token and bytes; the re-read right
     # before media.updateContent; archived_to_s3 with media.updateContent; the check that sees the swap; tags
-    # and thumbnail.
-    assert api == {"multirequest": 6, "download": 1}, sim.state.counters
+    # and thumbnail; and two downloads, the original and its thumbnail (kept beside the copy).
+    assert api == {"multirequest": 6, "download": 1, "thumbnail_download": 1}, sim.state.counters
     assert sim.state.subrequest_counters == {
         "media.get": 3,
         "flavorasset.list": 3,
