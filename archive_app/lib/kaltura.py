@@ -822,10 +822,7 @@ class Kaltura:
         def send(client: KalturaClient) -> list:
             client.startMultiRequest()
             try:
-                client.media.get(entry_id)
-                client.flavorAsset.list(
-                    KalturaFlavorAssetFilter(entryIdIn=entry_id), KalturaFilterPager(pageSize=PAGE_SIZE, pageIndex=1)
-                )
+                _queue_entry_and_flavors(client, entry_id)
                 results = client.doMultiRequest()
             finally:
                 client.multiRequestReturnType = None
@@ -840,6 +837,22 @@ class Kaltura:
     def set_tags_and_thumbnail(self, entry_id: str, tags: Iterable[str], time_offset: int = 1) -> tuple[KEntry, str]:
         """media.update (tags) and media.updateThumbnail in one HTTP request; the entry, and '' or why the
         thumbnail was not cut (Kaltura may not be ready to cut one right after a replacement)."""
+        entry, thumbnail = self._tags_and(
+            entry_id,
+            tags,
+            lambda client: client.media.updateThumbnail(entry_id, time_offset),
+            required=0,
+            what=f"media.update and media.updateThumbnail {entry_id}",
+        )
+        failed = (
+            redact_session(f"{thumbnail.code}: {thumbnail.message}") if isinstance(thumbnail, KalturaException) else ""
+        )
+        return KEntry.from_client(entry), failed
+
+    def _tags_and(self, entry_id: str, tags: Iterable[str], also, *, required: int, what: str) -> list:
+        """media.update of the entry's tags, then `also(client)`, in ONE HTTP request (a multirequest): both
+        answers, a KalturaException in place of one that failed. The failure of answer `required` (0 or 1) is
+        the request's: retried, or the session renewed, like any failed request."""
         update = KalturaMediaEntry()
         update.tags = ", ".join(tags)
 
@@ -847,19 +860,15 @@ class Kaltura:
             client.startMultiRequest()
             try:
                 client.media.update(entry_id, update)
-                client.media.updateThumbnail(entry_id, time_offset)
+                also(client)
                 results = client.doMultiRequest()
             finally:
                 client.multiRequestReturnType = None
-            if isinstance(results[0], KalturaException):
-                raise results[0]
+            if isinstance(results[required], KalturaException):
+                raise results[required]
             return results
 
-        entry, thumbnail = self._call(send, what=f"media.update and media.updateThumbnail {entry_id}")
-        failed = (
-            redact_session(f"{thumbnail.code}: {thumbnail.message}") if isinstance(thumbnail, KalturaException) else ""
-        )
-        return KEntry.from_client(entry), failed
+        return self._call(send, what=what)
 
     def set_tags(self, entry_id: str, tags: Iterable[str]) -> KEntry:
         update = KalturaMediaEntry()
@@ -1058,22 +1067,13 @@ class Kaltura:
                 lambda c: c.media.updateContent(entry_id, resource), what=f"media.updateContent {entry_id}"
             )
             return KEntry.from_client(entry), None
-        update = KalturaMediaEntry()
-        update.tags = ", ".join(tags)
-
-        def send(client: KalturaClient) -> list:
-            client.startMultiRequest()
-            try:
-                client.media.update(entry_id, update)
-                client.media.updateContent(entry_id, resource)
-                results = client.doMultiRequest()
-            finally:
-                client.multiRequestReturnType = None
-            if isinstance(results[1], KalturaException):
-                raise results[1]  # the replacement itself: retried (or the session renewed) as usual
-            return results
-
-        tagged, entry = self._call(send, what=f"media.update and media.updateContent {entry_id}")
+        tagged, entry = self._tags_and(
+            entry_id,
+            tags,
+            lambda client: client.media.updateContent(entry_id, resource),
+            required=1,  # the replacement itself
+            what=f"media.update and media.updateContent {entry_id}",
+        )
         if isinstance(tagged, KalturaException):
             refused = KalturaError(f"media.update {entry_id}: {redact_session(tagged.message)}", tagged.code)
             return KEntry.from_client(entry), refused
@@ -1123,10 +1123,7 @@ class Kaltura:
         def send(client: KalturaClient) -> list:
             client.startMultiRequest()
             try:
-                client.media.get(entry_id)
-                client.flavorAsset.list(
-                    KalturaFlavorAssetFilter(entryIdIn=entry_id), KalturaFilterPager(pageSize=PAGE_SIZE, pageIndex=1)
-                )
+                _queue_entry_and_flavors(client, entry_id)
                 _queue_description(client, entry_id)
                 client.flavorAsset.getUrl(flavor_id)
                 results = client.doMultiRequest()
@@ -1192,6 +1189,14 @@ class Kaltura:
     def open_download(self, url: str) -> requests.Response:
         """The flavor at `url` as a streaming response, from Kaltura's own hosts only (see open_download)."""
         return open_download(url, service_url=self.service_url)
+
+
+def _queue_entry_and_flavors(client: KalturaClient, entry_id: str) -> None:
+    """Queue, in a multirequest, media.get of the entry and flavorAsset.list of its flavors."""
+    client.media.get(entry_id)
+    client.flavorAsset.list(
+        KalturaFlavorAssetFilter(entryIdIn=entry_id), KalturaFilterPager(pageSize=PAGE_SIZE, pageIndex=1)
+    )
 
 
 def _queue_description(client: KalturaClient, entry_id: str) -> None:

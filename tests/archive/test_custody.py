@@ -162,27 +162,6 @@ def test_content_replaced_after_the_preview_is_refused_at_run_time(world, rq_que
     assert sim.state.original_bytes_sha256(entry_id) == hashlib.sha256(new_video).hexdigest()
 
 
-def test_right_before_update_content_the_entry_is_read_again(world, rq_queue):
-    """An exemption tag added while the placeholder uploads stops the replacement before updateContent."""
-    sim, librarian, _ = world
-    entry_id = new_entry(sim)
-    original = sim.state.original_bytes_sha256(entry_id)
-    batch = batches.batch_create(user=librarian, action=Batch.Action.ARCHIVE_REPLACE, entry_ids=[entry_id])
-    batches.batch_preview(batch, user=librarian)
-    batches.batch_approve(batch, user=librarian)
-    item = batch.items.get()
-    claimed = batches.claim_item(item.id, item.job_id)
-    run = runner.Run(batches.ITEMS, claimed, Kaltura.from_settings(), ArchiveStore.from_settings(), librarian)
-    run.read_state()
-    for step in ("copy", "verify", "tag_archived", "upload_placeholder"):
-        batches.STEPS[step](run)
-    sim.state.set_tags(entry_id, "archived_to_s3, archive_exempt")
-    with pytest.raises(runner.Refused, match="right before media.updateContent: exempt"):
-        batches.step_replace_content(run)
-    assert sim.state.original_bytes_sha256(entry_id) == original
-    assert not sim.state.get_entry(entry_id)["replacingEntryId"]
-
-
 def _run_to_replace_content(sim, librarian, entry_id):
     """A job of an archive-and-replace item, its steps run up to media.updateContent, as its plan has them."""
     batch = batches.batch_create(user=librarian, action=Batch.Action.ARCHIVE_REPLACE, entry_ids=[entry_id])
@@ -207,16 +186,20 @@ def _run_to_replace_content(sim, librarian, entry_id):
     return run
 
 
-def test_an_entry_refused_right_before_update_content_still_gets_the_tag_of_its_verified_copy(world, rq_queue):
+def test_right_before_update_content_the_entry_is_read_again(world, rq_queue):
+    """An exemption tag added while the placeholder uploads stops the replacement before updateContent; the
+    entry, whose copy is made and checks out in S3, still gets archived_to_s3, and the owner's tags stay."""
     sim, librarian, _ = world
     entry_id = new_entry(sim)
+    original = sim.state.original_bytes_sha256(entry_id)
     run = _run_to_replace_content(sim, librarian, entry_id)
-    sim.state.set_tags(entry_id, "Physics, archive_exempt")  # the owner's tags meanwhile: kept
+    sim.state.set_tags(entry_id, "Physics, archive_exempt")
     with pytest.raises(runner.Refused, match="right before media.updateContent: exempt") as refused:
         batches.step_replace_content(run)
+    assert sim.state.original_bytes_sha256(entry_id) == original
+    assert not sim.state.get_entry(entry_id)["replacingEntryId"]
     assert tags(sim, entry_id) == {"physics", "archive_exempt", "archived_to_s3"}
     assert refused.value.details["tags"]["tags_after"].endswith("archived_to_s3")
-    assert not sim.state.get_entry(entry_id)["replacingEntryId"]
 
 
 def test_a_copy_that_no_longer_checks_out_in_s3_is_neither_replaced_nor_tagged(world, rq_queue):
